@@ -1,0 +1,5 @@
+"""``python -m callsort`` runs the command-line interface."""
+
+from callsort.cli import main
+
+main()

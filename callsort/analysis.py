@@ -1,0 +1,207 @@
+"""Analyse one recording: decode -> channels -> segment -> features -> model.
+
+Short recordings are decoded once and kept in memory. Longer ones are decoded
+twice, block by block: the first pass measures frame energies (all that
+segmentation needs), the second cuts out only the speech segments, so memory
+does not grow with the length of the recording.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from callsort.channels import analysis_channels, channel_names
+from callsort.decode import AudioInfo, probe, read_blocks, resampled_blocks
+from callsort.errors import DecodeError
+from callsort.features import feature_names, segment_features
+from callsort.model import Model
+from callsort.segment import frame_measures, speech_segments
+from callsort.settings import (
+    ANALYSIS_SAMPLE_RATE,
+    AnalysisSettings,
+    ChannelSettings,
+    FeatureSettings,
+)
+
+SR = ANALYSIS_SAMPLE_RATE
+
+
+@dataclass(frozen=True)
+class ChannelAnalysis:
+    """Segments of one analysis channel and the model's probabilities for them."""
+
+    name: str
+    segments: list[tuple[float, float]]  # (start_s, end_s) in the original recording
+    probabilities: np.ndarray  # (segments, classes), columns in the model's class order
+
+
+@dataclass(frozen=True)
+class RecordingAnalysis:
+    """Everything learned from one recording."""
+
+    info: AudioInfo
+    duration_s: float  # of the audio actually decoded (a truncated file is shorter)
+    channels: list[ChannelAnalysis] = field(default_factory=list)
+
+
+def analyse_recording(
+    path: Path | str, *, model: Model, settings: AnalysisSettings
+) -> RecordingAnalysis:
+    """Segment and label every channel of the recording at ``path``.
+
+    Raises :class:`~callsort.errors.DecodeError` for files that are not usable audio.
+    """
+    info = probe(path)
+    names = channel_names(info.n_channels, settings.channels)
+    feature_settings = FeatureSettings(**model.card.feature_settings)
+    frame_length = round(settings.segmentation.frame_s * SR)
+
+    keep = info.duration_s <= settings.in_memory_s
+    energy, zcr, kept, n_samples = _measure(
+        _analysis_stream(path, info, settings), frame_length=frame_length, keep=keep
+    )
+    if n_samples == 0:
+        raise DecodeError("no audio data (the file holds a header only)")
+    duration_s = n_samples / SR
+
+    segments = [
+        speech_segments(energy[c], zcr[c], settings=settings.segmentation)
+        for c in range(len(names))
+    ]
+    if kept is not None:
+        audio = (
+            (c, i, _cut(kept[c], seg))
+            for c, segs in enumerate(segments)
+            for i, seg in enumerate(segs)
+        )
+    else:
+        audio = _cut_stream(_analysis_stream(path, info, settings), segments)
+
+    features: list[list[np.ndarray]] = [[None] * len(s) for s in segments]  # type: ignore[list-item]
+    for c, i, y in audio:
+        features[c][i] = segment_features(y, settings=feature_settings)
+
+    channels = []
+    n_features = len(model.card.feature_names)
+    for name, segs, rows in zip(names, segments, features):
+        X = np.stack(rows) if rows else np.zeros((0, n_features), dtype=np.float32)
+        channels.append(ChannelAnalysis(name, segs, model.classifier.predict_proba(X)))
+    return RecordingAnalysis(info=info, duration_s=duration_s, channels=channels)
+
+
+def decode_mono(path: Path | str) -> np.ndarray:
+    """The whole recording as one 16 kHz float32 channel (channels averaged)."""
+    info = probe(path)
+    settings = AnalysisSettings(channels=ChannelSettings(mode="mix"))
+    blocks = list(_analysis_stream(path, info, settings))
+    if not blocks:
+        raise DecodeError("no audio data (the file holds a header only)")
+    return np.concatenate(blocks, axis=1)[0]
+
+
+def waveform_segments(
+    y: np.ndarray, *, settings: AnalysisSettings, feature_settings: FeatureSettings
+) -> tuple[list[tuple[float, float]], np.ndarray]:
+    """Segments and feature matrix of one channel given as a 16 kHz waveform.
+
+    The same segmentation and features as :func:`analyse_recording`, for audio
+    already in memory (training clips, tests).
+    """
+    frame_length = round(settings.segmentation.frame_s * SR)
+    energy, zcr = frame_measures(y, frame_length=frame_length)
+    segments = speech_segments(energy, zcr, settings=settings.segmentation)
+    rows = [segment_features(_cut(y, seg), settings=feature_settings) for seg in segments]
+    n = len(feature_names(feature_settings))
+    X = np.stack(rows) if rows else np.zeros((0, n), dtype=np.float32)
+    return segments, X
+
+
+def _analysis_stream(
+    path: Path | str, info: AudioInfo, settings: AnalysisSettings
+) -> Iterator[np.ndarray]:
+    """16 kHz float32 blocks of shape ``(analysis_channels, samples)``."""
+    block_frames = max(int(settings.block_s * info.sample_rate), 1)
+    raw = (
+        analysis_channels(b, settings.channels)
+        for b in read_blocks(path, block_frames=block_frames)
+    )
+    return resampled_blocks(raw, from_hz=info.sample_rate, to_hz=SR)
+
+
+def _measure(
+    blocks: Iterator[np.ndarray], *, frame_length: int, keep: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, int]:
+    """Frame energy and zero-crossing rate per channel over a block stream.
+
+    Returns ``(energy_db, zcr, audio, n_samples)``: ``audio`` is the whole
+    16 kHz signal when ``keep`` is true, else ``None``.
+    """
+    energies, zcrs, kept = [], [], []
+    carry = None
+    n_samples = 0
+    for block in blocks:
+        n_samples += block.shape[1]
+        if keep:
+            kept.append(block)
+        data = block if carry is None else np.concatenate([carry, block], axis=1)
+        usable = data.shape[1] // frame_length * frame_length
+        e, z = frame_measures(data[:, :usable], frame_length=frame_length)
+        energies.append(e)
+        zcrs.append(z)
+        carry = data[:, usable:]
+    if not energies:
+        return np.zeros((0, 0)), np.zeros((0, 0)), None, 0
+    audio = np.concatenate(kept, axis=1) if keep else None
+    return (
+        np.concatenate(energies, axis=1),
+        np.concatenate(zcrs, axis=1),
+        audio,
+        n_samples,
+    )
+
+
+def _cut(y: np.ndarray, segment: tuple[float, float]) -> np.ndarray:
+    start, end = segment
+    return y[round(start * SR) : round(end * SR)]
+
+
+def _cut_stream(
+    blocks: Iterator[np.ndarray], segments: list[list[tuple[float, float]]]
+) -> Iterator[tuple[int, int, np.ndarray]]:
+    """Cut ``(channel, index, audio)`` for every segment out of a block stream.
+
+    Holds only the segments that overlap the current block, so memory is
+    bounded by the block size and the longest segment.
+    """
+    wanted = sorted(
+        (round(start * SR), round(end * SR), c, i)
+        for c, segs in enumerate(segments)
+        for i, (start, end) in enumerate(segs)
+    )
+    active: dict[tuple[int, int], tuple[int, int, list[np.ndarray]]] = {}
+    next_wanted = 0
+    position = 0
+    for block in blocks:
+        block_end = position + block.shape[1]
+        while next_wanted < len(wanted) and wanted[next_wanted][0] < block_end:
+            start, end, c, i = wanted[next_wanted]
+            active[(c, i)] = (start, end, [])
+            next_wanted += 1
+        for (c, i), (start, end, parts) in list(active.items()):
+            a, b = max(start, position) - position, min(end, block_end) - position
+            if b > a:
+                parts.append(block[c, a:b])
+            if end <= block_end:
+                del active[(c, i)]
+                yield c, i, _joined(parts)
+        position = block_end
+    for (c, i), (_, _, parts) in active.items():  # segments running past the decoded end
+        yield c, i, _joined(parts)
+
+
+def _joined(parts: list[np.ndarray]) -> np.ndarray:
+    return np.concatenate(parts) if parts else np.zeros(0, np.float32)

@@ -1,0 +1,332 @@
+"""The ``callsort`` command: a thin Typer layer over plain functions.
+
+Exit codes: 0 every recording labelled; 1 some recordings failed (tables are
+still written); 2 usage error (bad option, path or model); 70 internal error.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from callsort import __version__
+from callsort.errors import CallsortError, UsageError
+
+app = typer.Typer(
+    name="callsort",
+    help="Label call recordings by the emotion in the voice (angry, calm, happy, sad).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+EXIT_FAILED_RECORDINGS = 1
+EXIT_INTERNAL = 70
+_state = {"debug": False}
+
+
+class ChannelMode(str, Enum):
+    split = "split"
+    mix = "mix"
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"callsort {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
+    ] = False,
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show tracebacks of internal errors.")
+    ] = False,
+) -> None:
+    _state["debug"] = debug
+
+
+@app.command()
+def label(
+    paths: Annotated[
+        list[Path], typer.Argument(help="Recordings and folders (walked recursively).")
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the tables.")] = Path(
+        "callsort-reports"
+    ),
+    formats: Annotated[
+        str, typer.Option("--format", help="Comma-separated: parquet, csv.")
+    ] = "parquet,csv",
+    include: Annotated[
+        list[str] | None, typer.Option(help="Only names matching this glob (repeatable).")
+    ] = None,
+    exclude: Annotated[
+        list[str] | None, typer.Option(help="Skip names matching this glob (repeatable).")
+    ] = None,
+    channels: Annotated[
+        ChannelMode, typer.Option(help="split: label each channel; mix: average them first.")
+    ] = ChannelMode.split,
+    channel_names: Annotated[
+        str, typer.Option(help="Names of the two channels of a stereo file, left first.")
+    ] = "left,right",
+    max_segment: Annotated[
+        float, typer.Option(help="Longest segment in seconds; longer speech is cut.", min=0.5)
+    ] = 4.0,
+    jobs: Annotated[int, typer.Option("--jobs", "-j", help="Worker processes; 0: all cores.")] = 0,
+    model: Annotated[
+        Path | None, typer.Option(help="Model folder (default: the shipped model).")
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or summary.")] = False,
+) -> None:
+    """Label recordings and write segments and calls tables.
+
+    Example: [bold]callsort label ./recordings --out ./reports --channel-names agent,customer[/bold]
+    """
+    from dataclasses import replace
+
+    from callsort.pipeline import default_jobs
+    from callsort.settings import AnalysisSettings, ChannelSettings, SegmentationSettings
+    from callsort.writers import FORMATS
+
+    with _user_errors():
+        fmt = [f.strip().lower() for f in formats.split(",") if f.strip()]
+        if not fmt or set(fmt) - set(FORMATS):
+            raise UsageError(f"--format takes a comma-separated subset of {', '.join(FORMATS)}")
+        names = tuple(n.strip() for n in channel_names.split(","))
+        if len(names) != 2 or not all(names) or names[0] == names[1]:
+            raise UsageError("--channel-names takes two different names, e.g. agent,customer")
+        settings = AnalysisSettings(
+            channels=ChannelSettings(mode=channels.value, names=names),  # type: ignore[arg-type]
+            segmentation=replace(SegmentationSettings(), max_segment_s=max_segment),
+        )
+        from callsort.progress import LabelProgress
+
+        with LabelProgress(enabled=not quiet) as progress:
+            run = _label(
+                paths, out, fmt, model, settings, include, exclude, jobs or default_jobs(), progress
+            )
+        if not quiet:
+            from callsort.progress import print_summary
+
+            print_summary(run, out)
+    raise typer.Exit(EXIT_FAILED_RECORDINGS if run.n_failed else 0)
+
+
+def _label(paths, out, fmt, model, settings, include, exclude, jobs, progress):
+    from callsort.pipeline import label as label_recordings
+
+    return label_recordings(
+        paths,
+        out=out,
+        formats=fmt,
+        model_dir=model,
+        settings=settings,
+        include=include or (),
+        exclude=exclude or (),
+        jobs=jobs,
+        on_start=progress.start,
+        on_result=progress.advance,
+    )
+
+
+@app.command()
+def train(
+    data_dir: Annotated[
+        Path, typer.Argument(help="RAVDESS-layout folder, or one with labels.csv.")
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Model folder to write.")],
+    classes: Annotated[str, typer.Option(help="Comma-separated classes.")] = "angry,calm,happy,sad",
+    holdout_speakers: Annotated[
+        str, typer.Option(help="Speakers left out of the final model, e.g. 23,24.")
+    ] = "",
+    calm_from_neutral: Annotated[
+        bool, typer.Option(help="Also train the calm class on RAVDESS neutral clips.")
+    ] = False,
+    no_telephone: Annotated[
+        bool, typer.Option("--no-telephone", help="Train on clean clips only.")
+    ] = False,
+    jobs: Annotated[int, typer.Option("--jobs", "-j", help="Processes; 0: all cores.")] = 0,
+    cache: Annotated[Path | None, typer.Option(help="Feature cache folder.")] = None,
+    licence: Annotated[str | None, typer.Option(help="Licence note for the card.")] = None,
+) -> None:
+    """Train a model, cross-validate it by speaker, and write it with its card.
+
+    Example (the shipped model):
+    [bold]callsort train ../shared/datasets/ravdess-speech-16k --out callsort/models/default --holdout-speakers 23,24[/bold]
+    """
+    from callsort import training
+    from callsort.model import save_model
+    from callsort.progress import console, print_metrics
+
+    with _user_errors():
+        config = _training_config(classes, holdout_speakers, calm_from_neutral, no_telephone)
+        n_jobs = _jobs(jobs)
+        run = _extract(data_dir, config, n_jobs, cache)
+        metrics = training.evaluate_protocol(run, config, jobs=n_jobs)
+        classifier, card = training.train_model(
+            run,
+            config,
+            data_dir=data_dir,
+            metrics=metrics,
+            jobs=n_jobs,
+            licence=licence or training.default_licence(data_dir),
+        )
+        save_model(classifier, card, out)
+        print_metrics(metrics, classes=config.classes)
+        console.print(f"model {card.version} written to {out}")
+
+
+@app.command()
+def evaluate(
+    data_dir: Annotated[
+        Path, typer.Argument(help="RAVDESS-layout folder, or one with labels.csv.")
+    ],
+    classes: Annotated[str, typer.Option(help="Comma-separated classes.")] = "angry,calm,happy,sad",
+    calm_from_neutral: Annotated[bool, typer.Option(help="Calm also from neutral clips.")] = False,
+    no_telephone: Annotated[
+        bool, typer.Option("--no-telephone", help="Clean training only.")
+    ] = False,
+    jobs: Annotated[int, typer.Option("--jobs", "-j", help="Processes; 0: all cores.")] = 0,
+    cache: Annotated[Path | None, typer.Option(help="Feature cache folder.")] = None,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Also write figures here.")
+    ] = None,
+    check_card: Annotated[
+        Path | None,
+        typer.Option(help="Exit 1 unless the figures equal this model folder's card."),
+    ] = None,
+) -> None:
+    """Run the speaker-independent protocol (6 folds by speaker) and print the figures.
+
+    Example: [bold]callsort evaluate ../shared/datasets/ravdess-speech-16k[/bold]
+    """
+    import json
+
+    from callsort import training
+    from callsort.progress import console, print_metrics
+
+    with _user_errors():
+        config = _training_config(classes, "", calm_from_neutral, no_telephone)
+        n_jobs = _jobs(jobs)
+        run = _extract(data_dir, config, n_jobs, cache)
+        metrics = training.evaluate_protocol(
+            run,
+            config,
+            jobs=n_jobs,
+            on_fold=lambda k, r: console.print(
+                f"fold {k} (speakers {','.join(r['test_speakers'])}): "
+                + ", ".join(f"{c} macro-F1 {r[c]['macro_f1']:.3f}" for c in training.CONDITIONS)
+            ),
+        )
+        print_metrics(metrics, classes=config.classes)
+        if json_out:
+            json_out.write_text(json.dumps(metrics, indent=2) + "\n")
+        if check_card is not None:
+            from callsort.model import load_model
+
+            expected = load_model(check_card).card.metrics
+            if expected != metrics:
+                console.print(f"[red]figures differ from the card in {check_card}[/red]")
+                raise typer.Exit(1)
+            console.print(f"figures match the card in {check_card}")
+
+
+@app.command()
+def info(
+    model: Annotated[Path | None, typer.Option(help="Model folder (default: shipped).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the whole card as JSON.")] = False,
+) -> None:
+    """Show the model in use: version, classes, training data and measured accuracy.
+
+    Example: [bold]callsort info[/bold]
+    """
+    from callsort.model import load_model
+    from callsort.progress import print_card
+
+    with _user_errors():
+        loaded = load_model(model)
+        if as_json:
+            typer.echo(loaded.card.to_json(), nl=False)
+        else:
+            print_card(loaded)
+
+
+def _training_config(classes: str, holdout: str, calm_from_neutral: bool, no_telephone: bool):
+    from callsort.training import CONDITIONS, TrainingConfig
+
+    names = tuple(c.strip() for c in classes.split(",") if c.strip())
+    if len(names) < 2 or len(set(names)) != len(names):
+        raise UsageError("--classes takes at least two different class names")
+    return TrainingConfig(
+        classes=names,
+        train_conditions=("clean",) if no_telephone else CONDITIONS,
+        calm_from_neutral=calm_from_neutral,
+        holdout_speakers=tuple(s.strip() for s in holdout.split(",") if s.strip()),
+    )
+
+
+def _jobs(jobs: int) -> int:
+    from callsort.pipeline import default_jobs
+
+    return jobs or default_jobs()
+
+
+def _extract(data_dir, config, jobs, cache):
+    from callsort import training
+    from callsort.progress import clip_progress
+
+    n = len(
+        training.find_clips(
+            data_dir, classes=config.classes, calm_from_neutral=config.calm_from_neutral
+        )
+    )
+    with clip_progress(total=n * len(training.CONDITIONS)) as advance:
+        return training.extract(
+            data_dir,
+            config,
+            jobs=jobs,
+            cache_dir=cache or training.default_cache_dir(),
+            on_done=advance,
+        )
+
+
+class _user_errors:
+    """Turn :class:`CallsortError` into a message and its exit code."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if exc is None or not isinstance(exc, CallsortError):
+            return False
+        if _state["debug"]:
+            return False
+        typer.secho(f"callsort: {exc}", err=True, fg="red")
+        raise typer.Exit(exc.exit_code)
+
+
+def main() -> None:
+    """Console-script entry point: no traceback for the user unless ``--debug``."""
+    started = time.perf_counter()
+    try:
+        app()
+    except KeyboardInterrupt:
+        typer.secho("callsort: interrupted", err=True)
+        sys.exit(130)
+    except Exception as exc:
+        if _state["debug"] or "--debug" in sys.argv:
+            raise
+        typer.secho(
+            f"callsort: internal error after {time.perf_counter() - started:.1f} s: "
+            f"{type(exc).__name__}: {exc} (run with --debug for the traceback)",
+            err=True,
+            fg="red",
+        )
+        sys.exit(EXIT_INTERNAL)

@@ -1,0 +1,142 @@
+"""Find the recordings to label: files and folders in, a sorted list out.
+
+Folders are walked recursively, symlinked folders are followed once (a
+symlink loop is never entered twice), and the output folder is never scanned.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from callsort.errors import UsageError
+
+AUDIO_EXTENSIONS = frozenset(
+    {
+        ".wav", ".wave", ".flac", ".ogg", ".oga", ".opus", ".mp3",
+        ".aif", ".aiff", ".aifc", ".au", ".snd", ".caf", ".w64", ".rf64",
+        ".sd2", ".voc", ".htk", ".nist", ".sph", ".paf", ".svx", ".xi",
+    }
+)  # fmt: skip
+"""File name endings libsndfile can read (case-insensitive)."""
+
+
+@dataclass(frozen=True)
+class Recording:
+    """A file to label: where it is and how it is named in the tables."""
+
+    path: Path
+    name: str  # path relative to the input root, with forward slashes
+
+    @property
+    def recording_id(self) -> str:
+        return recording_id(self.name)
+
+
+def recording_id(name: str) -> str:
+    """Stable 16-hex-digit identifier of a recording's relative path."""
+    return hashlib.sha1(name.encode("utf-8", "surrogateescape")).hexdigest()[:16]
+
+
+def input_root(paths: Sequence[Path]) -> Path:
+    """The folder that recording names are relative to.
+
+    One folder: that folder. Otherwise the deepest folder holding every path
+    (a single file's root is its own folder).
+    """
+    folders = [p if p.is_dir() else p.parent for p in (Path(os.path.abspath(p)) for p in paths)]
+    return Path(os.path.commonpath(folders)) if folders else Path.cwd()
+
+
+def find_recordings(
+    paths: Sequence[Path | str],
+    *,
+    include: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+    skip: Sequence[Path | str] = (),
+) -> list[Recording]:
+    """Recordings under ``paths``, sorted by name, each listed once.
+
+    ``include`` and ``exclude`` are glob patterns matched against the relative
+    name and the file name (``*.wav``, ``2026-*/**``); ``skip`` lists folders
+    never entered (the output folder). Files named explicitly are taken
+    whatever their extension; inside folders only audio extensions count.
+    """
+    resolved = [Path(p) for p in paths]
+    for p in resolved:
+        if not os.path.lexists(p):
+            raise UsageError(f"no such file or folder: {p}")
+    root = input_root(resolved)
+    skipped = {_real(Path(s)) for s in skip}
+    found: dict[str, Recording] = {}
+    for p in resolved:
+        if p.is_dir():
+            candidates: Iterable[Path] = _walk(p, skipped)
+            explicit = False
+        else:
+            candidates = [p]
+            explicit = True
+        for file in candidates:
+            if not explicit and file.suffix.lower() not in AUDIO_EXTENSIONS:
+                continue
+            name = _relative_name(file, root)
+            if not _wanted(name, include, exclude):
+                continue
+            found.setdefault(name, Recording(path=file, name=name))
+    return [found[name] for name in sorted(found)]
+
+
+def _walk(folder: Path, skipped: set[Path]) -> Iterator[Path]:
+    """Files below ``folder``; each real folder entered at most once."""
+    seen: set[tuple[int, int]] = set()
+    stack = [folder]
+    while stack:
+        current = stack.pop()
+        try:
+            st = current.stat()
+        except OSError:
+            continue  # a dangling link or a folder that vanished
+        key = (st.st_dev, st.st_ino)
+        if key in seen or _real(current) in skipped:
+            continue
+        seen.add(key)
+        try:
+            entries = sorted(os.scandir(current), key=lambda e: e.name)
+        except OSError:
+            continue  # unreadable folder: nothing to list
+        for entry in entries:
+            try:
+                if entry.is_dir(follow_symlinks=True):
+                    stack.append(Path(entry.path))
+                elif entry.is_file(follow_symlinks=True) or entry.is_symlink():
+                    yield Path(entry.path)
+            except OSError:
+                continue
+
+
+def _real(path: Path) -> Path:
+    return Path(os.path.realpath(path))
+
+
+def _relative_name(file: Path, root: Path) -> str:
+    absolute = Path(os.path.abspath(file))
+    try:
+        rel = absolute.relative_to(root)
+    except ValueError:
+        rel = Path(absolute.name)
+    return rel.as_posix()
+
+
+def _wanted(name: str, include: Sequence[str], exclude: Sequence[str]) -> bool:
+    base = name.rsplit("/", 1)[-1]
+
+    def matches(pattern: str) -> bool:
+        return fnmatch.fnmatchcase(name, pattern) or fnmatch.fnmatchcase(base, pattern)
+
+    if include and not any(matches(p) for p in include):
+        return False
+    return not any(matches(p) for p in exclude)

@@ -1,0 +1,229 @@
+"""The emotion classifier: LightGBM in scikit-learn clothing, plus its model card.
+
+A model folder holds ``model.txt`` (LightGBM's text format) and ``card.json``
+(classes, feature names in order, analysis settings, training data, measured
+metrics, library versions, licence). :func:`load_model` refuses a folder whose
+card and booster disagree, and :meth:`EmotionClassifier.predict_proba` refuses
+feature matrices of the wrong width.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from callsort.errors import ModelError
+
+MODEL_FILE = "model.txt"
+CARD_FILE = "card.json"
+
+DEFAULT_PARAMS: dict[str, Any] = {
+    "num_leaves": 15,
+    "learning_rate": 0.05,
+    "min_data_in_leaf": 10,
+    "feature_fraction": 0.3,
+    "bagging_fraction": 0.8,
+    "bagging_freq": 1,
+    "lambda_l2": 1.0,
+}
+
+
+class EmotionClassifier:
+    """Multiclass LightGBM with the scikit-learn estimator conventions.
+
+    Hyper-parameters are set in ``__init__``; learned attributes end in ``_``
+    and exist only after :meth:`fit`. ``classes_`` fixes the column order of
+    :meth:`predict_proba`.
+    """
+
+    def __init__(
+        self,
+        *,
+        n_estimators: int = 400,
+        params: dict[str, Any] | None = None,
+        classes: Sequence[str] | None = None,
+        random_state: int = 0,
+        n_jobs: int = 1,
+    ) -> None:
+        self.n_estimators = n_estimators
+        self.params = params
+        self.classes = classes
+        self.random_state = random_state
+        self.n_jobs = n_jobs
+
+    def fit(
+        self,
+        X: np.ndarray,
+        y: Sequence[str],
+        *,
+        feature_names: Sequence[str] | None = None,
+        sample_weight: np.ndarray | None = None,
+    ) -> EmotionClassifier:
+        """Train on ``X`` of shape ``(samples, features)`` and string labels ``y``."""
+        import lightgbm as lgb
+
+        X = np.asarray(X, dtype=np.float32)
+        y = np.asarray(y)
+        classes = list(self.classes) if self.classes is not None else sorted(set(y.tolist()))
+        unknown = set(y.tolist()) - set(classes)
+        if unknown:
+            raise ValueError(f"labels not among the classes: {sorted(unknown)}")
+        names = (
+            list(feature_names)
+            if feature_names is not None
+            else [f"f{i}" for i in range(X.shape[1])]
+        )
+        if len(names) != X.shape[1]:
+            raise ValueError(f"{len(names)} feature names for {X.shape[1]} features")
+        index = {c: i for i, c in enumerate(classes)}
+        params = {
+            **DEFAULT_PARAMS,
+            **(self.params or {}),
+            "objective": "multiclass",
+            "num_class": len(classes),
+            "seed": self.random_state,
+            "deterministic": True,
+            "force_col_wise": True,
+            "num_threads": self.n_jobs,
+            "verbose": -1,
+        }
+        data = lgb.Dataset(
+            X,
+            label=np.array([index[v] for v in y.tolist()]),
+            weight=sample_weight,
+            feature_name=[_lgb_safe(n) for n in names],
+            free_raw_data=True,
+        )
+        self.booster_ = lgb.train(params, data, num_boost_round=self.n_estimators)
+        self.classes_ = np.array(classes)
+        self.feature_names_in_ = np.array(names)
+        self.n_features_in_ = X.shape[1]
+        return self
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        """Class probabilities, shape ``(samples, len(classes_))``, rows summing to 1."""
+        X = np.asarray(X, dtype=np.float32)
+        if X.ndim != 2 or X.shape[1] != self.n_features_in_:
+            raise ModelError(
+                f"feature matrix has shape {X.shape}; this model expects "
+                f"(n, {self.n_features_in_}) in the order of its card"
+            )
+        if not len(X):
+            return np.zeros((0, len(self.classes_)))
+        if not np.isfinite(X).all():
+            raise ModelError("feature matrix contains NaN or infinite values")
+        proba = self.booster_.predict(X, num_threads=self.n_jobs)
+        return np.asarray(proba, dtype=np.float64).reshape(len(X), len(self.classes_))
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """What a model is, how it was made and how well it does (``card.json``)."""
+
+    version: str
+    classes: list[str]
+    feature_names: list[str]
+    feature_settings: dict[str, Any]
+    segmentation_settings: dict[str, Any]
+    training: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    library_versions: dict[str, str] = field(default_factory=dict)
+    licence: str = ""
+    created_at: str = ""
+    format: int = 1
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=False) + "\n"
+
+
+@dataclass(frozen=True)
+class Model:
+    """A loaded model folder: the classifier and its card."""
+
+    classifier: EmotionClassifier
+    card: ModelCard
+    path: Path
+
+    @property
+    def version(self) -> str:
+        return self.card.version
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.classifier.classes_)
+
+
+def default_model_dir() -> Path:
+    """The model that ships inside the package."""
+    return Path(str(resources.files("callsort") / "models" / "default"))
+
+
+def load_model(path: Path | str | None = None, *, n_jobs: int = 1) -> Model:
+    """Load a model folder (default: the shipped model) and check card against booster."""
+    import lightgbm as lgb
+
+    folder = Path(path) if path is not None else default_model_dir()
+    model_file, card_file = folder / MODEL_FILE, folder / CARD_FILE
+    for f in (model_file, card_file):
+        if not f.is_file():
+            raise ModelError(f"not a callsort model folder: {f} is missing")
+    try:
+        raw = json.loads(card_file.read_text(encoding="utf-8"))
+        card = ModelCard(**raw)
+    except (ValueError, TypeError) as exc:
+        raise ModelError(f"unreadable model card {card_file}: {exc}") from None
+    try:
+        booster = lgb.Booster(model_file=str(model_file))
+    except lgb.basic.LightGBMError as exc:
+        raise ModelError(f"unreadable model {model_file}: {exc}") from None
+    if booster.num_feature() != len(card.feature_names):
+        raise ModelError(
+            f"model card lists {len(card.feature_names)} features but the booster "
+            f"expects {booster.num_feature()}: {folder} is inconsistent"
+        )
+    if booster.feature_name() != [_lgb_safe(n) for n in card.feature_names]:
+        raise ModelError(f"model card feature names do not match the booster in {folder}")
+    if booster.params.get("num_class", len(card.classes)) != len(card.classes):
+        raise ModelError(f"model card classes do not match the booster in {folder}")
+    classifier = EmotionClassifier(classes=card.classes, n_jobs=n_jobs)
+    classifier.booster_ = booster
+    classifier.classes_ = np.array(card.classes)
+    classifier.feature_names_in_ = np.array(card.feature_names)
+    classifier.n_features_in_ = len(card.feature_names)
+    return Model(classifier=classifier, card=card, path=folder)
+
+
+def save_model(classifier: EmotionClassifier, card: ModelCard, folder: Path | str) -> Path:
+    """Write ``model.txt`` and ``card.json`` into ``folder``, each atomically."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    _atomic_write_text(folder / MODEL_FILE, classifier.booster_.model_to_string())
+    _atomic_write_text(folder / CARD_FILE, card.to_json())
+    return folder
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _lgb_safe(name: str) -> str:
+    """LightGBM forbids some characters in feature names; ours never use them."""
+    return name.replace(" ", "_")

@@ -1,0 +1,164 @@
+"""What the CLI shows people: a progress bar, a closing summary, metrics and cards."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+
+console = Console(stderr=True)
+
+
+class LabelProgress:
+    """Files done, hours of audio done and throughput, updated per recording."""
+
+    def __init__(self, *, enabled: bool) -> None:
+        self.enabled = enabled
+        self.audio_s = 0.0
+        self.started = time.perf_counter()
+        self._progress = Progress(
+            TextColumn("[bold]labelling"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("files"),
+            TextColumn("{task.fields[audio]}"),
+            TextColumn("{task.fields[speed]}"),
+            TimeElapsedColumn(),
+            console=console,
+            disable=not enabled,
+            transient=False,
+        )
+        self._task = None
+
+    def __enter__(self) -> LabelProgress:
+        self._progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._progress.__exit__(*exc)
+
+    def start(self, recordings: Sequence) -> None:
+        self.started = time.perf_counter()
+        self._task = self._progress.add_task(
+            "label", total=len(recordings), audio="0.00 h audio", speed=""
+        )
+
+    def advance(self, result) -> None:
+        if result.analysis is not None:
+            self.audio_s += result.analysis.duration_s
+        wall = max(time.perf_counter() - self.started, 1e-6)
+        self._progress.update(
+            self._task,
+            advance=1,
+            audio=f"{self.audio_s / 3600:.2f} h audio",
+            speed=f"{self.audio_s / wall:,.0f}x real time",
+        )
+
+
+def print_summary(run, out: Path) -> None:
+    """Closing table: files ok and failed, hours of audio, wall time, label shares."""
+    ok = [r for r in run.results if r.ok]
+    audio_s = sum(r.analysis.duration_s for r in ok)
+    table = Table(title="callsort label", show_header=False, title_justify="left")
+    table.add_row("files labelled", str(len(ok)))
+    table.add_row("files failed", str(run.n_failed))
+    table.add_row("audio", f"{audio_s / 3600:.2f} h ({audio_s:,.0f} s)")
+    table.add_row(
+        "wall time", f"{run.wall_s:.1f} s ({audio_s / max(run.wall_s, 1e-9):,.0f}x real time)"
+    )
+    segments = run.segments.to_pandas()
+    if len(segments):
+        seconds = segments.groupby("label")["duration_s"].sum()
+        shares = ", ".join(f"{label} {v / seconds.sum():.0%}" for label, v in seconds.items())
+        table.add_row("speech by label", shares)
+    escalated = run.calls.to_pandas()
+    escalated = escalated[escalated["escalated"].fillna(False).astype(bool)]
+    table.add_row(
+        "escalated",
+        ", ".join(f"{r.recording} [{r.channel}]" for r in escalated.itertuples()) or "none",
+    )
+    table.add_row("model", run.model_version)
+    table.add_row("tables", ", ".join(str(p) for p in run.written) or "(none written)")
+    console.print(table)
+    for r in run.results:
+        if not r.ok:
+            console.print(f"[red]error[/red] {r.recording}: {r.error}")
+
+
+@contextmanager
+def clip_progress(*, total: int) -> Iterator:
+    """A bar for feature extraction over training clips; yields the advance function."""
+    with Progress(
+        TextColumn("[bold]features"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    ) as progress:
+        task = progress.add_task("features", total=total)
+        yield lambda: progress.advance(task)
+
+
+def print_metrics(metrics: dict, *, classes: Sequence[str]) -> None:
+    """Cross-validated accuracy, macro-F1, per-class F1 and confusion per condition."""
+    console.print(
+        f"[bold]{metrics['protocol']}[/bold]; {metrics['n_clips']} clips; "
+        f"trained on {', '.join(metrics['train_conditions'])} audio"
+    )
+    for cond in ("clean", "telephone"):
+        if cond not in metrics:
+            continue
+        m = metrics[cond]
+        table = Table(
+            title=f"{cond} test clips: accuracy {m['accuracy']:.3f}, "
+            f"macro-F1 {m['macro_f1']:.3f} (mean of folds)",
+            title_justify="left",
+        )
+        table.add_column("truth \\ predicted")
+        for c in classes:
+            table.add_column(c, justify="right")
+        table.add_column("F1", justify="right")
+        for c, row in zip(classes, m["confusion"]):
+            table.add_row(c, *map(str, row), f"{m['per_class_f1'][c]:.3f}")
+        console.print(table)
+
+
+def print_card(model) -> None:
+    """The model in use, as ``callsort info`` shows it."""
+    card = model.card
+    table = Table(title="callsort model", show_header=False, title_justify="left")
+    table.add_row("version", card.version)
+    table.add_row("folder", str(model.path))
+    table.add_row("classes", ", ".join(card.classes))
+    table.add_row("features", f"{len(card.feature_names)} per segment")
+    t = card.training
+    if t:
+        table.add_row(
+            "training data",
+            f"{t.get('data')}: {t.get('n_clips')} clips, "
+            f"{len(t.get('speakers', []))} speakers "
+            f"(held out: {', '.join(t.get('held_out_speakers', [])) or 'none'})",
+        )
+    for cond in ("clean", "telephone"):
+        m = card.metrics.get(cond)
+        if m:
+            table.add_row(
+                f"{cond} (6-fold CV)", f"accuracy {m['accuracy']:.3f}, macro-F1 {m['macro_f1']:.3f}"
+            )
+    if card.metrics.get("protocol"):
+        table.add_row("protocol", card.metrics["protocol"])
+    table.add_row("created", card.created_at)
+    table.add_row("libraries", ", ".join(f"{k} {v}" for k, v in card.library_versions.items()))
+    table.add_row("licence", card.licence)
+    console.print(table)

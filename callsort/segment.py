@@ -1,0 +1,113 @@
+"""Find speech in one channel: energy voice-activity detection with hysteresis.
+
+Works on short non-overlapping frames (``frame_s``, 10 ms by default):
+:func:`frame_measures` turns samples into per-frame energy (dB) and zero-crossing
+rate, :func:`speech_segments` turns those into ``(start_s, end_s)`` segments.
+Thresholds are relative to the channel's own noise floor, so a quiet line and
+a loud one are treated alike.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.ndimage import uniform_filter1d
+
+from callsort.settings import SegmentationSettings
+
+_SILENCE_DB = -120.0
+_SMOOTH_FRAMES = 5  # 50 ms moving average of frame energy
+_MIN_ZCR_SPREAD = 0.012  # tones keep a near-constant zero-crossing rate; speech does not
+
+
+def frame_measures(y: np.ndarray, *, frame_length: int) -> tuple[np.ndarray, np.ndarray]:
+    """Energy (dB re full scale) and zero-crossing rate of whole frames of ``y``.
+
+    ``y`` has shape ``(samples,)`` or ``(channels, samples)``; a trailing partial
+    frame is ignored. Returns two arrays of shape ``(..., frames)``.
+    """
+    n_frames = y.shape[-1] // frame_length
+    frames = y[..., : n_frames * frame_length].reshape(*y.shape[:-1], n_frames, frame_length)
+    power = np.einsum("...i,...i->...", frames, frames, dtype=np.float64) / frame_length
+    energy_db = 10.0 * np.log10(power + 1e-12)
+    signs = np.signbit(frames)
+    zcr = np.count_nonzero(signs[..., 1:] != signs[..., :-1], axis=-1) / frame_length
+    return energy_db.astype(np.float32), zcr.astype(np.float32)
+
+
+def speech_segments(
+    energy_db: np.ndarray,
+    zcr: np.ndarray,
+    *,
+    settings: SegmentationSettings,
+) -> list[tuple[float, float]]:
+    """Speech segments of one channel as ``(start_s, end_s)`` pairs, in order.
+
+    ``energy_db`` and ``zcr`` are per-frame values from :func:`frame_measures`
+    (frames of ``settings.frame_s`` seconds). Speech starts where energy rises
+    ``start_db`` above the noise floor and lasts while it stays ``stay_db``
+    above it; runs closer than ``min_pause_s`` are merged, runs shorter than
+    ``min_speech_s`` (clicks) and steady runs (tones, hum) are dropped, and
+    long runs are cut into equal windows of at most ``max_segment_s``.
+    """
+    s = settings
+    if energy_db.size == 0:
+        return []
+    e = uniform_filter1d(np.maximum(energy_db, _SILENCE_DB).astype(np.float64), _SMOOTH_FRAMES)
+    floor = float(np.percentile(e, s.noise_floor_percentile))
+    peak = float(np.percentile(e, 99.5))
+    if peak - floor < s.start_db or peak <= _SILENCE_DB + s.start_db:
+        return []  # nothing rises above the floor: silence or a steady sound throughout
+    start_threshold = max(floor + s.start_db, peak - s.dynamic_range_db)
+    stay_threshold = start_threshold - (s.start_db - s.stay_db)
+
+    runs = _runs(e > stay_threshold)
+    runs = [(a, b) for a, b in runs if e[a:b].max() > start_threshold]
+    runs = _merge_close(runs, gap=round(s.min_pause_s / s.frame_s))
+    min_frames = round(s.min_speech_s / s.frame_s)
+    runs = [
+        (a, b)
+        for a, b in runs
+        if b - a >= min_frames
+        and not _is_steady(energy_db[a:b], zcr[a:b], e[a:b] > stay_threshold, s)
+    ]
+
+    total_s = energy_db.size * s.frame_s
+    segments: list[tuple[float, float]] = []
+    for a, b in runs:
+        start = max(a * s.frame_s - s.pad_s, 0.0)
+        end = min(b * s.frame_s + s.pad_s, total_s)
+        segments.extend(_windows(start, end, s.max_segment_s))
+    return segments
+
+
+def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """Half-open ``[start, end)`` frame ranges where ``mask`` is true."""
+    edges = np.diff(np.concatenate(([0], mask.astype(np.int8), [0])))
+    return list(zip(np.flatnonzero(edges == 1).tolist(), np.flatnonzero(edges == -1).tolist()))
+
+
+def _merge_close(runs: list[tuple[int, int]], *, gap: int) -> list[tuple[int, int]]:
+    merged: list[tuple[int, int]] = []
+    for a, b in runs:
+        if merged and a - merged[-1][1] < gap:
+            merged[-1] = (merged[-1][0], b)
+        else:
+            merged.append((a, b))
+    return merged
+
+
+def _is_steady(
+    energy_db: np.ndarray, zcr: np.ndarray, loud: np.ndarray, s: SegmentationSettings
+) -> bool:
+    """A tone or hum: its level, or its spectrum (seen through the zero-crossing
+    rate of its loud frames), barely moves. Speech moves both all the time."""
+    q_e = np.percentile(energy_db, [25, 75])
+    q_z = np.percentile(zcr[loud] if loud.any() else zcr, [25, 75])
+    return bool(q_e[1] - q_e[0] < s.min_modulation_db or q_z[1] - q_z[0] < _MIN_ZCR_SPREAD)
+
+
+def _windows(start: float, end: float, max_len: float) -> list[tuple[float, float]]:
+    """Cut ``[start, end)`` into equal pieces no longer than ``max_len`` seconds."""
+    n = max(1, int(np.ceil((end - start) / max_len - 1e-9)))
+    edges = np.linspace(start, end, n + 1)
+    return [(float(a), float(b)) for a, b in zip(edges[:-1], edges[1:])]

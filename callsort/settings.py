@@ -1,0 +1,81 @@
+"""Settings that cross module borders, as frozen dataclasses.
+
+Every field that changes results lives here, so a run can be described (and
+later fingerprinted) by these objects alone. Units are in the field names or
+the comments: seconds (``_s``), Hz, decibels (``_db``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Literal
+
+ANALYSIS_SAMPLE_RATE = 16_000
+"""Every recording is resampled to this rate (Hz) before analysis."""
+
+DEFAULT_CLASSES: tuple[str, ...] = ("angry", "calm", "happy", "sad")
+
+
+@dataclass(frozen=True)
+class ChannelSettings:
+    """How the channels of a recording become analysis channels.
+
+    ``mode="split"`` analyses every channel on its own (agent and customer
+    recorded apart); ``mode="mix"`` averages them into one channel named ``mix``.
+    ``names`` names the two channels of a stereo file; files with more channels
+    are named by index (``ch0``, ``ch1``...).
+    """
+
+    mode: Literal["split", "mix"] = "split"
+    names: tuple[str, str] = ("left", "right")
+
+
+@dataclass(frozen=True)
+class SegmentationSettings:
+    """Energy voice-activity detection with hysteresis.
+
+    Thresholds are decibels above the channel's own noise floor (a low
+    percentile of its frame energies), never absolute levels.
+    """
+
+    frame_s: float = 0.010
+    noise_floor_percentile: float = 10.0
+    start_db: float = 12.0  # a frame rises this far above the floor to start speech
+    stay_db: float = 7.0  # speech continues while frames stay this far above it
+    dynamic_range_db: float = 50.0  # frames this far below the channel's peak are never speech
+    min_speech_s: float = 0.30
+    min_pause_s: float = 0.40
+    pad_s: float = 0.05
+    max_segment_s: float = 4.0
+    min_modulation_db: float = 2.0  # steadier than this (std of frame dB) is a tone, not speech
+
+
+@dataclass(frozen=True)
+class FeatureSettings:
+    """Spectral analysis settings for :mod:`callsort.features` (16 kHz input)."""
+
+    sample_rate: int = ANALYSIS_SAMPLE_RATE
+    n_fft: int = 512
+    hop_length: int = 160
+    n_mels: int = 40
+    n_mfcc: int = 20
+    fmin_hz: float = 0.0
+    fmax_hz: float = 8000.0
+    n_contrast_bands: int = 6
+    contrast_fmin_hz: float = 100.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class AnalysisSettings:
+    """Everything that decides the labels of one recording."""
+
+    channels: ChannelSettings = field(default_factory=ChannelSettings)
+    segmentation: SegmentationSettings = field(default_factory=SegmentationSettings)
+    block_s: float = 60.0  # recordings are decoded in blocks of this many seconds
+    in_memory_s: float = 1200.0  # recordings up to this long are decoded once and kept
+
+    def to_dict(self) -> dict:
+        return asdict(self)
