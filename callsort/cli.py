@@ -200,8 +200,11 @@ def evaluate(
     ] = None,
     check_card: Annotated[
         Path | None,
-        typer.Option(help="Exit 1 unless the figures equal this model folder's card."),
+        typer.Option(help="Exit 1 unless the figures match this model folder's card."),
     ] = None,
+    tolerance: Annotated[
+        float, typer.Option(help="Largest accepted difference with --check-card.")
+    ] = 0.01,
 ) -> None:
     """Run the speaker-independent protocol (6 folds by speaker) and print the figures.
 
@@ -232,10 +235,12 @@ def evaluate(
             from callsort.model import load_model
 
             expected = load_model(check_card).card.metrics
-            if expected != metrics:
-                console.print(f"[red]figures differ from the card in {check_card}[/red]")
+            differences = training.metric_differences(expected, metrics, tolerance=tolerance)
+            for line in differences:
+                console.print(f"[red]{line}[/red]")
+            if differences:
                 raise typer.Exit(1)
-            console.print(f"figures match the card in {check_card}")
+            console.print(f"figures match the card in {check_card} (tolerance {tolerance})")
 
 
 @app.command()

@@ -59,6 +59,8 @@ def frame_descriptors(y: np.ndarray, *, settings: FeatureSettings) -> list[np.nd
     """Per-frame descriptors of ``y``, each ``(coefficients, frames)``, in feature order."""
     s = settings
     y = np.asarray(y, dtype=np.float32)
+    if s.reference_level_db is not None:
+        y = _at_level(y, s.reference_level_db)
     if y.size < s.n_fft:
         y = np.pad(y, (0, s.n_fft - y.size))
     spectrum = np.abs(
@@ -120,6 +122,14 @@ def summarise(descriptors: list[np.ndarray]) -> np.ndarray:
         [mean, np.median(m, axis=1), std, m.min(axis=1), m.max(axis=1), skew, kurtosis], axis=1
     )  # (coefficients, statistics): names run coefficient-major
     return np.nan_to_num(stats.ravel(), nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32)
+
+
+def _at_level(y: np.ndarray, level_db: float) -> np.ndarray:
+    """``y`` scaled to an RMS of ``level_db`` dBFS; near-silence is left as it is."""
+    rms = float(np.sqrt(np.mean(np.square(y, dtype=np.float64)))) if y.size else 0.0
+    if rms < 1e-5:  # -100 dBFS: nothing to scale
+        return y
+    return (y * (10 ** (level_db / 20) / rms)).astype(np.float32)
 
 
 @lru_cache(maxsize=8)

@@ -10,8 +10,6 @@ feature matrices of the wrong width.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from importlib import resources
@@ -206,22 +204,16 @@ def load_model(path: Path | str | None = None, *, n_jobs: int = 1) -> Model:
 
 def save_model(classifier: EmotionClassifier, card: ModelCard, folder: Path | str) -> Path:
     """Write ``model.txt`` and ``card.json`` into ``folder``, each atomically."""
+    from callsort.writers import atomic_path
+
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    _atomic_write_text(folder / MODEL_FILE, classifier.booster_.model_to_string())
-    _atomic_write_text(folder / CARD_FILE, card.to_json())
+    for name, text in (
+        (MODEL_FILE, classifier.booster_.model_to_string()),
+        (CARD_FILE, card.to_json()),
+    ):
+        with atomic_path(folder / name) as tmp:
+            tmp.write_text(text, encoding="utf-8")
     return folder
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _lgb_safe(name: str) -> str:

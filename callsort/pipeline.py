@@ -163,7 +163,21 @@ def _init_worker(model_dir: Path, settings: AnalysisSettings) -> None:
 
     key = (str(model_dir), settings)
     if _worker_state.get("key") != key:
-        _worker_state.update(key=key, model=load_model(model_dir), settings=settings)
+        model = load_model(model_dir)
+        _warm_up(model)
+        _worker_state.update(key=key, model=model, settings=settings)
+
+
+def _warm_up(model) -> None:
+    """Run the feature code once so lazy imports are not billed to the first recording."""
+    import numpy as np
+
+    from callsort.features import segment_features
+    from callsort.settings import FeatureSettings
+
+    noise = np.random.default_rng(0).standard_normal(8000).astype(np.float32) * 0.1
+    features = segment_features(noise, settings=FeatureSettings(**model.card.feature_settings))
+    model.classifier.predict_proba(features[np.newaxis, :])
 
 
 def _analyse_one(recording: Recording) -> RecordingResult:

@@ -63,6 +63,9 @@ class FeatureSettings:
     fmax_hz: float = 8000.0
     n_contrast_bands: int = 6
     contrast_fmin_hz: float = 100.0
+    # Calls arrive at any gain (line AGC, headsets), so each segment is scaled to this
+    # RMS level (dBFS) first: level features then describe dynamics, not the gain.
+    reference_level_db: float | None = -20.0
 
     def to_dict(self) -> dict:
         return asdict(self)

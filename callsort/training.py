@@ -308,6 +308,20 @@ def cross_validate(
     return result
 
 
+def metric_differences(expected: dict, measured: dict, *, tolerance: float) -> list[str]:
+    """Where ``measured`` figures differ from ``expected`` by more than ``tolerance``."""
+    out = []
+    for cond in CONDITIONS:
+        for key in ("accuracy", "macro_f1"):
+            want = expected.get(cond, {}).get(key)
+            got = measured.get(cond, {}).get(key)
+            if want is None or got is None or abs(want - got) > tolerance:
+                out.append(f"{cond} {key}: card {want}, measured {got}")
+    if expected.get("n_clips") != measured.get("n_clips"):
+        out.append(f"clips: card {expected.get('n_clips')}, measured {measured.get('n_clips')}")
+    return out
+
+
 def fit_final(
     clips: Sequence[Clip],
     features: dict[str, list[ClipFeatures]],
