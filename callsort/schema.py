@@ -96,3 +96,18 @@ def arrow_schema(columns: Sequence[Column]) -> pa.Schema:
             for c in columns
         ]
     )
+
+
+def markdown_table(columns: Sequence[Column]) -> str:
+    """The columns as a Markdown table (the README's schema section is this output)."""
+    lines = ["| column | type | unit | meaning |", "|---|---|---|---|"]
+    for c in columns:
+        lines.append(f"| `{c.name}` | {c.type} | {c.unit} | {c.description} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":  # python -m callsort.schema prints the README's schema tables
+    print("### `segments`\n")
+    print(markdown_table(segment_columns()))
+    print("\n### `calls`\n")
+    print(markdown_table(call_columns()))

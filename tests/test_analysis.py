@@ -1,0 +1,84 @@
+"""One recording through the whole analysis: streamed and in-memory paths agree."""
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from callsort.analysis import analyse_recording, decode_mono, waveform_segments
+from callsort.errors import DecodeError
+from callsort.model import load_model
+from callsort.settings import AnalysisSettings, FeatureSettings
+
+SAMPLES = Path(__file__).resolve().parent.parent / "sample_recordings"
+CALL = SAMPLES / "call_01_escalation.wav"
+
+
+@pytest.fixture(scope="module")
+def model():
+    return load_model()
+
+
+def test_streamed_long_path_equals_in_memory_path(model):
+    """Forcing the two-pass block-streaming path (used for long recordings) gives the
+    same segments and the same labels as decoding the file at once."""
+    in_memory = analyse_recording(CALL, model=model, settings=AnalysisSettings())
+    streamed = analyse_recording(
+        CALL, model=model, settings=AnalysisSettings(in_memory_s=0.0, block_s=1.7)
+    )
+    assert in_memory.duration_s == pytest.approx(streamed.duration_s, abs=1e-3)
+    assert [c.name for c in in_memory.channels] == ["left", "right"]
+    for a, b in zip(in_memory.channels, streamed.channels):
+        assert a.segments == b.segments
+        assert len(a.segments) > 3
+        np.testing.assert_allclose(a.probabilities, b.probabilities, atol=0.02)
+        np.testing.assert_array_equal(
+            a.probabilities.argmax(axis=1), b.probabilities.argmax(axis=1)
+        )
+
+
+def test_block_size_does_not_change_the_analysis(model):
+    small = analyse_recording(CALL, model=model, settings=AnalysisSettings(block_s=0.37))
+    large = analyse_recording(CALL, model=model, settings=AnalysisSettings(block_s=600.0))
+    for a, b in zip(small.channels, large.channels):
+        assert a.segments == b.segments
+        np.testing.assert_allclose(a.probabilities, b.probabilities, atol=0.02)
+
+
+def test_training_path_matches_label_path(model):
+    """Training clips go through the same segmentation and features as `label`."""
+    y = decode_mono(SAMPLES / "voicemail_05_mono.flac")
+    settings = AnalysisSettings()
+    segments, X = waveform_segments(
+        y, settings=settings, feature_settings=FeatureSettings(**model.card.feature_settings)
+    )
+    analysed = analyse_recording(SAMPLES / "voicemail_05_mono.flac", model=model, settings=settings)
+    assert segments == analysed.channels[0].segments
+    np.testing.assert_allclose(
+        model.classifier.predict_proba(X), analysed.channels[0].probabilities, atol=1e-6
+    )
+
+
+def test_max_segment_bounds_every_segment(model):
+    settings = AnalysisSettings()
+    settings = replace(settings, segmentation=replace(settings.segmentation, max_segment_s=1.0))
+    analysis = analyse_recording(CALL, model=model, settings=settings)
+    lengths = [e - s for c in analysis.channels for s, e in c.segments]
+    assert lengths and max(lengths) <= 1.0 + 1e-9
+
+
+def test_header_only_file_is_a_decode_error(tmp_path, model):
+    empty = tmp_path / "header_only.wav"
+    sf.write(empty, np.zeros(0, dtype=np.float32), 8000)
+    with pytest.raises(DecodeError, match="no audio data"):
+        analyse_recording(empty, model=model, settings=AnalysisSettings())
+
+
+def test_silent_recording_has_no_segments(tmp_path, model):
+    silent = tmp_path / "silent.wav"
+    sf.write(silent, np.zeros((8000 * 5, 2), dtype=np.float32), 8000, subtype="ULAW")
+    analysis = analyse_recording(silent, model=model, settings=AnalysisSettings())
+    assert [c.segments for c in analysis.channels] == [[], []]
+    assert analysis.duration_s == pytest.approx(5.0)
