@@ -18,6 +18,8 @@ TELEPHONE_BAND_HZ = (300.0, 3400.0)
 
 def telephone(y: np.ndarray, *, sr: int = 16_000) -> np.ndarray:
     """8 kHz, 300-3400 Hz band, 8-bit mu-law, and back to ``sr`` (float32, same length)."""
+    if len(y) == 0:
+        return np.zeros(0, dtype=np.float32)
     narrow = soxr.resample(np.asarray(y, dtype=np.float32), sr, TELEPHONE_RATE)
     narrow = scipy.signal.sosfilt(_band_filter(), narrow)
     peak = np.max(np.abs(narrow)) if narrow.size else 0.0

@@ -163,7 +163,7 @@ def train(
     """
     from callsort import training
     from callsort.model import save_model
-    from callsort.progress import console, print_metrics
+    from callsort.progress import print_metrics, results
 
     with _user_errors():
         config = _training_config(classes, holdout_speakers, calm_from_neutral, no_telephone)
@@ -180,7 +180,7 @@ def train(
         )
         save_model(classifier, card, out)
         print_metrics(metrics, classes=config.classes)
-        console.print(f"model {card.version} written to {out}")
+        results.print(f"model {card.version} written to {out}")
 
 
 @app.command()
@@ -213,7 +213,7 @@ def evaluate(
     import json
 
     from callsort import training
-    from callsort.progress import console, print_metrics
+    from callsort.progress import print_metrics, results
 
     with _user_errors():
         config = _training_config(classes, "", calm_from_neutral, no_telephone)
@@ -223,7 +223,7 @@ def evaluate(
             run,
             config,
             jobs=n_jobs,
-            on_fold=lambda k, r: console.print(
+            on_fold=lambda k, r: results.print(
                 f"fold {k} (speakers {','.join(r['test_speakers'])}): "
                 + ", ".join(f"{c} macro-F1 {r[c]['macro_f1']:.3f}" for c in training.CONDITIONS)
             ),
@@ -237,10 +237,10 @@ def evaluate(
             expected = load_model(check_card).card.metrics
             differences = training.metric_differences(expected, metrics, tolerance=tolerance)
             for line in differences:
-                console.print(f"[red]{line}[/red]")
+                results.print(f"[red]{line}[/red]")
             if differences:
                 raise typer.Exit(1)
-            console.print(f"figures match the card in {check_card} (tolerance {tolerance})")
+            results.print(f"figures match the card in {check_card} (tolerance {tolerance})")
 
 
 @app.command()

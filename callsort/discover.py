@@ -91,11 +91,16 @@ def find_recordings(
 
 
 def _walk(folder: Path, skipped: set[Path]) -> Iterator[Path]:
-    """Files below ``folder``; each real folder entered at most once."""
+    """Files below ``folder``; each real folder entered at most once.
+
+    Real folders are walked before symlinked ones, so a folder reachable both
+    ways is named by its real path.
+    """
     seen: set[tuple[int, int]] = set()
     stack = [folder]
-    while stack:
-        current = stack.pop()
+    linked: list[Path] = []
+    while stack or linked:
+        current = stack.pop() if stack else linked.pop()
         try:
             st = current.stat()
         except OSError:
@@ -111,7 +116,7 @@ def _walk(folder: Path, skipped: set[Path]) -> Iterator[Path]:
         for entry in entries:
             try:
                 if entry.is_dir(follow_symlinks=True):
-                    stack.append(Path(entry.path))
+                    (linked if entry.is_symlink() else stack).append(Path(entry.path))
                 elif entry.is_file(follow_symlinks=True) or entry.is_symlink():
                     yield Path(entry.path)
             except OSError:

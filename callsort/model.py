@@ -9,9 +9,10 @@ feature matrices of the wrong width.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -139,6 +140,7 @@ class ModelCard:
     library_versions: dict[str, str] = field(default_factory=dict)
     licence: str = ""
     created_at: str = ""
+    model_sha256: str = ""  # of model.txt: a truncated copy is refused before LightGBM reads it
     format: int = 1
 
     def to_json(self) -> str:
@@ -181,6 +183,10 @@ def load_model(path: Path | str | None = None, *, n_jobs: int = 1) -> Model:
         card = ModelCard(**raw)
     except (ValueError, TypeError) as exc:
         raise ModelError(f"unreadable model card {card_file}: {exc}") from None
+    if card.model_sha256 and _sha256(model_file) != card.model_sha256:
+        raise ModelError(
+            f"{model_file} does not match its card (checksum differs): truncated or replaced?"
+        )
     try:
         booster = lgb.Booster(model_file=str(model_file))
     except lgb.basic.LightGBMError as exc:
@@ -207,13 +213,20 @@ def save_model(classifier: EmotionClassifier, card: ModelCard, folder: Path | st
     from callsort.writers import atomic_path
 
     folder = Path(folder)
-    for name, text in (
-        (MODEL_FILE, classifier.booster_.model_to_string()),
-        (CARD_FILE, card.to_json()),
-    ):
+    model_text = classifier.booster_.model_to_string().encode("utf-8")
+    card = replace(card, model_sha256=hashlib.sha256(model_text).hexdigest())
+    for name, data in ((MODEL_FILE, model_text), (CARD_FILE, card.to_json().encode("utf-8"))):
         with atomic_path(folder / name) as tmp:
-            tmp.write_text(text, encoding="utf-8")
+            tmp.write_bytes(data)
     return folder
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _lgb_safe(name: str) -> str:

@@ -17,7 +17,8 @@ from rich.progress import (
 )
 from rich.table import Table
 
-console = Console(stderr=True)
+console = Console(stderr=True)  # progress and messages
+results = Console()  # what the user asked for: summaries, metrics, cards
 
 
 class LabelProgress:
@@ -90,10 +91,10 @@ def print_summary(run, out: Path) -> None:
     )
     table.add_row("model", run.model_version)
     table.add_row("tables", ", ".join(str(p) for p in run.written) or "(none written)")
-    console.print(table)
+    results.print(table)
     for r in run.results:
         if not r.ok:
-            console.print(f"[red]error[/red] {r.recording}: {r.error}")
+            results.print(f"[red]error[/red] {r.recording}: {r.error}")
 
 
 @contextmanager
@@ -112,7 +113,7 @@ def clip_progress(*, total: int) -> Iterator:
 
 def print_metrics(metrics: dict, *, classes: Sequence[str]) -> None:
     """Cross-validated accuracy, macro-F1, per-class F1 and confusion per condition."""
-    console.print(
+    results.print(
         f"[bold]{metrics['protocol']}[/bold]; {metrics['n_clips']} clips; "
         f"trained on {', '.join(metrics['train_conditions'])} audio"
     )
@@ -131,7 +132,7 @@ def print_metrics(metrics: dict, *, classes: Sequence[str]) -> None:
         table.add_column("F1", justify="right")
         for c, row in zip(classes, m["confusion"]):
             table.add_row(c, *map(str, row), f"{m['per_class_f1'][c]:.3f}")
-        console.print(table)
+        results.print(table)
 
 
 def print_card(model) -> None:
@@ -161,4 +162,4 @@ def print_card(model) -> None:
     table.add_row("created", card.created_at)
     table.add_row("libraries", ", ".join(f"{k} {v}" for k, v in card.library_versions.items()))
     table.add_row("licence", card.licence)
-    console.print(table)
+    results.print(table)

@@ -1,0 +1,110 @@
+"""Telephone-line degradation: band limits, length, and mu-law quantisation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.signal
+
+from callsort.augment import TELEPHONE_BAND_HZ, add_noise, mu_law_roundtrip, telephone
+
+SR = 16_000
+
+
+def band_energy(y: np.ndarray, lo_hz: float, hi_hz: float, sr: int = SR) -> float:
+    freqs, psd = scipy.signal.welch(y, fs=sr, nperseg=1024)
+    return float(psd[(freqs >= lo_hz) & (freqs < hi_hz)].sum())
+
+
+def attenuation_db(
+    before: np.ndarray, after: np.ndarray, lo_hz: float, hi_hz: float, sr: int = SR
+) -> float:
+    """Change of energy in ``[lo_hz, hi_hz)`` from ``before`` to ``after``, in dB."""
+    return 10 * np.log10(
+        band_energy(after, lo_hz, hi_hz, sr) / band_energy(before, lo_hz, hi_hz, sr)
+    )
+
+
+@pytest.fixture
+def noise(make_noise) -> np.ndarray:
+    return make_noise(2.0, rms=0.1, seed=1)
+
+
+@pytest.mark.parametrize("n_samples", [1, 5, 100, 16_001, 32_000])
+def test_telephone_keeps_the_length_and_returns_float32(make_noise, n_samples):
+    y = make_noise(n_samples / SR, rms=0.1, seed=2)
+    out = telephone(y)
+    assert out.shape == y.shape
+    assert out.dtype == np.float32
+    assert np.isfinite(out).all()
+
+
+def test_telephone_keeps_the_speech_band(noise):
+    assert attenuation_db(noise, telephone(noise), 500, 3000) == pytest.approx(0.0, abs=1.0)
+
+
+def test_telephone_removes_energy_above_3400_hz(noise):
+    out = telephone(noise)
+    assert attenuation_db(noise, out, 3800, 8000) < -40  # above the 4 kHz Nyquist of 8 kHz
+    assert attenuation_db(noise, out, TELEPHONE_BAND_HZ[1], 8000) < -15
+
+
+def test_telephone_removes_energy_below_300_hz(noise):
+    out = telephone(noise)
+    assert attenuation_db(noise, out, 0, 150) < -20
+    assert attenuation_db(noise, out, 0, TELEPHONE_BAND_HZ[0]) < -8
+
+
+def test_telephone_keeps_a_mid_band_tone(make_sine):
+    tone = make_sine(1000.0, 1.0, amplitude=0.5)
+    out = telephone(tone)
+    middle = slice(1000, -1000)  # away from the filters' start-up
+    rms_ratio = np.sqrt(np.mean(out[middle] ** 2)) / np.sqrt(np.mean(tone[middle] ** 2))
+    assert rms_ratio == pytest.approx(1.0, abs=0.05)
+
+
+def test_telephone_at_another_rate_keeps_length(make_noise):
+    y = make_noise(1.0, sr=44_100, rms=0.1, seed=3)
+    out = telephone(y, sr=44_100)
+    assert out.shape == y.shape
+    assert attenuation_db(y, out, 5000, 20000, sr=44_100) < -40
+
+
+def test_telephone_of_an_overloaded_signal_stays_in_range(make_noise):
+    y = make_noise(1.0, rms=2.0, seed=4)  # far beyond full scale
+    out = telephone(y)
+    assert np.abs(out).max() < 1.5  # normalised before mu-law, then only filter overshoot
+
+
+def test_telephone_of_an_empty_signal_is_empty():
+    assert telephone(np.zeros(0, np.float32)).shape == (0,)
+
+
+@pytest.mark.parametrize("amplitude", [0.9, 0.5, 0.1, 0.01])
+def test_mu_law_error_is_small_relative_to_the_signal(make_sine, amplitude):
+    x = make_sine(440.0, 1.0, amplitude=amplitude).astype(np.float64)
+    error = mu_law_roundtrip(x) - x
+    relative_rms = np.sqrt(np.mean(error**2)) / np.sqrt(np.mean(x**2))
+    assert relative_rms < 0.03  # about 35-38 dB SNR at any level: that is what mu-law is for
+
+
+def test_mu_law_has_256_levels_and_clips_to_full_scale():
+    out = mu_law_roundtrip(np.linspace(-1.5, 1.5, 100_001))
+    assert len(np.unique(out)) == 256
+    assert out.min() == pytest.approx(-1.0) and out.max() == pytest.approx(1.0)
+
+
+def test_mu_law_is_finer_near_zero_than_near_full_scale():
+    quiet = np.linspace(0.001, 0.01, 1000)
+    loud = np.linspace(0.5, 0.9, 1000)
+    assert np.abs(mu_law_roundtrip(quiet) - quiet).max() < 0.001
+    assert np.abs(mu_law_roundtrip(loud) - loud).max() > 0.005
+
+
+def test_add_noise_sets_the_signal_to_noise_ratio(make_sine):
+    y = make_sine(440.0, 2.0, amplitude=0.5)
+    noisy = add_noise(y, snr_db=10.0, seed=5)
+    noise = noisy.astype(np.float64) - y
+    snr = 10 * np.log10(np.mean(y.astype(np.float64) ** 2) / np.mean(noise**2))
+    assert snr == pytest.approx(10.0, abs=0.3)
+    np.testing.assert_array_equal(add_noise(y, snr_db=10.0, seed=5), noisy)  # seeded
