@@ -1,0 +1,817 @@
+"""Throughput benchmark: how fast callsort labels a realistic call archive.
+
+Run from the repository root (about 8 minutes on 2 cores; the archive is
+built once, in under a minute, and cached):
+
+    python benchmarks/throughput.py
+    python benchmarks/throughput.py --calls 6 --minutes 1 --skip-opensmile   # a quick check
+
+The archive: ``--calls`` (60) stereo 8 kHz mu-law WAV calls of ``--minutes``
+(3) minutes, agent and customer on separate channels, turns of one to four
+RAVDESS sentences alternating between the channels with pauses (and a few
+overlaps), so that about half of each channel is speech; band-limited to
+300-3400 Hz, with line noise. It is built deterministically from
+``../shared/datasets/ravdess-speech-16k`` (or by looping
+``sample_recordings/`` when the corpus is missing) into ``benchmarks/cache/``
+and reused by later runs.
+
+Measured in one run, so that the ratios between them are free of the
+machine's background load (absolute times are not):
+
+* ``callsort label ARCHIVE --jobs 1`` and ``--jobs 2``, each a fresh process,
+  run alternately ``--repeats`` times, best run kept: recording-seconds per
+  wall-second, CPU seconds of the process tree, peak memory;
+* a per-stage breakdown (decode, resample, segment, features, predict, write),
+  calling callsort's own functions in this process on one core;
+* on the same speech segments: callsort's features, openSMILE eGeMAPSv02
+  functionals and notebook-style per-file librosa statistics, plus the floor
+  (soundfile decode and resample only);
+* labelling one 30-second file from a cold start.
+
+Prints a Markdown report and writes the figures to
+``benchmarks/results/throughput.json``. openSMILE comes from the ``bench``
+extra: ``pip install -e ".[bench]"``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import platform
+import shlex
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+REPO = Path(__file__).resolve().parents[1]
+CACHE = REPO / "benchmarks" / "cache"
+RESULTS = REPO / "benchmarks" / "results" / "throughput.json"
+CORPUS = REPO.parent / "shared" / "datasets" / "ravdess-speech-16k"
+SAMPLES = REPO / "sample_recordings"
+
+ARCHIVE_FORMAT = 2  # bump when the archive recipe changes: a new cache folder is built
+SEED = 2024
+CALL_SR = 8000  # Hz, as stored
+ANALYSIS_SR = 16000  # Hz, what callsort, openSMILE and the notebook statistics analyse
+COLD_FILE_S = 30.0
+TURN_SENTENCES = (1, 4)  # sentences per turn, inclusive
+SENTENCE_GAP_S = (0.1, 0.3)  # within a turn
+TURN_PAUSE_S = (-0.3, 0.8)  # from one turn's end to the next one's start; below 0, they overlap
+TARGETS = {
+    "end_to_end_jobs2_x_realtime": 600.0,
+    "features_vs_opensmile_speedup": 10.0,
+    "jobs2_vs_jobs1_speedup": 1.7,
+    "cold_start_30s_wall_s": 2.0,
+}
+
+
+# --- the archive --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Archive:
+    folder: Path  # holds calls/, cold/ and manifest.json
+    calls: list[Path]
+    cold_file: Path
+    manifest: dict
+
+    @property
+    def calls_dir(self) -> Path:
+        return self.folder / "calls"
+
+    @property
+    def duration_s(self) -> float:
+        return float(self.manifest["total_duration_s"])
+
+
+def archive(calls: int, minutes: float, corpus: Path) -> Archive:
+    """The cached archive for these settings, built (deterministically) if missing."""
+    source = "ravdess" if corpus.is_dir() else "sample_recordings"
+    folder = CACHE / f"archive-v{ARCHIVE_FORMAT}-{source}-{calls}x{minutes:g}min"
+    wanted = {"format": ARCHIVE_FORMAT, "source": source, "calls": calls, "minutes": minutes}
+    manifest_file = folder / "manifest.json"
+    if manifest_file.is_file():
+        manifest = json.loads(manifest_file.read_text())
+        found = _archive(folder, manifest)
+        if {k: manifest.get(k) for k in wanted} == wanted and all(
+            p.is_file() for p in [*found.calls, found.cold_file]
+        ):
+            return found
+    print(f"building the benchmark archive in {_rel(folder)} (once) ...", flush=True)
+    started = time.perf_counter()
+    (folder / "calls").mkdir(parents=True, exist_ok=True)
+    (folder / "cold").mkdir(parents=True, exist_ok=True)
+    if source == "ravdess":
+        stats = _build_from_corpus(folder / "calls", calls, minutes, corpus)
+    else:
+        stats = _build_from_samples(folder / "calls", calls, minutes)
+    first = sorted((folder / "calls").glob("*.wav"))[0]
+    audio, sr = sf.read(first, frames=round(COLD_FILE_S * CALL_SR), dtype="float64")
+    sf.write(folder / "cold" / "call_30s.wav", audio, sr, format="WAV", subtype="ULAW")
+    manifest = {
+        **wanted,
+        "seed": SEED,
+        "sample_rate": CALL_SR,
+        "channels": 2,
+        "subtype": "ULAW",
+        "total_duration_s": calls * round(minutes * 60 * CALL_SR) / CALL_SR,
+        "cold_file": "cold/call_30s.wav",
+        **stats,
+    }
+    manifest_file.write_text(json.dumps(manifest, indent=2) + "\n")
+    print(f"built {calls} calls in {time.perf_counter() - started:.0f} s", flush=True)
+    return _archive(folder, manifest)
+
+
+def _archive(folder: Path, manifest: dict) -> Archive:
+    calls = [folder / "calls" / f"call_{i:03d}.wav" for i in range(manifest["calls"])]
+    return Archive(folder, calls, folder / manifest.get("cold_file", "cold/call_30s.wav"), manifest)
+
+
+def _build_from_corpus(out: Path, calls: int, minutes: float, corpus: Path) -> dict:
+    """Two-party calls from RAVDESS sentences, in the manner of the demo calls."""
+    demo = _demo_script()
+    actors: dict[int, list] = {}
+    for path in sorted(corpus.glob("Actor_*/03-01-*.flac")):
+        _, _, emotion, intensity, statement, repetition, actor = path.stem.split("-")
+        clip = demo.Clip(path, int(actor), emotion, int(intensity), int(statement), int(repetition))
+        actors.setdefault(int(actor), []).append(clip)
+    if len(actors) < 2:
+        raise SystemExit(f"too few RAVDESS actors in {corpus}")
+    rendered: dict[Path, np.ndarray] = {}
+
+    def sentence(clip) -> np.ndarray:
+        if clip.path not in rendered:
+            rendered[clip.path] = demo.render_turn(clip, CALL_SR)
+        return rendered[clip.path]
+
+    n = round(minutes * 60 * CALL_SR)
+    speech_samples = 0
+    for index in range(calls):
+        rng = np.random.default_rng([SEED, index])
+        speakers = rng.choice(sorted(actors), size=2, replace=False)
+        audio = np.zeros((n, 2))
+        cursor = round(rng.uniform(0.3, 1.0) * CALL_SR)
+        channel = 0  # the agent (left) opens
+        while True:
+            parts = []
+            for k in range(rng.integers(TURN_SENTENCES[0], TURN_SENTENCES[1] + 1)):
+                if k:
+                    parts.append(np.zeros(round(rng.uniform(*SENTENCE_GAP_S) * CALL_SR)))
+                pool = actors[int(speakers[channel])]
+                parts.append(sentence(pool[rng.integers(len(pool))]))
+            turn = np.concatenate(parts)
+            if cursor + len(turn) > n - round(0.3 * CALL_SR):
+                break
+            audio[cursor : cursor + len(turn), channel] += turn
+            speech_samples += len(turn)
+            cursor += len(turn) + round(rng.uniform(*TURN_PAUSE_S) * CALL_SR)
+            channel = 1 - channel
+        speech = demo.bandpass(audio, CALL_SR, demo.TELEPHONE_BAND_HZ)
+        noise_dbfs = [float(rng.uniform(*demo.LINE_NOISE_DBFS_RANGE)) for _ in range(2)]
+        mixed = demo.add_noise_and_normalise(
+            speech, noise_dbfs, rng, CALL_SR, demo.TELEPHONE_BAND_HZ
+        )
+        sf.write(out / f"call_{index:03d}.wav", mixed, CALL_SR, format="WAV", subtype="ULAW")
+    return {"turn_speech_share_per_channel": round(speech_samples / (2 * n * calls), 3)}
+
+
+def _build_from_samples(out: Path, calls: int, minutes: float) -> dict:
+    """Without the corpus: the stereo demo calls, looped in a seeded order."""
+    sources = [sf.read(p, dtype="float64")[0] for p in sorted(SAMPLES.glob("call_*.wav"))]
+    if not sources:
+        raise SystemExit(f"neither the corpus nor stereo demo calls in {_rel(SAMPLES)}")
+    n = round(minutes * 60 * CALL_SR)
+    for index in range(calls):
+        rng = np.random.default_rng([SEED, index])
+        parts, length = [], 0
+        while length < n:
+            parts.append(sources[rng.integers(len(sources))])
+            length += len(parts[-1])
+        audio = np.concatenate(parts)[:n]
+        sf.write(out / f"call_{index:03d}.wav", audio, CALL_SR, format="WAV", subtype="ULAW")
+    return {"looped_from": [p.name for p in sorted(SAMPLES.glob("call_*.wav"))]}
+
+
+def _demo_script():
+    """scripts/make_sample_recordings.py, whose call-building helpers are reused."""
+    spec = importlib.util.spec_from_file_location(
+        "make_sample_recordings", REPO / "scripts" / "make_sample_recordings.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+# --- end to end: the real command in a fresh process ----------------------------------------
+
+
+def callsort_command() -> list[str]:
+    script = Path(sys.executable).parent / "callsort"
+    return [str(script)] if script.is_file() else [sys.executable, "-m", "callsort"]
+
+
+def run_command(args: list[str]) -> dict:
+    """Run ``callsort ARGS``; wall time, CPU time and peak memory of its process tree.
+
+    ``cpu_reaped_s`` comes from ``wait4``: the process and every descendant
+    reaped within its tree. The rest is sampled (see ``_TreeSampler``), so it
+    also sees descendants never reaped within the tree (a fork server's workers):
+    ``cpu_sampled_s``; ``max_rss_mb``, the peak of the largest single process;
+    ``tree_rss_mb`` and ``tree_pss_mb``, peaks of the sum over the whole tree
+    (RSS counts pages that forked workers share once per process, PSS splits
+    them between the sharers). ``cpu_s`` is the larger of the two CPU figures.
+    """
+    command = [*callsort_command(), *args]
+    with tempfile.TemporaryFile() as stderr:
+        started = time.perf_counter()
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr)
+        sampler = _TreeSampler(process.pid)
+        sampler.start()
+        _, status, usage = os.wait4(process.pid, 0)
+        wall = time.perf_counter() - started
+        process.returncode = os.waitstatus_to_exitcode(status)
+        sampler.stop()
+        stderr.seek(0)
+        errors = stderr.read().decode(errors="replace")
+    if process.returncode not in (0, 1):
+        raise SystemExit(f"{shlex.join(command)} exited {process.returncode}:\n{errors}")
+    reaped = usage.ru_utime + usage.ru_stime
+    return {
+        "wall_s": wall,
+        "cpu_s": max(reaped, sampler.cpu_s),
+        "cpu_reaped_s": reaped,
+        "cpu_sampled_s": sampler.cpu_s,
+        "max_rss_mb": max(sampler.hwm_kb.values(), default=0) / 1024,
+        "tree_rss_mb": sampler.peak / 2**20,
+        "tree_pss_mb": sampler.peak_pss / 2**20,
+        "exit_code": process.returncode,
+    }
+
+
+class _TreeSampler(threading.Thread):
+    """Every 50 ms, for a process and its descendants: the summed resident
+    memory (RSS; its peak is kept), and each one's CPU time and peak resident
+    memory (``VmHWM``; the last value seen is kept); every second, the summed
+    proportional memory (PSS; its peak is kept).
+
+    The sampled CPU counts the processes that ``wait4`` misses: those the
+    command never reaps itself, such as a multiprocessing fork server and the
+    workers forked from it. ``VmHWM`` is used because ``ru_maxrss`` of a
+    process started from this one includes the pages of this (large) process
+    that its fork briefly held before ``exec``.
+    """
+
+    # smaps_rollup walks the page tables under the process's memory-map lock: read every
+    # 50 ms, it slowed `--jobs 2` on the full archive from 14.3 to 16 s. Every second it
+    # costs nothing measurable and finds the same peak.
+    PSS_EVERY = 20
+
+    def __init__(self, pid: int) -> None:
+        super().__init__(daemon=True)
+        self.pid, self.peak, self.peak_pss = pid, 0, 0
+        self.cpu_ticks: dict[int, int] = {}
+        self.hwm_kb: dict[int, int] = {}
+        self._done = threading.Event()
+        self._page = os.sysconf("SC_PAGE_SIZE")
+
+    @property
+    def cpu_s(self) -> float:
+        return sum(self.cpu_ticks.values()) / os.sysconf("SC_CLK_TCK")
+
+    def run(self) -> None:
+        rounds = -1
+        while not self._done.wait(0.05):
+            rounds += 1
+            total = pss = 0
+            for pid in self._tree(self.pid):
+                try:
+                    with open(f"/proc/{pid}/statm") as f:
+                        total += int(f.read().split()[1]) * self._page
+                    if rounds % self.PSS_EVERY == 0:
+                        with open(f"/proc/{pid}/smaps_rollup") as f:
+                            for line in f:
+                                if line.startswith("Pss:"):
+                                    pss += int(line.split()[1]) * 1024
+                                    break
+                    with open(f"/proc/{pid}/stat") as f:
+                        fields = f.read().rsplit(")", 1)[1].split()
+                    self.cpu_ticks[pid] = int(fields[11]) + int(fields[12])  # utime + stime
+                    with open(f"/proc/{pid}/status") as f:
+                        for line in f:
+                            if line.startswith("VmHWM:"):
+                                self.hwm_kb[pid] = int(line.split()[1])
+                except (OSError, IndexError, ValueError):
+                    pass
+            self.peak = max(self.peak, total)
+            self.peak_pss = max(self.peak_pss, pss)
+
+    def _tree(self, pid: int) -> Iterator[int]:
+        yield pid
+        try:
+            tasks = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            return
+        for task in tasks:
+            try:
+                with open(f"/proc/{pid}/task/{task}/children") as f:
+                    children = f.read().split()
+            except OSError:
+                continue
+            for child in children:
+                yield from self._tree(int(child))
+
+    def stop(self) -> None:
+        self._done.set()
+        self.join()
+
+
+def end_to_end(archive: Archive, repeats: int) -> dict:
+    """``callsort label`` with --jobs 1 and --jobs 2, alternately; best of ``repeats``."""
+    runs: dict[str, list[dict]] = {"1": [], "2": []}
+    for repeat in range(repeats):
+        for jobs in ("1", "2"):
+            with tempfile.TemporaryDirectory(prefix="callsort-bench-") as out:
+                args = ["label", str(archive.calls_dir), "--out", out, "--jobs", jobs, "--quiet"]
+                run = run_command(args)
+                run.update(_tables_summary(Path(out)))
+            run["x_realtime"] = archive.duration_s / run["wall_s"]
+            runs[jobs].append(run)
+            print(
+                f"  end to end --jobs {jobs} (run {repeat + 1}/{repeats}): {run['wall_s']:.1f} s "
+                f"wall, {run['cpu_s']:.1f} s CPU, {run['x_realtime']:.0f}x real time",
+                flush=True,
+            )
+    result = {}
+    for jobs, found in runs.items():
+        best = min(found, key=lambda r: r["wall_s"])
+        result[f"jobs{jobs}"] = {**best, "runs": found}
+    return result
+
+
+def _tables_summary(out: Path) -> dict:
+    import pyarrow.parquet as pq
+
+    calls = pq.read_table(out / "calls.parquet", columns=["status"]).column(0).to_pylist()
+    segments = pq.read_metadata(out / "segments.parquet").num_rows
+    return {"recordings_ok": calls.count("ok"), "segments": segments}
+
+
+def cold_start(archive: Archive, repeats: int) -> dict:
+    """A fresh ``callsort label FILE`` (default jobs) on one 30-second call."""
+    runs = []
+    for _ in range(repeats):
+        with tempfile.TemporaryDirectory(prefix="callsort-bench-") as out:
+            runs.append(run_command(["label", str(archive.cold_file), "--out", out, "--quiet"]))
+    helps = [run_command(["--help"])["wall_s"] for _ in range(repeats)]
+    walls = [r["wall_s"] for r in runs]
+    return {
+        "file": _rel(archive.cold_file),
+        "file_s": COLD_FILE_S,
+        "best_wall_s": min(walls),
+        "median_wall_s": statistics.median(walls),
+        "median_cpu_s": statistics.median(r["cpu_s"] for r in runs),
+        "max_rss_mb": max(r["max_rss_mb"] for r in runs),
+        "help_best_wall_s": min(helps),
+        "runs": runs,
+    }
+
+
+# --- in-process: stages and the comparison on the same segments -----------------------------
+
+
+class Stopwatch:
+    """Wall and CPU seconds per named stage."""
+
+    def __init__(self) -> None:
+        self.wall: dict[str, float] = {}
+        self.cpu: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        wall, cpu = time.perf_counter(), time.process_time()
+        try:
+            yield
+        finally:
+            self.wall[name] = self.wall.get(name, 0.0) + time.perf_counter() - wall
+            self.cpu[name] = self.cpu.get(name, 0.0) + time.process_time() - cpu
+
+
+def notebook_features(y: np.ndarray, sr: int) -> np.ndarray:
+    """The classic notebook recipe: each feature from the signal, mean over frames.
+
+    Every call recomputes its own spectrogram (mfcc, chroma, mel, contrast) or
+    constant-Q transform (tonnetz); that is the point of the comparison.
+    """
+    import librosa
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return np.concatenate(
+            [
+                np.mean(librosa.feature.mfcc(y=y, sr=sr, n_mfcc=40), axis=1),
+                np.mean(librosa.feature.chroma_stft(y=y, sr=sr), axis=1),
+                np.mean(librosa.feature.melspectrogram(y=y, sr=sr), axis=1),
+                np.mean(librosa.feature.spectral_contrast(y=y, sr=sr), axis=1),
+                np.mean(librosa.feature.tonnetz(y=y, sr=sr), axis=1),
+            ]
+        )
+
+
+def opensmile_extractor() -> Callable[[np.ndarray, int], np.ndarray] | None:
+    try:
+        import opensmile
+    except ImportError:
+        return None
+    smile = opensmile.Smile(
+        feature_set=opensmile.FeatureSet.eGeMAPSv02,
+        feature_level=opensmile.FeatureLevel.Functionals,
+    )
+    return lambda y, sr: smile.process_signal(y, sr).to_numpy()[0]
+
+
+def in_process(archive: Archive, *, compare_calls: int, smile) -> dict:
+    """Per-stage times over the whole archive, and the extractors on the same segments.
+
+    Runs on one core with BLAS and OpenMP pools limited to one thread, as in
+    callsort's workers. The stages call callsort's own functions in the order
+    ``analyse_recording`` does; the openSMILE and notebook extractors run on
+    the segments of the first ``compare_calls`` calls, interleaved call by call
+    with callsort's features on the same segments, so load changes hit all alike.
+    """
+    import soxr
+    from threadpoolctl import threadpool_limits
+
+    from callsort.analysis import ChannelAnalysis, RecordingAnalysis
+    from callsort.channels import analysis_channels, channel_names
+    from callsort.decode import probe, read_blocks, resampled_blocks
+    from callsort.discover import recording_id
+    from callsort.features import segment_features
+    from callsort.model import load_model
+    from callsort.segment import frame_measures, speech_segments
+    from callsort.settings import AnalysisSettings, FeatureSettings
+    from callsort.tables import RecordingResult, calls_table, segments_table
+    from callsort.writers import write_table
+
+    watch = Stopwatch()
+    with watch("model load"):
+        model = load_model()
+    settings = AnalysisSettings()
+    feature_settings = FeatureSettings(**model.card.feature_settings)
+    frame_length = round(settings.segmentation.frame_s * ANALYSIS_SR)
+    n_features = len(model.card.feature_names)
+    warm = np.random.default_rng(0).standard_normal(8000).astype(np.float32) * 0.1
+    segment_features(warm, settings=feature_settings)  # lazy imports, as the workers do
+    extractors = {"notebook": notebook_features}
+    if smile is not None:
+        extractors["opensmile"] = smile
+        smile(warm, ANALYSIS_SR)
+    notebook_features(warm, ANALYSIS_SR)
+    compare = {"callsort": Stopwatch(), **{name: Stopwatch() for name in extractors}}
+    compared = {"segments": 0, "speech_s": 0.0, "calls": 0}
+    floor = Stopwatch()
+
+    results = []
+    n_segments = 0
+    speech_s = 0.0
+    with threadpool_limits(limits=1):
+        for index, path in enumerate(archive.calls):
+            with floor("decode + resample"):
+                y, sr = sf.read(path, dtype="float32")
+                soxr.resample(y, sr, ANALYSIS_SR)
+            del y
+            started = time.perf_counter()
+            with watch("decode"):
+                info = probe(path)
+                block_frames = max(int(settings.block_s * info.sample_rate), 1)
+                raw = [
+                    analysis_channels(b, settings.channels)
+                    for b in read_blocks(path, block_frames=block_frames)
+                ]
+            with watch("resample"):
+                blocks = list(
+                    resampled_blocks(iter(raw), from_hz=info.sample_rate, to_hz=ANALYSIS_SR)
+                )
+            with watch("segment"):
+                audio = np.concatenate(blocks, axis=1)
+                usable = audio.shape[1] // frame_length * frame_length
+                energy, zcr = frame_measures(audio[:, :usable], frame_length=frame_length)
+                names = channel_names(info.n_channels, settings.channels)
+                segments = [
+                    speech_segments(energy[c], zcr[c], settings=settings.segmentation)
+                    for c in range(len(names))
+                ]
+            cuts = [
+                [audio[c, round(a * ANALYSIS_SR) : round(b * ANALYSIS_SR)] for a, b in segs]
+                for c, segs in enumerate(segments)
+            ]
+            comparing = index < compare_calls
+            stopwatch = compare["callsort"] if comparing else Stopwatch()
+            with watch("features"), stopwatch("features"):
+                rows = [[segment_features(y, settings=feature_settings) for y in c] for c in cuts]
+            with watch("predict"):
+                probabilities = [
+                    model.classifier.predict_proba(
+                        np.stack(r) if r else np.zeros((0, n_features), np.float32)
+                    )
+                    for r in rows
+                ]
+            channels = [
+                ChannelAnalysis(name=name, segments=segs, probabilities=p)
+                for name, segs, p in zip(names, segments, probabilities)
+            ]
+            results.append(
+                RecordingResult(
+                    recording=path.name,
+                    recording_id=recording_id(path.name),
+                    analysis=RecordingAnalysis(
+                        info=info, duration_s=audio.shape[1] / ANALYSIS_SR, channels=channels
+                    ),
+                    error="",
+                    processing_s=time.perf_counter() - started,
+                    processed_at=_now(),
+                )
+            )
+            flat = [y for c in cuts for y in c]
+            n_segments += len(flat)
+            speech_s += sum(len(y) for y in flat) / ANALYSIS_SR
+            if comparing:
+                for name, extract in extractors.items():
+                    with compare[name]("features"):
+                        for y in flat:
+                            extract(y, ANALYSIS_SR)
+                compared["segments"] += len(flat)
+                compared["speech_s"] += sum(len(y) for y in flat) / ANALYSIS_SR
+                compared["calls"] += 1
+            if (index + 1) % 10 == 0 or index + 1 == len(archive.calls):
+                print(f"  in-process: {index + 1}/{len(archive.calls)} calls", flush=True)
+
+        with tempfile.TemporaryDirectory(prefix="callsort-bench-") as out, watch("write"):
+            classes, version = model.classes, model.version
+            segments_t = segments_table(results, classes=classes, model_version=version)
+            calls_t = calls_table(results, classes=classes, model_version=version)
+            write_table(segments_t, Path(out), "segments", formats=("parquet", "csv"))
+            write_table(calls_t, Path(out), "calls", formats=("parquet", "csv"))
+
+    stages = ("decode", "resample", "segment", "features", "predict", "write")
+    return {
+        "model_load_s": watch.wall["model load"],
+        "stages": {s: {"wall_s": watch.wall[s], "cpu_s": watch.cpu[s]} for s in stages},
+        "segments": n_segments,
+        "speech_s": speech_s,
+        "floor": {
+            "wall_s": floor.wall["decode + resample"],
+            "cpu_s": floor.cpu["decode + resample"],
+        },
+        "compared": compared,
+        "extractors": {
+            name: {"wall_s": w.wall.get("features", 0.0), "cpu_s": w.cpu.get("features", 0.0)}
+            for name, w in compare.items()
+        },
+    }
+
+
+def _now():
+    from datetime import datetime, timezone
+
+    return datetime.now(timezone.utc)
+
+
+# --- report ---------------------------------------------------------------------------------
+
+
+def collect_summary(archive: Archive, e2e: dict, stages: dict, cold: dict, args) -> dict:
+    duration = archive.duration_s
+    j1, j2 = e2e["jobs1"], e2e["jobs2"]
+    ex = stages["extractors"]
+    cs = ex["callsort"]["wall_s"]
+    ratios = {
+        "jobs2_vs_jobs1_speedup": j1["wall_s"] / j2["wall_s"],
+        "end_to_end_jobs2_x_realtime": j2["x_realtime"],
+        "features_vs_opensmile_speedup": ex["opensmile"]["wall_s"] / cs
+        if "opensmile" in ex
+        else None,
+        "features_vs_notebook_speedup": ex["notebook"]["wall_s"] / cs,
+        "floor_vs_jobs1_end_to_end": (duration / stages["floor"]["wall_s"]) / j1["x_realtime"],
+        "cold_start_30s_wall_s": cold["best_wall_s"],
+    }
+    e2e_segments = {r["segments"] for j in ("jobs1", "jobs2") for r in e2e[j]["runs"]}
+    if e2e_segments != {stages["segments"]}:
+        print(
+            f"warning: the command wrote {sorted(e2e_segments)} segments, the in-process "
+            f"stages cut {stages['segments']}: they no longer measure the same work",
+            file=sys.stderr,
+        )
+    checks = {}
+    for key, target in TARGETS.items():
+        value = ratios.get(key)
+        holds = (
+            None
+            if value is None
+            else (value < target if key.endswith("_wall_s") else value >= target)
+        )
+        checks[key] = {"target": target, "measured": value, "holds": holds}
+    return {
+        "command": shlex.join(["python", "benchmarks/throughput.py", *args.argv]),
+        "measured_at": _now().isoformat(timespec="seconds"),
+        "machine": _machine(),
+        "archive": {
+            "folder": _rel(archive.folder),
+            **{k: v for k, v in archive.manifest.items() if k != "cold_file"},
+            "speech_s": stages["speech_s"],
+            "segments": stages["segments"],
+            "segments_written_end_to_end": sorted(e2e_segments),
+        },
+        "end_to_end": e2e,
+        "in_process": stages,
+        "cold_start": cold,
+        "ratios": ratios,
+        "targets": checks,
+    }
+
+
+def _machine() -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+
+    import callsort
+
+    versions = {}
+    for name in ("numpy", "scipy", "librosa", "soundfile", "soxr", "lightgbm", "opensmile"):
+        with suppress(PackageNotFoundError):
+            versions[name] = version(name)
+    return {
+        "cpus": os.cpu_count(),
+        "usable_cpus": len(os.sched_getaffinity(0)),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+        "python": platform.python_version(),
+        "callsort": callsort.__version__,
+        "libraries": versions,
+    }
+
+
+def markdown(summary: dict, *, repeats: int) -> str:
+    a = summary["archive"]
+    e2e, ip, cold = summary["end_to_end"], summary["in_process"], summary["cold_start"]
+    duration = a["total_duration_s"]
+    hours = f"{duration / 3600:.2f} h of calls"
+    lines = [
+        f"{a['calls']} stereo 8 kHz mu-law calls of {a['minutes']:g} min ({hours}; "
+        f"{ip['speech_s'] / 3600:.2f} h of speech in {ip['segments']:,} segments, "
+        f"{ip['speech_s'] / (2 * duration):.0%} of each channel); "
+        f"{summary['machine']['usable_cpus']} cores, load average "
+        f"{summary['machine']['load_average_at_start'][0]:.1f} at the start, "
+        f"{summary['machine']['load_average'][0]:.1f} at the end.",
+        "",
+        "| run | audio | wall s | CPU s | x real time | peak memory |",
+        "|---|---|---|---|---|---|",
+    ]
+    for jobs in ("1", "2"):
+        r = e2e[f"jobs{jobs}"]
+        memory = (
+            f"{r['max_rss_mb']:.0f} MB largest process, "
+            f"{r['tree_pss_mb']:.0f} MB all processes (PSS)"
+        )
+        lines.append(
+            f"| `callsort label --jobs {jobs}` (best of {repeats}) | {hours} | {r['wall_s']:.1f} | "
+            f"{r['cpu_s']:.1f} | {r['x_realtime']:,.0f} | {memory} |"
+        )
+    floor = ip["floor"]
+    lines.append(
+        f"| floor: soundfile decode + soxr resample, one core | {hours} | {floor['wall_s']:.1f} | "
+        f"{floor['cpu_s']:.1f} | {duration / floor['wall_s']:,.0f} | |"
+    )
+    c = ip["compared"]
+    same = f"{c['speech_s'] / 60:.0f} min speech, {c['segments']:,} segments of {c['calls']} calls"
+    names = {
+        "callsort": "callsort features, one core",
+        "opensmile": "openSMILE eGeMAPSv02 functionals, one core",
+        "notebook": "notebook librosa statistics, one core",
+    }
+    for name, label in names.items():
+        if name in ip["extractors"]:
+            r = ip["extractors"][name]
+            lines.append(
+                f"| {label} | {same} | {r['wall_s']:.1f} | {r['cpu_s']:.1f} | "
+                f"{c['speech_s'] / r['wall_s']:,.0f} (of speech) | |"
+            )
+    lines.append(
+        f"| cold start: `callsort label` one {cold['file_s']:.0f} s call | {cold['file_s']:.0f} s "
+        f"| {cold['best_wall_s']:.2f} (median {cold['median_wall_s']:.2f}) | "
+        f"{cold['median_cpu_s']:.2f} | {cold['file_s'] / cold['best_wall_s']:,.0f} | "
+        f"{cold['max_rss_mb']:.0f} MB |"
+    )
+    lines += [
+        "",
+        "| stage (in-process, one core) | wall s | CPU s | share | x real time |",
+        "|---|---|---|---|---|",
+    ]
+    total = sum(s["wall_s"] for s in ip["stages"].values())
+    for name, s in ip["stages"].items():
+        lines.append(
+            f"| {name} | {s['wall_s']:.2f} | {s['cpu_s']:.2f} | {s['wall_s'] / total:.0%} | "
+            f"{duration / s['wall_s']:,.0f} |"
+        )
+    lines.append(f"| all stages | {total:.2f} | | 100% | {duration / total:,.0f} |")
+    lines += ["", "| target | measured | holds |", "|---|---|---|"]
+    described = {
+        "end_to_end_jobs2_x_realtime": ("end to end `--jobs 2` >= 600x real time", "{:,.0f}x"),
+        "features_vs_opensmile_speedup": (
+            "features >= 10x faster than openSMILE eGeMAPSv02",
+            "{:.1f}x",
+        ),
+        "jobs2_vs_jobs1_speedup": ("`--jobs 2` >= 1.7x faster than `--jobs 1`", "{:.2f}x"),
+        "cold_start_30s_wall_s": ("cold start, 30 s file, < 2 s wall (best of runs)", "{:.2f} s"),
+    }
+    for key, check in summary["targets"].items():
+        text, fmt = described[key]
+        value = "not measured" if check["measured"] is None else fmt.format(check["measured"])
+        holds = {True: "yes", False: "**no**", None: "-"}[check["holds"]]
+        lines.append(f"| {text} | {value} | {holds} |")
+    r = summary["ratios"]
+    lines += [
+        "",
+        f"callsort features are {r['features_vs_notebook_speedup']:.1f}x faster than the "
+        f"notebook statistics on the same segments; the decode + resample floor alone runs "
+        f"{r['floor_vs_jobs1_end_to_end']:.0f}x faster than `--jobs 1` end to end.",
+    ]
+    return "\n".join(lines)
+
+
+def _rounded(value):
+    """Floats to 4 significant decimals, so that the JSON file diffs readably."""
+    if isinstance(value, float):
+        return float(f"{value:.4g}") if abs(value) < 1000 else round(value, 1)
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_rounded(v) for v in value]
+    return value
+
+
+def _rel(path: Path) -> str:
+    return os.path.relpath(path, REPO)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--calls", type=int, default=60, help="calls in the archive (60)")
+    parser.add_argument("--minutes", type=float, default=3.0, help="minutes per call (3)")
+    parser.add_argument("--repeats", type=int, default=3, help="end-to-end runs per --jobs (3)")
+    parser.add_argument("--cold-repeats", type=int, default=3, help="cold-start runs (3)")
+    parser.add_argument(
+        "--compare-calls",
+        type=int,
+        help="run the openSMILE and notebook extractors on the segments of the first N calls "
+        "only (default: all)",
+    )
+    parser.add_argument("--skip-opensmile", action="store_true", help="leave openSMILE out")
+    parser.add_argument("--corpus", type=Path, default=CORPUS, help="RAVDESS 16 kHz corpus")
+    parser.add_argument("--json", type=Path, default=RESULTS, help="where to write the figures")
+    args = parser.parse_args(argv)
+    args.argv = sys.argv[1:] if argv is None else argv
+
+    load_at_start = [round(x, 2) for x in os.getloadavg()]
+    smile = None
+    if not args.skip_opensmile:
+        smile = opensmile_extractor()
+        if smile is None:
+            raise SystemExit(
+                'openSMILE is not installed: pip install -e ".[bench]" (or pip install opensmile), '
+                "or run with --skip-opensmile"
+            )
+    data = archive(args.calls, args.minutes, args.corpus)
+    print(f"archive: {_rel(data.calls_dir)}, {len(data.calls)} calls", flush=True)
+    print("end to end:", flush=True)
+    e2e = end_to_end(data, args.repeats)
+    print("in-process stages and extractors:", flush=True)
+    compare_calls = len(data.calls) if args.compare_calls is None else args.compare_calls
+    stages = in_process(data, compare_calls=compare_calls, smile=smile)
+    print("cold start:", flush=True)
+    cold = cold_start(data, args.cold_repeats)
+    summary = collect_summary(data, e2e, stages, cold, args)
+    summary["machine"]["load_average_at_start"] = load_at_start
+    report = markdown(summary, repeats=args.repeats)
+    summary["markdown"] = report
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(_rounded(summary), indent=2) + "\n")
+    print()
+    print(report)
+    print(f"\nfigures written to {_rel(args.json)}")
+
+
+if __name__ == "__main__":
+    main()

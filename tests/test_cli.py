@@ -1,0 +1,702 @@
+"""End-to-end tests: the real ``callsort`` command on real audio with the real model.
+
+The sample recordings are labelled once per module (``clean``) and the tables
+are shared between tests. Most commands run in-process through Typer's
+``CliRunner``; a few run as real subprocesses (``python -m callsort``) to check
+true exit codes. Nothing here mocks the decoder or the model.
+
+The corpus reproduction test needs ``../shared/datasets/ravdess-speech-16k``
+next to the repo and ``CALLSORT_CORPUS_TESTS=1`` (set by ``.ci/run``).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+import soundfile as sf
+from typer.testing import CliRunner
+
+import callsort
+from callsort.cli import app
+from callsort.discover import recording_id
+from callsort.model import load_model
+from callsort.schema import arrow_schema, call_columns, segment_columns
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLES = REPO / "sample_recordings"
+GROUND_TRUTH = SAMPLES / "ground_truth.csv"
+CORPUS = REPO.parent / "shared" / "datasets" / "ravdess-speech-16k"
+STEREO_CALLS = [
+    "call_01_escalation.wav",
+    "call_02_sad.wav",
+    "call_03_happy.wav",
+    "call_04_calm.wav",
+]
+VOICEMAIL = "voicemail_05_mono.flac"
+RECORDINGS = [*STEREO_CALLS, VOICEMAIL]
+TABLE_FILES = ("segments.parquet", "segments.csv", "calls.parquet", "calls.csv")
+
+
+# --- helpers ------------------------------------------------------------------------------
+
+
+def invoke(*args: object):
+    """Run ``callsort ARGS`` in-process; the result has exit_code, output, stdout, stderr."""
+    return CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=False)
+
+
+def run_module(*args: object, cwd: Path) -> subprocess.CompletedProcess:
+    """Run ``python -m callsort ARGS`` as a real process (true exit code)."""
+    return subprocess.run(
+        [sys.executable, "-m", "callsort", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=600,
+    )
+
+
+def shown(result) -> str:
+    """Everything a command printed, for assertion messages."""
+    if isinstance(result, subprocess.CompletedProcess):
+        return f"exit {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+    return f"exit {result.exit_code}\noutput:\n{result.output}"
+
+
+@dataclass(frozen=True)
+class Labelled:
+    """The tables of one ``callsort label`` run."""
+
+    out: Path
+    segments: pd.DataFrame
+    calls: pd.DataFrame
+
+
+def read_tables(out: Path) -> Labelled:
+    return Labelled(
+        out=out,
+        segments=pq.read_table(out / "segments.parquet").to_pandas(),
+        calls=pq.read_table(out / "calls.parquet").to_pandas(),
+    )
+
+
+def label_into(out: Path, *paths: object, extra: tuple[object, ...] = ()) -> Labelled:
+    result = invoke("label", *paths, "--out", out, "--jobs", 2, "--quiet", *extra)
+    assert result.exit_code == 0, shown(result)
+    return read_tables(out)
+
+
+def segment_key(segments: pd.DataFrame) -> pd.DataFrame:
+    """Identity and label of every segment, sorted, for comparing two runs."""
+    cols = ["recording", "channel", "segment_index", "start_s", "end_s", "label"]
+    return segments[cols].sort_values(cols[:3]).reset_index(drop=True)
+
+
+def assert_same_segments(a: pd.DataFrame, b: pd.DataFrame, classes: list[str]) -> None:
+    pd.testing.assert_frame_equal(segment_key(a), segment_key(b))
+    order = ["recording", "channel", "segment_index"]
+    pa_ = a.sort_values(order)[[f"p_{c}" for c in classes]].to_numpy()
+    pb = b.sort_values(order)[[f"p_{c}" for c in classes]].to_numpy()
+    np.testing.assert_allclose(pa_, pb, rtol=0, atol=1e-9)
+
+
+# --- the shared clean run -----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def classes() -> list[str]:
+    return load_model().classes
+
+
+@pytest.fixture(scope="module")
+def clean(tmp_path_factory) -> Labelled:
+    """sample_recordings labelled once with the shipped model, ``--jobs 2 --quiet``."""
+    out = tmp_path_factory.mktemp("clean") / "reports"
+    result = invoke("label", SAMPLES, "--out", out, "--jobs", 2, "--quiet")
+    assert result.exit_code == 0, shown(result)
+    return read_tables(out)
+
+
+def test_label_writes_all_tables_and_no_temporary_files(clean):
+    for name in TABLE_FILES:
+        assert (clean.out / name).is_file(), name
+        assert (clean.out / name).stat().st_size > 0, name
+    leftovers = [n for n in os.listdir(clean.out) if n.endswith(".tmp") or ".tmp." in n]
+    assert leftovers == []
+    assert sorted(os.listdir(clean.out)) == sorted(TABLE_FILES)
+
+
+@pytest.mark.parametrize(
+    ("name", "columns"), [("segments", segment_columns), ("calls", call_columns)]
+)
+def test_parquet_schema_and_csv_header(clean, classes, name, columns):
+    expected = arrow_schema(columns(classes))
+    actual = pq.read_schema(clean.out / f"{name}.parquet")
+    assert actual.names == expected.names
+    assert [f.type for f in actual] == [f.type for f in expected]
+    # units and descriptions travel with the Parquet file
+    assert [f.metadata for f in actual] == [f.metadata for f in expected]
+    with (clean.out / f"{name}.csv").open(newline="", encoding="utf-8") as f:
+        reader = csv.reader(f)
+        header = next(reader)
+        n_rows = sum(1 for _ in reader)
+    assert header == expected.names
+    assert n_rows == pq.read_metadata(clean.out / f"{name}.parquet").num_rows
+
+
+def test_calls_one_row_per_recording_and_channel(clean):
+    calls = clean.calls
+    rows = sorted(zip(calls["recording"], calls["channel"]))
+    expected = sorted(
+        [(r, ch) for r in STEREO_CALLS for ch in ("left", "right")] + [(VOICEMAIL, "mono")]
+    )
+    assert rows == expected
+    assert (calls["status"] == "ok").all()
+    assert (calls["error"] == "").all()
+    model = load_model()
+    assert (calls["model_version"] == model.version).all()
+    for rec, group in calls.groupby("recording"):
+        info = sf.info(str(SAMPLES / rec))
+        assert (group["sample_rate"] == info.samplerate).all()
+        assert (group["n_channels"] == info.channels).all()
+        assert group["duration_s"].iloc[0] == pytest.approx(info.duration, abs=0.01)
+        assert (group["recording_id"] == recording_id(rec)).all()
+        assert re.fullmatch(r"[0-9a-f]{16}", group["recording_id"].iloc[0])
+
+
+def test_segments_are_consistent(clean, classes):
+    seg, calls = clean.segments, clean.calls
+    assert len(seg) > 0
+    assert set(seg["label"]) <= set(classes)
+    p = seg[[f"p_{c}" for c in classes]].to_numpy()
+    np.testing.assert_allclose(p.sum(axis=1), 1.0, atol=1e-6)
+    assert ((p >= 0) & (p <= 1)).all()
+    np.testing.assert_allclose(seg["confidence"], p.max(axis=1), atol=1e-12)
+    assert (np.array(classes)[p.argmax(axis=1)] == seg["label"].to_numpy()).all()
+    assert (seg["start_s"] >= 0).all()
+    assert (seg["start_s"] < seg["end_s"]).all()
+    np.testing.assert_allclose(seg["duration_s"], seg["end_s"] - seg["start_s"], atol=1.5e-3)
+    duration = calls.groupby("recording")["duration_s"].first()
+    assert (seg["end_s"].to_numpy() <= duration[seg["recording"]].to_numpy()).all()
+    for (rec, ch), group in seg.groupby(["recording", "channel"]):
+        assert group["segment_index"].tolist() == list(range(len(group))), (rec, ch)
+        starts, ends = group["start_s"].to_numpy(), group["end_s"].to_numpy()
+        assert (starts[1:] >= ends[:-1]).all(), f"{rec} {ch}: segments overlap or are unordered"
+
+
+def test_calls_summarise_the_segments(clean, classes):
+    seg, calls = clean.segments, clean.calls
+    per_channel = seg.groupby(["recording", "channel"])
+    counts = per_channel.size()
+    speech = per_channel["duration_s"].sum()
+    for row in calls.itertuples():
+        key = (row.recording, row.channel)
+        n = int(counts.get(key, 0))
+        assert row.n_segments == n, key
+        assert row.speech_s == pytest.approx(float(speech.get(key, 0.0)), abs=1e-3 * max(n, 1))
+        shares = [getattr(row, f"share_{c}") for c in classes]
+        assert sum(shares) == pytest.approx(1.0, abs=1e-3), key
+        assert row.dominant_label == classes[int(np.argmax(shares))], key
+        p_angry = seg.loc[
+            (seg["recording"] == row.recording) & (seg["channel"] == row.channel), "p_angry"
+        ]
+        assert row.peak_p_angry == pytest.approx(p_angry.max()), key
+    # every call has speech on every channel
+    assert (calls["n_segments"] > 0).all()
+
+
+def test_escalating_customer_is_flagged_and_agent_is_not(clean):
+    """Depends on model quality: the customer of call_01 turns angry, its agent stays calm."""
+    calls = clean.calls.set_index(["recording", "channel"])
+    customer = calls.loc[("call_01_escalation.wav", "right")]
+    agent = calls.loc[("call_01_escalation.wav", "left")]
+    summary = calls[["dominant_label", "angry_share_last_third", "escalation_score", "escalated"]]
+    assert bool(customer["escalated"]), f"customer not flagged:\n{summary}"
+    assert not bool(agent["escalated"]), f"agent flagged:\n{summary}"
+
+
+def test_no_escalation_in_calls_without_anger(clean):
+    """Depends on model quality: sad, happy and calm calls raise no escalation."""
+    calls = clean.calls
+    calm_calls = calls[calls["recording"] != "call_01_escalation.wav"]
+    flagged = calm_calls[calm_calls["escalated"]]
+    assert flagged.empty, f"falsely escalated:\n{flagged[['recording', 'channel']]}"
+
+
+# --- agreement with the ground truth ------------------------------------------------------
+
+
+def _overlap(a0, a1, b0, b1) -> float:
+    return max(0.0, min(a1, b1) - max(a0, b0))
+
+
+def test_agreement_with_ground_truth(clean, tmp_path_factory):
+    truth = pd.read_csv(GROUND_TRUTH)
+    assert set(truth["recording"]) == set(RECORDINGS)
+    seg = clean.segments
+    by_channel = {k: g for k, g in seg.groupby(["recording", "channel"])}
+
+    rows = []  # per turn: duration, covered seconds, seconds labelled as the truth
+    for turn in truth.itertuples():
+        group = by_channel.get((turn.recording, turn.channel), seg.iloc[:0])
+        covered = agree = 0.0
+        for s in group.itertuples():
+            o = _overlap(turn.start_s, turn.end_s, s.start_s, s.end_s)
+            covered += o
+            agree += o if s.label == turn.emotion else 0.0
+        rows.append((turn.emotion, turn.end_s - turn.start_s, covered, agree))
+    turns = pd.DataFrame(rows, columns=["emotion", "turn_s", "covered_s", "agree_s"])
+
+    inside = total = 0.0  # segment seconds that overlap some turn of their channel
+    for s in seg.itertuples():
+        t = truth[(truth["recording"] == s.recording) & (truth["channel"] == s.channel)]
+        total += s.end_s - s.start_s
+        inside += sum(_overlap(s.start_s, s.end_s, a, b) for a, b in zip(t.start_s, t.end_s))
+
+    lines = [
+        "segment-level agreement with sample_recordings/ground_truth.csv "
+        f"(model {load_model().version})",
+        f"{'emotion':<8} {'turns':>5} {'turn s':>7} {'covered':>8} {'agreement':>9}",
+    ]
+    for emotion, g in [*turns.groupby("emotion"), ("overall", turns)]:
+        lines.append(
+            f"{emotion:<8} {len(g):>5} {g.turn_s.sum():>7.1f} "
+            f"{g.covered_s.sum() / g.turn_s.sum():>8.1%} "
+            f"{g.agree_s.sum() / max(g.covered_s.sum(), 1e-9):>9.1%}"
+        )
+    recall = turns.covered_s.sum() / turns.turn_s.sum()
+    precision = inside / total
+    agreement = turns.agree_s.sum() / turns.covered_s.sum()
+    lines.append(f"segment seconds inside turns: {precision:.1%} of {total:.1f} s")
+    report = "\n".join(lines)
+    print("\n" + report)
+    (tmp_path_factory.mktemp("agreement") / "agreement.txt").write_text(report + "\n")
+
+    assert recall >= 0.8, report  # segmentation finds the turns
+    assert precision >= 0.8, report  # and does not invent speech between them
+    assert agreement > 0.25, report  # better than chance for 4 classes
+
+
+# --- options that change the channels -----------------------------------------------------
+
+
+def test_channel_names_rename_the_channels(tmp_path, clean, classes):
+    got = label_into(
+        tmp_path / "out",
+        SAMPLES / "call_01_escalation.wav",
+        extra=("--channel-names", "agent,customer"),
+    )
+    assert sorted(got.calls["channel"]) == ["agent", "customer"]
+    assert set(got.segments["channel"]) == {"agent", "customer"}
+    # the same audio, only renamed
+    before = clean.segments[clean.segments["recording"] == "call_01_escalation.wav"].copy()
+    before["channel"] = before["channel"].map({"left": "agent", "right": "customer"})
+    assert_same_segments(got.segments, before, classes)
+
+
+def test_channels_mix_gives_one_channel_per_file(tmp_path, clean):
+    out = tmp_path / "out"
+    result = invoke(
+        "label", SAMPLES, "--out", out, "--channels", "mix", "--format", "parquet", "-j", 2, "-q"
+    )
+    assert result.exit_code == 0, shown(result)
+    assert sorted(os.listdir(out)) == ["calls.parquet", "segments.parquet"]
+    got = read_tables(out)
+    calls = got.calls
+    assert sorted(zip(calls["recording"], calls["channel"])) == sorted(
+        [(r, "mix") for r in STEREO_CALLS] + [(VOICEMAIL, "mono")]
+    )
+    assert (calls["status"] == "ok").all()
+    assert set(got.segments["channel"]) == {"mix", "mono"}
+    # both parties are in the mix: about as much speech as both channels together
+    split = clean.calls.groupby("recording")["speech_s"].sum()
+    for row in calls[calls["channel"] == "mix"].itertuples():
+        assert row.speech_s >= 0.8 * split[row.recording], row.recording
+
+
+# --- bad input in a batch -----------------------------------------------------------------
+
+BROKEN = {
+    "empty.wav": "empty",
+    "notes.wav": "not readable as audio",
+    "truncated.wav": "truncated",
+    "header_only.wav": "no audio data",
+}
+
+
+@pytest.fixture(scope="module")
+def bad_batch(tmp_path_factory):
+    """sample_recordings plus broken and silent files, labelled by a real process."""
+    folder = tmp_path_factory.mktemp("bad") / "batch"
+    shutil.copytree(SAMPLES, folder)
+    (folder / "empty.wav").write_bytes(b"")
+    (folder / "notes.wav").write_text("Call notes: customer rang about a refund.\n" * 20)
+    head = (SAMPLES / "call_01_escalation.wav").read_bytes()[:1000]
+    (folder / "truncated.wav").write_bytes(head)
+    sf.write(folder / "header_only.wav", np.zeros((0, 1), dtype=np.float32), 8000, "PCM_16")
+    assert (folder / "header_only.wav").stat().st_size == 44
+    sf.write(folder / "silent.wav", np.zeros(5 * 8000, dtype=np.float32), 8000, "PCM_16")
+    out = folder.parent / "out"
+    proc = run_module("label", folder, "--out", out, "--jobs", 2, "--quiet", cwd=folder.parent)
+    return proc, out
+
+
+def test_bad_files_fail_alone_with_exit_code_1(bad_batch, clean, classes):
+    proc, out = bad_batch
+    assert proc.returncode == 1, shown(proc)
+    got = read_tables(out)
+    calls = got.calls.set_index("recording")
+    for name, reason in BROKEN.items():
+        row = calls.loc[[name]]
+        assert len(row) == 1, name
+        row = row.iloc[0]
+        assert row["status"] == "error", name
+        assert row["channel"] == "", name
+        assert reason in row["error"].lower(), (name, row["error"])
+    assert "empty" in calls.loc["empty.wav", "error"]
+    silent = calls.loc[["silent.wav"]]
+    assert len(silent) == 1
+    assert silent.iloc[0]["status"] == "ok"
+    assert silent.iloc[0]["channel"] == "mono"
+    assert silent.iloc[0]["n_segments"] == 0
+    assert silent.iloc[0]["speech_s"] == 0
+    assert silent.iloc[0]["duration_s"] == pytest.approx(5.0)
+    # the good recordings come out exactly as in the clean batch
+    good = got.segments[got.segments["recording"].isin(RECORDINGS)]
+    assert set(got.segments["recording"]) == set(RECORDINGS)
+    assert_same_segments(good, clean.segments, classes)
+    ok_calls = got.calls[got.calls["recording"].isin(RECORDINGS)]
+    assert (ok_calls["status"] == "ok").all()
+    assert len(ok_calls) == len(clean.calls)
+
+
+# --- usage errors, help, version, info ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("label", "no/such/recordings"),
+        ("label", SAMPLES / VOICEMAIL, "--format", "xls"),
+        ("label", SAMPLES / VOICEMAIL, "--channel-names", "onlyone"),
+        ("label", SAMPLES / VOICEMAIL, "--channel-names", "same,same"),
+        ("label", SAMPLES / VOICEMAIL, "--channels", "surround"),
+        ("label", SAMPLES / VOICEMAIL, "--max-segment", "0.1"),
+        ("train", SAMPLES, "--out", "model", "--classes", "angry"),
+        ("evaluate", "no/such/corpus"),
+    ],
+    ids=[
+        "missing-path",
+        "format-xls",
+        "one-channel-name",
+        "same-channel-names",
+        "bad-channels",
+        "tiny-max-segment",
+        "one-class",
+        "missing-corpus",
+    ],
+)
+def test_usage_errors_exit_2(tmp_path, monkeypatch, args):
+    monkeypatch.chdir(tmp_path)
+    result = invoke(*args)
+    assert result.exit_code == 2, shown(result)
+    assert result.output.strip(), "a usage error must say what is wrong"
+    assert "Traceback" not in result.output
+    assert list(tmp_path.iterdir()) == []  # nothing written
+
+
+def test_usage_error_messages_are_specific():
+    assert "no such file or folder" in invoke("label", "no/such/recordings").output
+    assert "--format" in invoke("label", SAMPLES / VOICEMAIL, "--format", "xls").output
+    out = invoke("label", SAMPLES / VOICEMAIL, "--channel-names", "onlyone").output
+    assert "--channel-names" in out
+
+
+def test_python_m_callsort_version_and_exit_codes(tmp_path):
+    proc = run_module("--version", cwd=tmp_path)
+    assert proc.returncode == 0, shown(proc)
+    assert proc.stdout.strip() == f"callsort {callsort.__version__}"
+    proc = run_module("label", tmp_path / "missing", "--out", tmp_path / "out", cwd=tmp_path)
+    assert proc.returncode == 2, shown(proc)
+    assert "no such file or folder" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_version():
+    result = invoke("--version")
+    assert result.exit_code == 0
+    assert result.stdout.strip() == f"callsort {callsort.__version__}"
+
+
+@pytest.mark.parametrize("command", ["label", "train", "evaluate", "info"])
+def test_help_has_an_example(command):
+    result = invoke(command, "--help")
+    assert result.exit_code == 0, shown(result)
+    assert "Example" in result.output
+    assert f"callsort {command}" in result.output
+
+
+def test_no_arguments_shows_help():
+    result = invoke()
+    assert result.exit_code == 2, shown(result)  # no_args_is_help: a usage error
+    for command in ("label", "train", "evaluate", "info"):
+        assert command in result.output
+
+
+def test_info_shows_the_model(classes):
+    model = load_model()
+    result = invoke("info")
+    assert result.exit_code == 0, shown(result)
+    assert model.version in result.output
+    assert ", ".join(classes) in result.output
+
+
+def test_info_prints_the_card_to_stdout():
+    """``callsort info > card.txt`` must capture the card (progress goes to stderr)."""
+    result = invoke("info")
+    assert result.exit_code == 0, shown(result)
+    assert load_model().version in result.stdout
+
+
+def test_info_json_is_the_card(classes):
+    result = invoke("info", "--json")
+    assert result.exit_code == 0, shown(result)
+    card = json.loads(result.stdout)
+    assert {"classes", "feature_names", "metrics", "licence"} <= set(card)
+    assert card["classes"] == classes
+    model = load_model()
+    assert card["version"] == model.version
+    assert len(card["feature_names"]) == model.classifier.n_features_in_
+    assert {"clean", "telephone"} <= set(card["metrics"])
+    assert card["licence"]
+
+
+def test_model_option_rejects_a_folder_that_is_not_a_model(tmp_path):
+    not_a_model = tmp_path / "not-a-model"
+    not_a_model.mkdir()
+    (not_a_model / "readme.txt").write_text("hello")
+    out = tmp_path / "out"
+    result = invoke("label", SAMPLES / VOICEMAIL, "--model", not_a_model, "--out", out)
+    assert result.exit_code == 2, shown(result)
+    assert "not a callsort model folder" in result.output
+    assert not out.exists()
+    result = invoke("info", "--model", not_a_model)
+    assert result.exit_code == 2, shown(result)
+    assert "not a callsort model folder" in result.output
+
+
+def test_model_option_rejects_a_corrupt_model(tmp_path):
+    broken = tmp_path / "broken"
+    shutil.copytree(load_model().path, broken)
+    (broken / "model.txt").write_text("this is not a LightGBM model\n")
+    result = invoke("label", SAMPLES / VOICEMAIL, "--model", broken, "--out", tmp_path / "o")
+    assert result.exit_code == 2, shown(result)
+    assert "model" in result.output.lower()
+    assert "Traceback" not in result.output
+    (broken / "card.json").write_text("{not json")
+    result = invoke("info", "--model", broken)
+    assert result.exit_code == 2, shown(result)
+    assert "unreadable model card" in result.output
+
+
+# --- output folder inside the input folder ------------------------------------------------
+
+
+def test_output_folder_inside_input_is_not_rescanned(tmp_path):
+    copy = tmp_path / "recordings"
+    shutil.copytree(SAMPLES, copy)
+    reports = copy / "reports"
+    first = label_into(reports, copy)
+    assert len(first.calls) == 9
+    # audio that lands in the reports folder (a user saving a clip there) must not be
+    # picked up either: the output folder is never scanned
+    shutil.copy(SAMPLES / VOICEMAIL, reports / "saved_clip.flac")
+    second = label_into(reports, copy)
+    assert len(second.calls) == len(first.calls)
+    assert sorted(second.calls["recording"].unique()) == RECORDINGS
+
+
+# --- the Python API -----------------------------------------------------------------------
+
+
+def test_python_api_matches_the_cli(clean, classes):
+    from callsort.pipeline import label
+
+    run = label([SAMPLES], out=None, jobs=1)
+    assert run.written == []
+    assert run.n_failed == 0
+    assert run.segments.schema.names == arrow_schema(segment_columns(classes)).names
+    assert_same_segments(run.segments.to_pandas(), clean.segments, classes)
+    calls = run.calls.to_pandas()
+    cols = ["recording", "channel", "status", "n_segments", "speech_s", "escalated"]
+    pd.testing.assert_frame_equal(
+        calls[cols].sort_values(cols[:2]).reset_index(drop=True),
+        clean.calls[cols].sort_values(cols[:2]).reset_index(drop=True),
+    )
+
+
+# --- training on a tiny synthetic dataset -------------------------------------------------
+
+SYNTH_SR = 16_000
+SYNTH_CLASSES = ("low", "high")
+SYNTH_SPEAKERS = ("01", "02", "03", "04", "05", "06")
+SYNTH_VOICE = {  # base pitch (Hz), syllables per second, loudness
+    "low": (105.0, 2.5, 0.12),
+    "high": (250.0, 6.0, 0.35),
+}
+
+
+def synth_clip(label: str, speaker: int, take: int) -> np.ndarray:
+    """About 2 s of speech-like syllables between short noisy silences.
+
+    Voiced syllables (a gliding harmonic complex whose spectral tilt changes
+    from syllable to syllable, like vowels) alternate with hiss (fricatives).
+    The classes differ in pitch, tempo and loudness; speakers shift the pitch.
+    """
+    rng = np.random.default_rng(1000 * speaker + 10 * take + SYNTH_CLASSES.index(label))
+    f0, rate, level = SYNTH_VOICE[label]
+    f0 *= 1.0 + 0.06 * (speaker - 3.5) / 2.5 + rng.uniform(-0.03, 0.03)
+    rate *= rng.uniform(0.9, 1.1)
+    n = int(round(8 / rate * SYNTH_SR))  # eight syllables
+    t = np.arange(n) / SYNTH_SR
+    pitch = f0 * (1.0 + 0.2 * np.sin(2 * np.pi * rng.uniform(0.7, 1.3) * t))
+    phase = 2 * np.pi * np.cumsum(pitch) / SYNTH_SR
+    syllable = np.floor(t * rate).astype(int)
+    tilt = rng.uniform(0.6, 2.0, size=syllable.max() + 1)[syllable]
+    voiced = sum(
+        np.sin(k * phase + rng.uniform(0, 2 * np.pi)) * k ** (-tilt)
+        for k in range(1, int(3800 / (1.2 * f0)) + 1)
+    )
+    envelope = np.sin(np.pi * rate * t) ** 2
+    hiss = np.diff(rng.standard_normal(n + 1)) * (1.0 - envelope) ** 4
+    speech = voiced * envelope + 0.3 * hiss
+    speech *= level / np.sqrt(np.mean(speech**2))
+    pad = np.zeros(int(0.4 * SYNTH_SR))
+    y = np.concatenate([pad, speech, pad])
+    y += rng.normal(0.0, 2e-3, len(y))
+    return np.clip(y, -1, 1).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def synth_data(tmp_path_factory) -> Path:
+    """48 clips: 6 speakers x 2 classes x 4 takes, listed in labels.csv."""
+    folder = tmp_path_factory.mktemp("synth") / "data"
+    folder.mkdir()
+    rows = []
+    for s, speaker in enumerate(SYNTH_SPEAKERS, start=1):
+        for label in SYNTH_CLASSES:
+            for take in range(4):
+                rel = f"spk{speaker}/{label}_{take}.wav"
+                (folder / rel).parent.mkdir(exist_ok=True)
+                sf.write(folder / rel, synth_clip(label, s, take), SYNTH_SR, "PCM_16")
+                rows.append((rel, label, speaker))
+    with (folder / "labels.csv").open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["path", "label", "speaker"])
+        writer.writerows(rows)
+    return folder
+
+
+def test_train_info_label_evaluate_on_synthetic_data(synth_data, tmp_path):
+    classes_opt = ",".join(SYNTH_CLASSES)
+    model_dir, cache = tmp_path / "model", tmp_path / "cache"
+    common = ("--classes", classes_opt, "--jobs", 1, "--cache", cache)
+
+    result = invoke("train", synth_data, "--out", model_dir, *common)
+    assert result.exit_code == 0, shown(result)
+    assert (model_dir / "model.txt").is_file()
+    assert (model_dir / "card.json").is_file()
+
+    # the card
+    result = invoke("info", "--model", model_dir, "--json")
+    assert result.exit_code == 0, shown(result)
+    card = json.loads(result.stdout)
+    assert card["classes"] == list(SYNTH_CLASSES)
+    assert card["training"]["n_clips"] == 48
+    assert card["training"]["speakers"] == list(SYNTH_SPEAKERS)
+    assert card["training"]["label_counts"] == {"low": 24, "high": 24}
+    assert card["licence"] == "Trained on user-supplied data; its licence applies."
+    for condition in ("clean", "telephone"):
+        metrics = card["metrics"][condition]
+        assert len(metrics["per_fold"]) == 6
+        assert np.sum(metrics["confusion"]) == 48
+        # the classes differ in pitch and tempo: any working pipeline learns them
+        assert metrics["macro_f1"] >= 0.8, (condition, metrics)
+    result = invoke("info", "--model", model_dir)
+    assert result.exit_code == 0 and card["version"] in result.output
+
+    # the cache holds every clip under both conditions
+    cached = {p.name: p.stat().st_mtime_ns for p in cache.rglob("*") if p.is_file()}
+    assert len(cached) == 48 * 2
+    assert not [n for n in cached if "tmp" in n]
+
+    # labelling with the trained model: its classes, its schema, mostly right
+    out = tmp_path / "labelled"
+    result = invoke("label", synth_data, "--model", model_dir, "--out", out, "-j", 1, "-q")
+    assert result.exit_code == 0, shown(result)
+    got = read_tables(out)
+    assert pq.read_schema(out / "segments.parquet").names == (
+        arrow_schema(segment_columns(SYNTH_CLASSES)).names
+    )
+    assert [(f.name, f.type) for f in pq.read_schema(out / "calls.parquet")] == [
+        (f.name, f.type) for f in arrow_schema(call_columns(SYNTH_CLASSES))
+    ]
+    assert len(got.calls) == 48
+    assert (got.calls["status"] == "ok").all()
+    assert (got.calls["model_version"] == card["version"]).all()
+    assert set(got.segments["label"]) <= set(SYNTH_CLASSES)
+    truth = got.calls["recording"].str.extract(r"/(low|high)_")[0]
+    assert (got.calls["dominant_label"] == truth).mean() >= 0.9
+    assert got.calls["escalated"].eq(False).all()  # no angry class, no escalation
+
+    # a second training run reads every clip from the cache and gives the same model
+    model2 = tmp_path / "model2"
+    result = invoke("train", synth_data, "--out", model2, *common)
+    assert result.exit_code == 0, shown(result)
+    assert {p.name: p.stat().st_mtime_ns for p in cache.rglob("*") if p.is_file()} == cached
+    assert (model2 / "model.txt").read_text() == (model_dir / "model.txt").read_text()
+
+    # evaluate reproduces the figures on the card
+    result = invoke("evaluate", synth_data, *common, "--check-card", model_dir)
+    assert result.exit_code == 0, shown(result)
+    assert "figures match the card" in result.output
+
+
+def test_evaluate_check_card_fails_on_different_figures(synth_data, tmp_path):
+    model_dir, cache = tmp_path / "model", tmp_path / "cache"
+    common = ("--classes", ",".join(SYNTH_CLASSES), "--jobs", 1, "--cache", cache)
+    result = invoke("train", synth_data, "--out", model_dir, "--no-telephone", *common)
+    assert result.exit_code == 0, shown(result)
+    card = json.loads((model_dir / "card.json").read_text())
+    card["metrics"]["clean"]["accuracy"] = 0.123
+    (model_dir / "card.json").write_text(json.dumps(card))
+    result = invoke("evaluate", synth_data, "--no-telephone", *common, "--check-card", model_dir)
+    assert result.exit_code == 1, shown(result)
+    assert "card 0.123" in result.output
+
+
+# --- the shipped model's figures reproduce on the corpus (CI) -----------------------------
+
+
+@pytest.mark.skipif(
+    not (CORPUS.is_dir() and os.environ.get("CALLSORT_CORPUS_TESTS") == "1"),
+    reason=f"needs the RAVDESS corpus at {CORPUS} and CALLSORT_CORPUS_TESTS=1 "
+    "(set by .ci/run); slow",
+)
+def test_shipped_model_card_reproduces_on_the_corpus(tmp_path):
+    result = invoke("evaluate", CORPUS, "--check-card", REPO / "callsort" / "models" / "default")
+    assert result.exit_code == 0, shown(result)
+    assert "figures match the card" in result.output
