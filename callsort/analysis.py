@@ -57,7 +57,7 @@ def analyse_recording(
     """
     info = probe(path)
     names = channel_names(info.n_channels, settings.channels)
-    feature_settings = FeatureSettings(**model.card.feature_settings)
+    feature_settings = model.feature_settings
     frame_length = round(settings.segmentation.frame_s * SR)
 
     keep = info.duration_s <= settings.in_memory_s
@@ -86,10 +86,10 @@ def analyse_recording(
         features[c][i] = segment_features(y, settings=feature_settings)
 
     channels = []
-    n_features = len(model.card.feature_names)
+    n_features = len(feature_names(feature_settings))
     for name, segs, rows in zip(names, segments, features):
         X = np.stack(rows) if rows else np.zeros((0, n_features), dtype=np.float32)
-        channels.append(ChannelAnalysis(name, segs, model.classifier.predict_proba(X)))
+        channels.append(ChannelAnalysis(name, segs, model.channel_proba(X)))
     return RecordingAnalysis(info=info, duration_s=duration_s, channels=channels)
 
 

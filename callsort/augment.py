@@ -40,12 +40,41 @@ def mu_law_roundtrip(x: np.ndarray, *, mu: int = 255) -> np.ndarray:
     return np.sign(quantised) * ((1.0 + mu) ** np.abs(quantised) - 1.0) / mu
 
 
-def add_noise(y: np.ndarray, *, snr_db: float, seed: int = 0) -> np.ndarray:
-    """``y`` plus white noise at ``snr_db`` below the signal's mean power."""
+NOISE_COLOURS = ("white", "pink", "brown")
+
+
+def add_noise(y: np.ndarray, *, snr_db: float, seed: int = 0, colour: str = "white") -> np.ndarray:
+    """``y`` plus noise at ``snr_db`` below the signal's mean power.
+
+    ``colour``: ``white`` (flat spectrum), ``pink`` (power falling 3 dB per
+    octave, like a room or crowd) or ``brown`` (6 dB per octave, like rumble).
+    """
     rng = np.random.default_rng(seed)
     power = float(np.mean(np.asarray(y, dtype=np.float64) ** 2))
-    noise = rng.standard_normal(len(y)) * np.sqrt(power / 10 ** (snr_db / 10))
+    noise = coloured_noise(len(y), colour=colour, rng=rng)
+    noise *= np.sqrt(power / 10 ** (snr_db / 10) / max(float(np.mean(noise**2)), 1e-20))
     return (y + noise).astype(np.float32)
+
+
+def coloured_noise(n: int, *, colour: str, rng: np.random.Generator) -> np.ndarray:
+    """``n`` samples of noise with a 1/f^alpha power spectrum (white, pink, brown)."""
+    alpha = {"white": 0.0, "pink": 1.0, "brown": 2.0}[colour]
+    white = rng.standard_normal(n)
+    if alpha == 0.0 or n < 2:
+        return white
+    spectrum = np.fft.rfft(white)
+    f = np.arange(len(spectrum), dtype=np.float64)
+    f[0] = 1.0
+    return np.fft.irfft(spectrum / f ** (alpha / 2), n=n)
+
+
+def augmented(y: np.ndarray, *, seed: int) -> np.ndarray:
+    """A training copy of clean speech as a real line might deliver it: background
+    noise of a random colour at 5-30 dB SNR, and half the time the telephone chain."""
+    rng = np.random.default_rng(seed)
+    colour = NOISE_COLOURS[int(rng.integers(len(NOISE_COLOURS)))]
+    noisy = add_noise(y, snr_db=float(rng.uniform(5.0, 30.0)), seed=seed + 1, colour=colour)
+    return telephone(noisy) if rng.random() < 0.5 else noisy
 
 
 @lru_cache(maxsize=1)

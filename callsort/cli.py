@@ -157,7 +157,14 @@ def train(
         bool, typer.Option(help="Also train the calm class on RAVDESS neutral clips.")
     ] = False,
     no_telephone: Annotated[
-        bool, typer.Option("--no-telephone", help="Train on clean clips only.")
+        bool, typer.Option("--no-telephone", help="Train without telephone-degraded copies.")
+    ] = False,
+    no_channel_normalisation: Annotated[
+        bool,
+        typer.Option(
+            "--no-channel-normalisation",
+            help="Raw features only, not also normalised within each channel.",
+        ),
     ] = False,
     jobs: Annotated[int, typer.Option("--jobs", "-j", help="Processes; 0: all cores.")] = 0,
     cache: Annotated[Path | None, typer.Option(help="Feature cache folder.")] = None,
@@ -173,7 +180,9 @@ def train(
     from callsort.progress import print_metrics, results
 
     with _user_errors():
-        config = _training_config(classes, holdout_speakers, calm_from_neutral, no_telephone)
+        config = _training_config(
+            classes, holdout_speakers, calm_from_neutral, no_telephone, no_channel_normalisation
+        )
         n_jobs = _jobs(jobs)
         run = _extract(data_dir, config, n_jobs, cache)
         metrics = training.evaluate_protocol(run, config, jobs=n_jobs)
@@ -198,7 +207,10 @@ def evaluate(
     classes: Annotated[str, typer.Option(help="Comma-separated classes.")] = "angry,calm,happy,sad",
     calm_from_neutral: Annotated[bool, typer.Option(help="Calm also from neutral clips.")] = False,
     no_telephone: Annotated[
-        bool, typer.Option("--no-telephone", help="Clean training only.")
+        bool, typer.Option("--no-telephone", help="Train without telephone copies.")
+    ] = False,
+    no_channel_normalisation: Annotated[
+        bool, typer.Option("--no-channel-normalisation", help="Raw features only.")
     ] = False,
     jobs: Annotated[int, typer.Option("--jobs", "-j", help="Processes; 0: all cores.")] = 0,
     cache: Annotated[Path | None, typer.Option(help="Feature cache folder.")] = None,
@@ -223,7 +235,9 @@ def evaluate(
     from callsort.progress import print_metrics, results
 
     with _user_errors():
-        config = _training_config(classes, "", calm_from_neutral, no_telephone)
+        config = _training_config(
+            classes, "", calm_from_neutral, no_telephone, no_channel_normalisation
+        )
         n_jobs = _jobs(jobs)
         run = _extract(data_dir, config, n_jobs, cache)
         metrics = training.evaluate_protocol(
@@ -270,15 +284,25 @@ def info(
             print_card(loaded)
 
 
-def _training_config(classes: str, holdout: str, calm_from_neutral: bool, no_telephone: bool):
-    from callsort.training import CONDITIONS, TrainingConfig
+def _training_config(
+    classes: str,
+    holdout: str,
+    calm_from_neutral: bool,
+    no_telephone: bool,
+    no_channel_normalisation: bool = False,
+):
+    from callsort.training import TrainingConfig
 
     names = tuple(c.strip() for c in classes.split(",") if c.strip())
     if len(names) < 2 or len(set(names)) != len(names):
         raise UsageError("--classes takes at least two different class names")
+    conditions = TrainingConfig().train_conditions
+    if no_telephone:
+        conditions = tuple(c for c in conditions if c != "telephone")
     return TrainingConfig(
         classes=names,
-        train_conditions=("clean",) if no_telephone else CONDITIONS,
+        train_conditions=conditions,
+        channel_normalisation=not no_channel_normalisation,
         calm_from_neutral=calm_from_neutral,
         holdout_speakers=tuple(s.strip() for s in holdout.split(",") if s.strip()),
     )
@@ -299,7 +323,8 @@ def _extract(data_dir, config, jobs, cache):
             data_dir, classes=config.classes, calm_from_neutral=config.calm_from_neutral
         )
     )
-    with clip_progress(total=n * len(training.CONDITIONS)) as advance:
+    conditions = dict.fromkeys([*training.CONDITIONS, *config.train_conditions])
+    with clip_progress(total=n * len(conditions)) as advance:
         return training.extract(
             data_dir,
             config,

@@ -20,7 +20,10 @@ from typing import Any
 import numpy as np
 
 from callsort.errors import ModelError
+from callsort.settings import FeatureSettings
 
+CARD_FORMAT = 2
+"""Cards of format 1 (callsort before channel normalisation) lack settings; refused."""
 MODEL_FILE = "model.txt"
 CARD_FILE = "card.json"
 
@@ -51,8 +54,10 @@ class EmotionClassifier:
         classes: Sequence[str] | None = None,
         random_state: int = 0,
         n_jobs: int = 1,
+        temperature: float = 1.0,
     ) -> None:
         self.n_estimators = n_estimators
+        self.temperature = temperature  # > 1 softens overconfident probabilities
         self.params = params
         self.classes = classes
         self.random_state = random_state
@@ -120,7 +125,12 @@ class EmotionClassifier:
         if not np.isfinite(X).all():
             raise ModelError("feature matrix contains NaN or infinite values")
         proba = self.booster_.predict(X, num_threads=self.n_jobs)
-        return np.asarray(proba, dtype=np.float64).reshape(len(X), len(self.classes_))
+        proba = np.asarray(proba, dtype=np.float64).reshape(len(X), len(self.classes_))
+        if self.temperature != 1.0:
+            logits = np.log(np.clip(proba, 1e-12, 1.0)) / self.temperature
+            proba = np.exp(logits - logits.max(axis=1, keepdims=True))
+            proba /= proba.sum(axis=1, keepdims=True)
+        return proba
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
@@ -141,7 +151,11 @@ class ModelCard:
     licence: str = ""
     created_at: str = ""
     model_sha256: str = ""  # of model.txt: a truncated copy is refused before LightGBM reads it
-    format: int = 1
+    # population prior of callsort.normalise (mean, var, weight) when the model takes
+    # channel-normalised features, else None
+    normalisation: dict[str, Any] | None = None
+    temperature: float = 1.0  # calibration of predict_proba
+    format: int = CARD_FORMAT
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=False) + "\n"
@@ -162,6 +176,24 @@ class Model:
     @property
     def classes(self) -> list[str]:
         return list(self.classifier.classes_)
+
+    @property
+    def feature_settings(self) -> FeatureSettings:
+        return FeatureSettings(**self.card.feature_settings)
+
+    def channel_proba(self, X: np.ndarray) -> np.ndarray:
+        """Class probabilities of the segments ``X`` (segments, features) of ONE channel.
+
+        The features are normalised against the channel's own segments first when
+        the model was trained that way (see :mod:`callsort.normalise`).
+        """
+        if self.card.normalisation is not None and len(X):
+            from callsort.normalise import PopulationPrior, channel_normalised
+
+            X = channel_normalised(X, prior=PopulationPrior.from_dict(self.card.normalisation))
+        elif self.card.normalisation is not None:
+            X = np.zeros((0, self.classifier.n_features_in_), dtype=np.float32)
+        return self.classifier.predict_proba(X)
 
 
 def default_model_dir() -> Path:
@@ -220,6 +252,15 @@ def load_model(path: Path | str | None = None, *, n_jobs: int = 1) -> Model:
         card = ModelCard(**raw)
     except (ValueError, TypeError) as exc:
         raise ModelError(f"unreadable model card {card_file}: {exc}") from None
+    if card.format != CARD_FORMAT:
+        raise ModelError(
+            f"model card {card_file} has format {card.format}; this callsort reads format "
+            f"{CARD_FORMAT}: retrain the model with this version (callsort train)"
+        )
+    try:
+        FeatureSettings(**card.feature_settings)
+    except TypeError as exc:
+        raise ModelError(f"model card {card_file} has unusable feature settings: {exc}") from None
     if card.model_sha256 and _sha256(model_file) != card.model_sha256:
         raise ModelError(
             f"{model_file} does not match its card (checksum differs): truncated or replaced?"
@@ -235,9 +276,18 @@ def load_model(path: Path | str | None = None, *, n_jobs: int = 1) -> Model:
         )
     if booster.feature_name() != [_lgb_safe(n) for n in card.feature_names]:
         raise ModelError(f"model card feature names do not match the booster in {folder}")
+    if card.normalisation is not None:
+        from callsort.features import feature_names
+
+        n_raw = len(feature_names(FeatureSettings(**card.feature_settings)))
+        sizes = {len(card.normalisation.get(k, ())) for k in ("mean", "var")}
+        if sizes != {n_raw} or 2 * n_raw != len(card.feature_names):
+            raise ModelError(f"model card normalisation does not fit its features in {folder}")
     if booster.params.get("num_class", len(card.classes)) != len(card.classes):
         raise ModelError(f"model card classes do not match the booster in {folder}")
-    classifier = EmotionClassifier(classes=card.classes, n_jobs=n_jobs)
+    classifier = EmotionClassifier(
+        classes=card.classes, n_jobs=n_jobs, temperature=card.temperature
+    )
     classifier.booster_ = booster
     classifier.classes_ = np.array(card.classes)
     classifier.feature_names_in_ = np.array(card.feature_names)

@@ -271,11 +271,10 @@ def _warm_up(model) -> None:
     import numpy as np
 
     from callsort.features import segment_features
-    from callsort.settings import FeatureSettings
 
     noise = np.random.default_rng(0).standard_normal(8000).astype(np.float32) * 0.1
-    features = segment_features(noise, settings=FeatureSettings(**model.card.feature_settings))
-    model.classifier.predict_proba(features[np.newaxis, :])
+    features = segment_features(noise, settings=model.feature_settings)
+    model.channel_proba(features[np.newaxis, :])
 
 
 def _analyse_one(recording: Recording) -> RecordingResult:

@@ -143,6 +143,14 @@ def print_card(model) -> None:
     table.add_row("folder", str(model.path))
     table.add_row("classes", ", ".join(card.classes))
     table.add_row("features", f"{len(card.feature_names)} per segment")
+    if card.normalisation is not None:
+        table.add_row(
+            "channel normalisation",
+            f"half of the features are z-scores within each channel; a channel's statistics "
+            f"are shrunk toward the training population's, counted as "
+            f"{card.normalisation['weight']:g} segments",
+        )
+    table.add_row("calibration", f"temperature {card.temperature:g}")
     t = card.training
     if t:
         table.add_row(
@@ -154,8 +162,10 @@ def print_card(model) -> None:
     for cond in ("clean", "telephone"):
         m = card.metrics.get(cond)
         if m:
+            how = " in pseudo-calls" if card.metrics.get("channel_normalisation") else ""
             table.add_row(
-                f"{cond} (6-fold CV)", f"accuracy {m['accuracy']:.3f}, macro-F1 {m['macro_f1']:.3f}"
+                f"{cond} (6-fold CV{how})",
+                f"accuracy {m['accuracy']:.3f}, macro-F1 {m['macro_f1']:.3f}",
             )
     if card.metrics.get("protocol"):
         table.add_row("protocol", card.metrics["protocol"])

@@ -66,6 +66,11 @@ class FeatureSettings:
     # Calls arrive at any gain (line AGC, headsets), so each segment is scaled to this
     # RMS level (dBFS) first: level features then describe dynamics, not the gain.
     reference_level_db: float | None = -20.0
+    # Prosody in the spirit of eGeMAPS: pitch (librosa.yin at 8 kHz), harmonicity,
+    # spectral balance and slope, energy dynamics and a speaking-rate proxy.
+    prosody: bool = True
+    f0_min_hz: float = 70.0
+    f0_max_hz: float = 400.0
 
     def to_dict(self) -> dict:
         return asdict(self)

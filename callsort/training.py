@@ -41,7 +41,13 @@ RAVDESS_EMOTIONS = {
 _RAVDESS_NAME = re.compile(r"^(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)$")
 CONDITIONS = ("clean", "telephone")
 """Audio conditions: as recorded, and through the telephone chain."""
-FEATURE_CACHE_VERSION = 1  # bump when feature code changes without a settings change
+TEST_CONDITIONS = (*CONDITIONS, "noise20", "noise10")
+AUGMENTED = "augmented"
+"""A training-only condition: random background noise, half of it through the telephone."""
+"""Conditions a model can be tested under: also white noise at 20 and 10 dB SNR."""
+NO_SPEECH = "(no speech)"
+"""What a clip in which the voice-activity detector finds no speech is predicted as."""
+FEATURE_CACHE_VERSION = 3  # bump when feature code changes without a settings change
 
 
 @dataclass(frozen=True)
@@ -175,22 +181,30 @@ def _compute_clip_features(
     path: Path, condition: str, settings: AnalysisSettings, feature_settings: FeatureSettings
 ) -> ClipFeatures:
     from callsort.analysis import decode_mono, waveform_segments
-    from callsort.augment import telephone
+    from callsort.augment import add_noise, telephone
 
     y = decode_mono(path)
     if condition == "telephone":
         y = telephone(y)
+    elif condition == AUGMENTED:
+        from callsort.augment import augmented
+
+        y = augmented(y, seed=_name_seed(path) ^ 0x5EED)
+    elif condition.startswith("noise") and condition in TEST_CONDITIONS:
+        # the same noise for a clip every time: a stable seed from its file name
+        y = add_noise(y, snr_db=float(condition[len("noise") :]), seed=_name_seed(path))
     elif condition != "clean":
         raise ValueError(f"unknown condition {condition!r}")
+    # A clip in which no speech is found gives no rows, as `callsort label` would:
+    # it trains nothing and counts as wrong when tested (see NO_SPEECH).
     segments, X = waveform_segments(y, settings=settings, feature_settings=feature_settings)
-    if not segments:  # no speech found: describe the whole clip rather than drop it
-        from callsort.features import segment_features
+    durations = np.array([end - start for start, end in segments], dtype=np.float32)
+    return ClipFeatures(X=X.astype(np.float32), durations_s=durations)
 
-        X = segment_features(y, settings=feature_settings)[np.newaxis, :]
-        durations = np.array([len(y) / feature_settings.sample_rate])
-    else:
-        durations = np.array([end - start for start, end in segments])
-    return ClipFeatures(X=X.astype(np.float32), durations_s=durations.astype(np.float32))
+
+def _name_seed(path: Path) -> int:
+    """A seed that is stable for a clip across runs and machines."""
+    return int(hashlib.sha1(Path(path).name.encode()).hexdigest()[:8], 16)
 
 
 def _cache_key(path: Path, condition: str, settings: AnalysisSettings, fs: FeatureSettings) -> str:
@@ -223,21 +237,34 @@ def stack_segments(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Segment-level ``X``, labels and clip index for a list of clips."""
     X = np.concatenate([f.X for f in features])
-    y = np.concatenate([[c.label] * len(f.X) for c, f in zip(clips, features)])
-    owner = np.concatenate([[i] * len(f.X) for i, f in enumerate(features)])
+    y = np.repeat([c.label for c in clips], [len(f.X) for f in features])
+    owner = np.repeat(np.arange(len(features)), [len(f.X) for f in features])
     return X, y, owner
 
 
 def clip_probabilities(model, features: Sequence[ClipFeatures]) -> np.ndarray:
-    """Duration-weighted mean of each clip's segment probabilities, ``(clips, classes)``."""
+    """Duration-weighted mean of each clip's segment probabilities, ``(clips, classes)``.
+
+    A clip without speech segments gets a row of NaN.
+    """
     X = np.concatenate([f.X for f in features])
     proba = model.predict_proba(X)
     out, start = [], 0
     for f in features:
         part = proba[start : start + len(f.X)]
         start += len(f.X)
+        if not len(part):
+            out.append(np.full(proba.shape[1], np.nan))
+            continue
         out.append(np.average(part, axis=0, weights=np.maximum(f.durations_s, 1e-3)))
     return np.array(out)
+
+
+def predicted_labels(proba: np.ndarray, classes: Sequence[str]) -> np.ndarray:
+    """The most probable class per row; :data:`NO_SPEECH` for rows of NaN."""
+    speech = ~np.isnan(proba).any(axis=1)
+    best = np.argmax(np.where(speech[:, None], proba, 0.0), axis=1)
+    return np.where(speech, np.asarray(classes, dtype=object)[best], NO_SPEECH)
 
 
 def scores(y_true: Sequence[str], y_pred: Sequence[str], classes: Sequence[str]) -> dict:
@@ -253,59 +280,272 @@ def scores(y_true: Sequence[str], y_pred: Sequence[str], classes: Sequence[str])
     }
 
 
+MIX_KINDS = ("one", "mostly", "minority", "two")
+"""Pseudo-calls a test clip is placed in (see :func:`pseudo_call`)."""
+CALL_CLIPS = 8
+"""Clips in a pseudo-call: a RAVDESS actor has 8 clips of each of the four emotions."""
+
+
+def pseudo_call(i: int, clips: Sequence[Clip], *, kind: str, rng: np.random.Generator) -> list[int]:
+    """Indices of a pseudo-call of clip ``i``'s speaker that contains clip ``i``.
+
+    ``one``: all 8 clips of one emotion (the clip's own). ``mostly``: 6 of the
+    clip's emotion and 2 of others (75 %). ``minority``: 2 of the clip's emotion
+    among 6 of one other (the clip is the odd one out, like an outburst in a
+    calm call). ``two``: 4 and 4 of two emotions. Other clips are drawn from the
+    same speaker only; when a speaker has too few, with replacement.
+    """
+    me = clips[i]
+    same = [j for j, c in enumerate(clips) if c.speaker == me.speaker and j != i]
+    own = [j for j in same if clips[j].label == me.label]
+    other_labels = sorted({clips[j].label for j in same} - {me.label})
+    n_own = {"one": CALL_CLIPS - 1, "mostly": 5, "minority": 1, "two": 3}[kind]
+
+    def draw(pool: list[int], n: int) -> list[int]:
+        if n <= 0 or not pool:
+            return []
+        return [int(j) for j in rng.choice(pool, size=n, replace=n > len(pool))]
+
+    picked = [i, *draw(own, n_own)]
+    rest = CALL_CLIPS - len(picked)
+    if rest and other_labels:
+        if kind == "mostly":
+            pool = [j for j in same if clips[j].label != me.label]
+        else:
+            other = other_labels[int(rng.integers(len(other_labels)))]
+            pool = [j for j in same if clips[j].label == other]
+        picked += draw(pool, rest)
+    return picked
+
+
+def in_context(
+    features: Sequence[ClipFeatures], i: int, context: Sequence[int], *, prior
+) -> ClipFeatures:
+    """Clip ``i``'s features normalised against the segments of the clips in ``context``."""
+    from callsort.normalise import channel_normalised
+
+    X = np.concatenate([features[j].X for j in context])
+    return ClipFeatures(
+        X=channel_normalised(features[i].X, prior=prior, context=X),
+        durations_s=features[i].durations_s,
+    )
+
+
 def cross_validate(
     clips: Sequence[Clip],
     features: dict[str, list[ClipFeatures]],
     *,
     classes: Sequence[str],
-    train_conditions: Sequence[str],
+    config: TrainingConfig,
     make_model: Callable[[], object],
     feature_names: Sequence[str],
-    n_folds: int = 6,
     on_fold: Callable[[int, dict], None] | None = None,
 ) -> dict:
     """The speaker-independent protocol: per-fold and pooled figures per test condition.
 
     ``features`` maps a condition to the features of every clip under it.
-    Models train on the training speakers' clips under ``train_conditions``
-    and are tested on the test speakers' clips under every condition.
+    Models train on the training speakers' clips under ``config.train_conditions``
+    and are tested on the test speakers' clips under every condition. With
+    channel normalisation, each test clip is scored inside pseudo-calls of its
+    speaker (:data:`MIX_KINDS`), normalised within that pseudo-call only; the
+    figures are pooled over the kinds, and each kind is reported too.
+    Probabilities are calibrated by a temperature fitted, for each fold, on the
+    out-of-fold segment predictions of the other folds.
     """
-    folds = speaker_folds([c.speaker for c in clips], n_folds)
+    folds = speaker_folds([c.speaker for c in clips], config.n_folds)
     speakers = np.array([c.speaker for c in clips])
     labels = np.array([c.label for c in clips])
-    predictions = {cond: np.empty(len(clips), dtype=object) for cond in features}
-    per_fold: dict[str, list[dict]] = {cond: [] for cond in features}
+    kinds = MIX_KINDS if config.channel_normalisation else ("clip",)
+    features_all, features = features, {c: f for c, f in features.items() if c in TEST_CONDITIONS}
+    # out-of-fold clip probabilities per condition and kind, and segment probabilities
+    clip_proba = {
+        (c, k): np.full((len(clips), len(classes)), np.nan) for c in features for k in kinds
+    }
+    segment_proba: dict[str, list] = {c: [None] * len(folds) for c in features}
+    segment_truth: dict[str, list] = {c: [None] * len(folds) for c in features}
     for k, test_speakers in enumerate(folds):
         test = np.flatnonzero(np.isin(speakers, test_speakers))
         train = np.flatnonzero(~np.isin(speakers, test_speakers))
-        model = _fit(clips, features, train, train_conditions, make_model, feature_names)
-        fold_report = {"test_speakers": list(test_speakers)}
+        model, prior = _fit(clips, features_all, train, config, make_model, feature_names)
         for cond, feats in features.items():
-            proba = clip_probabilities(model, [feats[i] for i in test])
-            predicted = np.array(classes)[np.argmax(proba, axis=1)]
-            predictions[cond][test] = predicted
-            fold_scores = scores(labels[test], predicted, classes)
-            per_fold[cond].append(fold_scores)
-            fold_report[cond] = fold_scores
+            seg_p, seg_y = [], []
+            for kind in kinds:
+                test_feats = _test_features(clips, feats, test, kind, prior, config.seed)
+                proba, segs = _clip_and_segment_proba(model, test_feats)
+                clip_proba[cond, kind][test] = proba
+                seg_p.append(segs)
+                seg_y.append(np.repeat(labels[test], [len(f.X) for f in test_feats]))
+            segment_proba[cond][k] = np.concatenate(seg_p)
+            segment_truth[cond][k] = np.concatenate(seg_y)
         if on_fold:
+            fold_report: dict = {"test_speakers": list(test_speakers)}
+            for cond in features:
+                predicted = np.concatenate(
+                    [predicted_labels(clip_proba[cond, kind][test], classes) for kind in kinds]
+                )
+                fold_report[cond] = scores(
+                    np.concatenate([labels[test]] * len(kinds)), predicted, classes
+                )
             on_fold(k, fold_report)
+
     result = {
-        "protocol": f"{n_folds} folds by speaker; fold k tests speakers {folds_text(folds)}",
+        "protocol": f"{config.n_folds} folds by speaker; fold k tests speakers {folds_text(folds)}",
         "n_clips": len(clips),
-        "train_conditions": list(train_conditions),
+        "train_conditions": list(config.train_conditions),
+        "channel_normalisation": (
+            {
+                "prior_weight": config.prior_weight,
+                "pseudo_calls": list(MIX_KINDS),
+                "clips_per_call": CALL_CLIPS,
+            }
+            if config.channel_normalisation
+            else None
+        ),
     }
+    fold_of = np.empty(len(clips), dtype=int)
+    for k, test_speakers in enumerate(folds):
+        fold_of[np.isin(speakers, test_speakers)] = k
     for cond in features:
-        folds_scores = per_fold[cond]
-        result[cond] = {
-            "accuracy": round(float(np.mean([f["accuracy"] for f in folds_scores])), 4),
-            "macro_f1": round(float(np.mean([f["macro_f1"] for f in folds_scores])), 4),
-            "per_class_f1": scores(labels, predictions[cond], classes)["per_class_f1"],
-            "confusion": scores(labels, predictions[cond], classes)["confusion"],
-            "per_fold": [
-                {"accuracy": f["accuracy"], "macro_f1": f["macro_f1"]} for f in folds_scores
-            ],
+        truth = np.concatenate([labels] * len(kinds))
+        fold = np.concatenate([fold_of] * len(kinds))
+        predicted = np.concatenate(
+            [predicted_labels(clip_proba[cond, kind], classes) for kind in kinds]
+        )
+        per_fold = [
+            scores(truth[fold == k], predicted[fold == k], classes) for k in range(len(folds))
+        ]
+        pooled = scores(truth, predicted, classes)
+        entry = {
+            "accuracy": round(float(np.mean([f["accuracy"] for f in per_fold])), 4),
+            "macro_f1": round(float(np.mean([f["macro_f1"] for f in per_fold])), 4),
+            "per_class_f1": pooled["per_class_f1"],
+            "confusion": pooled["confusion"],
+            "no_speech_clips": int(np.isnan(clip_proba[cond, kinds[0]]).any(axis=1).sum()),
+            "per_fold": [{"accuracy": f["accuracy"], "macro_f1": f["macro_f1"]} for f in per_fold],
         }
+        if len(kinds) > 1:
+            entry["per_kind"] = {
+                kind: {
+                    "macro_f1": round(
+                        float(
+                            np.mean(
+                                [
+                                    scores(
+                                        labels[fold_of == k],
+                                        predicted_labels(clip_proba[cond, kind], classes)[
+                                            fold_of == k
+                                        ],
+                                        classes,
+                                    )["macro_f1"]
+                                    for k in range(len(folds))
+                                ]
+                            )
+                        ),
+                        4,
+                    )
+                }
+                for kind in kinds
+            }
+        entry["calibration"] = _calibration_report(
+            segment_proba[cond], segment_truth[cond], classes
+        )
+        result[cond] = entry
+    # for the shipped model: fitted on clean and telephone test predictions alike
+    result["temperature"] = _fit_temperature(
+        np.concatenate([p for c in CONDITIONS for p in segment_proba[c]]),
+        np.concatenate([t for c in CONDITIONS for t in segment_truth[c]]),
+        classes,
+    )
     return result
+
+
+def _test_features(clips, feats, test, kind, prior, seed) -> list[ClipFeatures]:
+    if kind == "clip":
+        return [feats[i] for i in test]
+    test_clips = [clips[i] for i in test]
+    out = []
+    for n, i in enumerate(test):
+        rng = np.random.default_rng([seed, int(i), MIX_KINDS.index(kind)])
+        context = [int(test[j]) for j in pseudo_call(n, test_clips, kind=kind, rng=rng)]
+        out.append(in_context(feats, int(i), context, prior=prior))
+    return out
+
+
+def _clip_and_segment_proba(model, feats: Sequence[ClipFeatures]):
+    X = np.concatenate([f.X for f in feats])
+    proba = model.predict_proba(X) if len(X) else np.zeros((0, len(model.classes_)))
+    clip_rows, start = [], 0
+    for f in feats:
+        part = proba[start : start + len(f.X)]
+        start += len(f.X)
+        clip_rows.append(
+            np.average(part, axis=0, weights=np.maximum(f.durations_s, 1e-3))
+            if len(part)
+            else np.full(proba.shape[1], np.nan)
+        )
+    return np.array(clip_rows), proba
+
+
+# --- calibration -------------------------------------------------------------------------
+
+
+def temperature_scaled(proba: np.ndarray, temperature: float) -> np.ndarray:
+    """Probabilities sharpened (T < 1) or softened (T > 1) by a temperature."""
+    logits = np.log(np.clip(proba, 1e-12, 1.0)) / temperature
+    logits -= logits.max(axis=1, keepdims=True)
+    e = np.exp(logits)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def _fit_temperature(proba: np.ndarray, truth: np.ndarray, classes: Sequence[str]) -> float:
+    """The temperature that minimises the log loss of ``proba`` (segments, classes)."""
+    from scipy.optimize import minimize_scalar
+
+    index = np.array([list(classes).index(t) for t in truth])
+
+    def loss(log_t: float) -> float:
+        p = temperature_scaled(proba, float(np.exp(log_t)))
+        return float(-np.mean(np.log(np.clip(p[np.arange(len(p)), index], 1e-12, 1.0))))
+
+    best = minimize_scalar(loss, bounds=(np.log(0.1), np.log(10.0)), method="bounded")
+    return round(float(np.exp(best.x)), 4)
+
+
+def calibration_scores(proba: np.ndarray, truth: np.ndarray, classes: Sequence[str]) -> dict:
+    """Brier score (mean over segments of the squared error summed over classes) and
+    expected calibration error (15 equal-width bins of the top probability)."""
+    onehot = (np.asarray(truth)[:, None] == np.asarray(classes)[None, :]).astype(float)
+    brier = float(np.mean(np.sum((proba - onehot) ** 2, axis=1)))
+    top = proba.max(axis=1)
+    right = onehot[np.arange(len(proba)), proba.argmax(axis=1)]
+    bins = np.minimum((top * 15).astype(int), 14)
+    ece = sum(
+        abs(right[bins == b].mean() - top[bins == b].mean()) * np.mean(bins == b)
+        for b in range(15)
+        if np.any(bins == b)
+    )
+    return {"brier": round(brier, 4), "ece": round(float(ece), 4)}
+
+
+def _calibration_report(proba_by_fold, truth_by_fold, classes) -> dict:
+    """Segment-level calibration before and after a cross-fitted temperature: fold k's
+    temperature is fitted on the other folds' out-of-fold predictions only."""
+    calibrated, temperatures = [], []
+    for k in range(len(proba_by_fold)):
+        others = [j for j in range(len(proba_by_fold)) if j != k]
+        t = _fit_temperature(
+            np.concatenate([proba_by_fold[j] for j in others]),
+            np.concatenate([truth_by_fold[j] for j in others]),
+            classes,
+        )
+        temperatures.append(t)
+        calibrated.append(temperature_scaled(proba_by_fold[k], t))
+    truth = np.concatenate(truth_by_fold)
+    return {
+        "before": calibration_scores(np.concatenate(proba_by_fold), truth, classes),
+        "after": calibration_scores(np.concatenate(calibrated), truth, classes),
+        "fold_temperatures": temperatures,
+    }
 
 
 def metric_differences(expected: dict, measured: dict, *, tolerance: float) -> list[str]:
@@ -326,24 +566,49 @@ def fit_final(
     clips: Sequence[Clip],
     features: dict[str, list[ClipFeatures]],
     *,
-    train_conditions: Sequence[str],
+    config: TrainingConfig,
     make_model: Callable[[], object],
     feature_names: Sequence[str],
 ):
-    """Fit one model on every clip given, under ``train_conditions``."""
+    """Fit one model on every clip given; returns it and its population prior (or None)."""
     index = np.arange(len(clips))
-    return _fit(clips, features, index, train_conditions, make_model, feature_names)
+    return _fit(clips, features, index, config, make_model, feature_names)
 
 
-def _fit(clips, features, index, train_conditions, make_model, feature_names):
+def _fit(clips, features, index, config, make_model, feature_names):
+    """Fit on the clips at ``index`` under the config's training conditions.
+
+    With channel normalisation each training clip is normalised inside one
+    pseudo-call of its speaker, of a kind drawn at random, so the model learns
+    from the same mixes it is tested on.
+    """
+    from callsort.normalise import normalised_names, population_prior
+
+    prior = None
+    if config.channel_normalisation:
+        pooled = np.concatenate([features[c][i].X for c in config.train_conditions for i in index])
+        prior = population_prior(pooled, weight=config.prior_weight)
+        feature_names = normalised_names(feature_names)
+    subset = [clips[i] for i in index]
     X_parts, y_parts = [], []
-    for cond in train_conditions:
-        X, y, _ = stack_segments([clips[i] for i in index], [features[cond][i] for i in index])
+    for n_cond, cond in enumerate(config.train_conditions):
+        feats = [features[cond][i] for i in index]
+        clips_here = subset
+        if prior is not None:
+            rng = np.random.default_rng([config.seed, n_cond])
+            raw, feats, clips_here = feats, [], []
+            for _ in range(config.contexts_per_clip):
+                for n in range(len(subset)):
+                    kind = MIX_KINDS[rng.integers(len(MIX_KINDS))]
+                    context = pseudo_call(n, subset, kind=kind, rng=rng)
+                    feats.append(in_context(raw, n, context, prior=prior))
+                    clips_here.append(subset[n])
+        X, y, _ = stack_segments(clips_here, feats)
         X_parts.append(X)
         y_parts.append(y)
     model = make_model()
     model.fit(np.concatenate(X_parts), np.concatenate(y_parts), feature_names=feature_names)
-    return model
+    return model, prior
 
 
 def folds_text(folds: Sequence[Sequence[str]]) -> str:
@@ -358,12 +623,18 @@ class TrainingConfig:
     """Everything that decides what ``callsort train`` produces from a folder."""
 
     classes: tuple[str, ...] = DEFAULT_CLASSES
-    train_conditions: tuple[str, ...] = CONDITIONS
+    # clean clips, their telephone copies and a noisy copy of each (see augment.augmented)
+    train_conditions: tuple[str, ...] = (*CONDITIONS, "augmented")
     calm_from_neutral: bool = False
     n_estimators: int = 400
     n_folds: int = 6
     holdout_speakers: tuple[str, ...] = ()
     seed: int = 0
+    # features also z-scored within each channel (see callsort.normalise)
+    channel_normalisation: bool = True
+    prior_weight: float = 5.0  # segments the population prior counts as
+    contexts_per_clip: int = 1  # pseudo-calls each training clip is normalised in
+    calibrate: bool = True  # temperature-scale the probabilities
 
 
 @dataclass(frozen=True)
@@ -384,11 +655,14 @@ def extract(
     jobs: int,
     cache_dir: Path | None,
     on_done: Callable[[], None] | None = None,
+    conditions: Sequence[str] = CONDITIONS,
+    feature_settings: FeatureSettings | None = None,
 ) -> ProtocolRun:
     """Find the clips and compute their features under every condition (cached)."""
     from callsort.features import feature_names
 
-    settings, feature_settings = AnalysisSettings(), FeatureSettings()
+    settings, feature_settings = AnalysisSettings(), feature_settings or FeatureSettings()
+    conditions = tuple(dict.fromkeys([*conditions, *config.train_conditions]))
     clips = find_clips(data_dir, classes=config.classes, calm_from_neutral=config.calm_from_neutral)
     features = {
         cond: clip_features(
@@ -400,7 +674,7 @@ def extract(
             jobs=jobs,
             on_done=on_done,
         )
-        for cond in CONDITIONS
+        for cond in conditions
     }
     return ProtocolRun(clips, features, settings, feature_settings, feature_names(feature_settings))
 
@@ -417,10 +691,9 @@ def evaluate_protocol(
         run.clips,
         run.features,
         classes=config.classes,
-        train_conditions=config.train_conditions,
+        config=config,
         make_model=lambda: _classifier(config, jobs),
         feature_names=run.feature_names,
-        n_folds=config.n_folds,
         on_fold=on_fold,
     )
 
@@ -444,20 +717,25 @@ def train_model(
     keep = [i for i, c in enumerate(run.clips) if c.speaker not in held_out]
     clips = [run.clips[i] for i in keep]
     features = {cond: [f[i] for i in keep] for cond, f in run.features.items()}
-    classifier = fit_final(
+    classifier, prior = fit_final(
         clips,
         features,
-        train_conditions=config.train_conditions,
+        config=config,
         make_model=lambda: _classifier(config, jobs),
         feature_names=run.feature_names,
     )
+    if config.calibrate:
+        # the temperature the cross-validation fitted on all its out-of-fold predictions
+        classifier.temperature = metrics.get("temperature", 1.0)
     digest = hashlib.sha1(classifier.booster_.model_to_string().encode()).hexdigest()[:8]
     speakers = sorted({c.speaker for c in clips})
     card = ModelCard(
         version=f"{callsort.__version__}+{digest}",
         classes=list(config.classes),
-        feature_names=run.feature_names,
+        feature_names=list(classifier.feature_names_in_),
         feature_settings=asdict(run.feature_settings),
+        normalisation=prior.to_dict() if prior is not None else None,
+        temperature=classifier.temperature,
         segmentation_settings=asdict(run.settings.segmentation),
         training={
             "data": Path(data_dir).name,

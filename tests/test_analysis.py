@@ -57,7 +57,7 @@ def test_training_path_matches_label_path(model):
     analysed = analyse_recording(SAMPLES / "voicemail_05_mono.flac", model=model, settings=settings)
     assert segments == analysed.channels[0].segments
     np.testing.assert_allclose(
-        model.classifier.predict_proba(X), analysed.channels[0].probabilities, atol=1e-6
+        model.channel_proba(X), analysed.channels[0].probabilities, atol=1e-6
     )
 
 

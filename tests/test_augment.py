@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 import scipy.signal
 
-from callsort.augment import TELEPHONE_BAND_HZ, add_noise, mu_law_roundtrip, telephone
+from callsort.augment import (
+    TELEPHONE_BAND_HZ,
+    add_noise,
+    augmented,
+    coloured_noise,
+    mu_law_roundtrip,
+    telephone,
+)
 
 SR = 16_000
 
@@ -108,3 +115,31 @@ def test_add_noise_sets_the_signal_to_noise_ratio(make_sine):
     snr = 10 * np.log10(np.mean(y.astype(np.float64) ** 2) / np.mean(noise**2))
     assert snr == pytest.approx(10.0, abs=0.3)
     np.testing.assert_array_equal(add_noise(y, snr_db=10.0, seed=5), noisy)  # seeded
+
+
+@pytest.mark.parametrize("colour", ["white", "pink", "brown"])
+def test_coloured_noise_keeps_the_signal_to_noise_ratio(make_sine, colour):
+    y = make_sine(440.0, 1.0)
+    noisy = add_noise(y, snr_db=10.0, seed=1, colour=colour)
+    noise = noisy - y
+    snr = 10 * np.log10(np.mean(y.astype(np.float64) ** 2) / np.mean(noise.astype(np.float64) ** 2))
+    assert snr == pytest.approx(10.0, abs=0.1)
+
+
+def test_noise_colours_fall_with_frequency():
+    """Pink loses about 3 dB per octave, brown about 6: compare 500 Hz with 4 kHz."""
+    rng = np.random.default_rng(0)
+    for colour, per_octave in (("white", 0.0), ("pink", 3.0), ("brown", 6.0)):
+        x = coloured_noise(16000 * 8, colour=colour, rng=rng)
+        f, p = scipy.signal.welch(x, fs=16000, nperseg=4096)
+        low = 10 * np.log10(p[(f > 400) & (f < 600)].mean())
+        high = 10 * np.log10(p[(f > 3200) & (f < 4800)].mean())
+        assert low - high == pytest.approx(3 * per_octave, abs=1.5), colour
+
+
+def test_augmented_copy_is_reproducible_and_different_per_seed(make_sine):
+    y = make_sine(220.0, 1.0)
+    a, b = augmented(y, seed=7), augmented(y, seed=7)
+    np.testing.assert_array_equal(a, b)
+    assert not np.allclose(a, augmented(y, seed=8))
+    assert a.shape == y.shape and a.dtype == np.float32

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
 from callsort.features import (
+    PROSODY_DESCRIPTORS,
+    SEGMENT_MEASURES,
     STATISTICS,
+    VOICED_DESCRIPTORS,
     descriptor_sizes,
     feature_names,
     segment_features,
@@ -27,14 +32,19 @@ def assert_valid_vector(x: np.ndarray, settings: FeatureSettings = SETTINGS) -> 
 def test_feature_names_are_unique_and_follow_the_descriptor_layout():
     names = feature_names(SETTINGS)
     assert len(names) == len(set(names))
-    assert len(names) == sum(descriptor_sizes(SETTINGS).values()) * len(STATISTICS)
+    per_frame = sum(descriptor_sizes(SETTINGS).values()) + len(PROSODY_DESCRIPTORS)
+    voiced = len(VOICED_DESCRIPTORS)
+    assert len(names) == (per_frame + voiced) * len(STATISTICS) + len(SEGMENT_MEASURES)
     assert names[: len(STATISTICS)] == [f"mfcc_0_{s}" for s in STATISTICS]
-    assert names[-1] == "zcr_kurtosis"
+    assert names[-1] == SEGMENT_MEASURES[-1]
     assert all(" " not in n for n in names)
+    spectral_only = feature_names(replace(SETTINGS, prosody=False))
+    assert names[: len(spectral_only)] == spectral_only
+    assert spectral_only[-1] == "zcr_kurtosis"
 
 
 def test_feature_count_follows_the_settings():
-    small = FeatureSettings(n_mfcc=13, n_mels=32, n_contrast_bands=4)
+    small = FeatureSettings(n_mfcc=13, n_mels=32, n_contrast_bands=4, prosody=False)
     expected = (3 * 13 + 32 + 1 + 5 + 12 + 4) * len(STATISTICS)
     assert len(feature_names(small)) == expected
     assert len(set(feature_names(small))) == expected
@@ -128,3 +138,88 @@ def test_without_a_reference_level_the_gain_shows_in_level_features(make_speech)
     quiet = segment_features((y * 0.1).astype(np.float32), settings=raw)
     rms_db_mean = feature_names(raw).index("rms_db_mean")
     assert loud[rms_db_mean] - quiet[rms_db_mean] == pytest.approx(20.0, abs=0.1)
+
+
+# --- prosody -------------------------------------------------------------------------------
+
+
+def harmonic_tone(f0_hz: float, seconds: float = 1.0, *, noise: float = 0.0) -> np.ndarray:
+    """A voice-like tone: ten harmonics of ``f0_hz`` with falling amplitude, plus noise."""
+    sr = SETTINGS.sample_rate
+    t = np.arange(int(seconds * sr)) / sr
+    y = sum(np.sin(2 * np.pi * k * f0_hz * t) / k for k in range(1, 11))
+    y = y + noise * np.random.default_rng(0).standard_normal(t.size)
+    return (0.1 * y).astype(np.float32)
+
+
+def prosody_of(y: np.ndarray) -> dict[str, float]:
+    return dict(zip(feature_names(SETTINGS), segment_features(y, settings=SETTINGS)))
+
+
+@pytest.mark.parametrize("f0_hz", [110.0, 220.0])
+def test_pitch_is_found_in_semitones(f0_hz):
+    got = prosody_of(harmonic_tone(f0_hz))
+    assert got["f0_semitones_median"] == pytest.approx(12 * np.log2(f0_hz / 100.0), abs=0.3)
+    assert got["f0_semitones_std"] < 0.5
+    assert got["voiced_share"] > 0.9
+
+
+def test_pitch_survives_the_telephone_band():
+    """300-3400 Hz removes a 110 Hz fundamental; its harmonics still give the pitch."""
+    from callsort.augment import telephone
+
+    got = prosody_of(telephone(harmonic_tone(110.0)))
+    assert got["f0_semitones_median"] == pytest.approx(12 * np.log2(1.1), abs=0.5)
+
+
+def test_noise_is_unvoiced_and_less_harmonic_than_a_tone():
+    noise = 0.1 * np.random.default_rng(1).standard_normal(SETTINGS.sample_rate)
+    tone, hiss = prosody_of(harmonic_tone(150.0)), prosody_of(noise.astype(np.float32))
+    assert hiss["voiced_share"] < 0.2
+    assert tone["hnr_db_mean"] > hiss["hnr_db_mean"] + 10.0
+    assert hiss["f0_semitones_mean"] == 0.0  # no voiced frames: no pitch statistics
+
+
+def test_rising_pitch_has_a_positive_slope():
+    sr = SETTINGS.sample_rate
+    t = np.arange(sr) / sr
+    f0 = 120.0 * 2 ** (t * 12 / 12)  # one octave (12 semitones) per second
+    phase = 2 * np.pi * np.cumsum(f0) / sr
+    y = (0.1 * sum(np.sin(k * phase) / k for k in range(1, 8))).astype(np.float32)
+    assert prosody_of(y)["f0_slope_st_per_s"] == pytest.approx(12.0, rel=0.15)
+
+
+def test_syllable_rate_proxy_counts_bursts():
+    sr = SETTINGS.sample_rate
+    t = np.arange(2 * sr) / sr
+    envelope = np.clip(np.sin(2 * np.pi * 3.0 * t), 0.0, None) ** 2  # 3 bursts a second
+    y = (envelope * harmonic_tone(150.0, 2.0)).astype(np.float32)
+    assert prosody_of(y)["level_peaks_per_s"] == pytest.approx(3.0, abs=0.5)
+
+
+def test_savgol_deltas_equal_librosa():
+    import librosa
+
+    from callsort.features import _savgol
+
+    x = np.random.default_rng(2).standard_normal((20, 57)).astype(np.float32)
+    for width in (3, 5, 9):
+        for order in (1, 2):
+            np.testing.assert_allclose(
+                _savgol(x, width=width, order=order),
+                librosa.feature.delta(x, width=width, order=order),
+                atol=1e-5,
+            )
+
+
+def test_zero_crossing_rate_equals_librosa():
+    import librosa
+
+    from callsort.features import _zero_crossing_rate
+
+    y = np.random.default_rng(3).standard_normal(9000).astype(np.float32)
+    y[::5] = 0.0
+    np.testing.assert_array_equal(
+        _zero_crossing_rate(y, frame_length=512, hop_length=160),
+        librosa.feature.zero_crossing_rate(y, frame_length=512, hop_length=160, center=True),
+    )

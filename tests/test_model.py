@@ -267,6 +267,70 @@ def test_load_refuses_a_truncated_model_file_without_crashing(saved, keep):
     assert "ModelError" in child.stdout
 
 
+def test_load_refuses_a_card_of_an_older_format(saved):
+    rewrite_card(saved, format=1)
+    with pytest.raises(ModelError, match="format 1.*retrain"):
+        load_model(saved)
+
+
+def test_load_refuses_unknown_feature_settings(saved):
+    rewrite_card(saved, feature_settings={"n_mfcc": 20, "wavelets": True})
+    with pytest.raises(ModelError, match="unusable feature settings"):
+        load_model(saved)
+
+
+def test_temperature_softens_probabilities_but_keeps_the_ranking(fitted, blobs):
+    X, _ = blobs
+    sharp = fitted.predict_proba(X)
+    soft = EmotionClassifier(classes=COLUMN_ORDER, temperature=2.0)
+    soft.booster_, soft.classes_ = fitted.booster_, fitted.classes_
+    soft.n_features_in_ = fitted.n_features_in_
+    p = soft.predict_proba(X)
+    np.testing.assert_allclose(p.sum(axis=1), 1.0, atol=1e-9)
+    np.testing.assert_array_equal(p.argmax(axis=1), sharp.argmax(axis=1))
+    assert (p.max(axis=1) <= sharp.max(axis=1) + 1e-12).all()
+    assert p.max(axis=1).mean() < sharp.max(axis=1).mean() - 0.05
+
+
+def test_temperature_is_saved_in_the_card_and_applied_on_load(tmp_path, fitted, blobs):
+    X, _ = blobs
+    folder = save_model(fitted, card_for(fitted, temperature=2.0), tmp_path / "warm")
+    loaded = load_model(folder)
+    assert loaded.classifier.temperature == 2.0
+    assert loaded.classifier.predict_proba(X).max(axis=1).mean() < (
+        fitted.predict_proba(X).max(axis=1).mean()
+    )
+
+
+def test_normalising_model_normalises_each_channel(tmp_path):
+    """A model trained on [raw, z] features takes raw channel features and adds z itself."""
+    from callsort.normalise import channel_normalised, normalised_names, population_prior
+
+    settings = FeatureSettings()
+    raw_names = feature_names(settings)
+    rng = np.random.default_rng(5)
+    X = rng.standard_normal((80, len(raw_names))).astype(np.float32)
+    y = np.array(LABELS)[rng.integers(0, 4, 80)]
+    prior = population_prior(X, weight=5.0)
+    both = channel_normalised(X, prior=prior)
+    clf = EmotionClassifier(n_estimators=5, classes=LABELS).fit(
+        both, y, feature_names=normalised_names(raw_names)
+    )
+    folder = save_model(clf, card_for(clf, normalisation=prior.to_dict()), tmp_path / "normalising")
+    model = load_model(folder)
+    channel = X[:12] + 3.0  # one speaker's channel
+    np.testing.assert_allclose(
+        model.channel_proba(channel),
+        clf.predict_proba(channel_normalised(channel, prior=prior)),
+        atol=1e-9,
+    )
+    assert model.channel_proba(np.zeros((0, len(raw_names)), np.float32)).shape == (0, 4)
+    # a prior of the wrong length is refused
+    rewrite_card(folder, normalisation={**prior.to_dict(), "mean": [0.0] * 3})
+    with pytest.raises(ModelError, match="normalisation does not fit"):
+        load_model(folder)
+
+
 def test_saved_model_files_respect_the_umask(tmp_path, fitted):
     """Models are shared between users: not 0600 as tempfile.mkstemp would leave them."""
     old = os.umask(0o022)
@@ -287,7 +351,12 @@ def test_default_model_loads_and_matches_the_feature_layout():
     model = load_model()
     card = model.card
     assert model.path == default_model_dir()
-    assert card.feature_names == feature_names(FeatureSettings(**card.feature_settings))
+    raw = feature_names(FeatureSettings(**card.feature_settings))
+    if card.normalisation is not None:  # raw features, then the same within the channel
+        from callsort.normalise import normalised_names
+
+        raw = normalised_names(raw)
+    assert card.feature_names == raw
     assert sorted(card.classes) == sorted(LABELS)
     SegmentationSettings(**card.segmentation_settings)  # the card's settings are complete
     proba = model.classifier.predict_proba(np.zeros((2, len(card.feature_names)), np.float32))

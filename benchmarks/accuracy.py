@@ -1,0 +1,229 @@
+"""Accuracy benchmark: the speaker-independent protocol, through callsort's own code.
+
+Run from the repository root (a few minutes on 2 cores; features are cached,
+so a rerun is mostly model fitting):
+
+    python benchmarks/accuracy.py                        # the shipped configuration
+    python benchmarks/accuracy.py --experiment baseline  # one of EXPERIMENTS below
+
+Protocol: RAVDESS speech (``../shared/datasets/ravdess-speech-16k``), the four
+classes angry / calm / happy / sad (768 clips), 6 folds by actor: fold k tests
+on actors 4k+1..4k+4 (2 male, 2 female) and trains on the other 20. Every
+clip goes through the same decode, voice-activity segmentation and feature
+code as ``callsort label``; a clip's label is the duration-weighted mean of
+its segments' probabilities, and a clip in which no speech is found counts as
+wrong. Test clips are scored clean, through the telephone chain (8 kHz,
+300-3400 Hz, 8-bit mu-law, back to 16 kHz) and with white noise at 20 and
+10 dB SNR.
+
+With channel normalisation (the shipped configuration) each test clip is
+scored inside pseudo-calls of its own actor (all of one emotion; 75 % its
+emotion; the odd one out among another emotion; half and half), normalised
+within that pseudo-call only, never over the actor's whole balanced set:
+those pooled figures are the headline.
+
+Prints a report and writes ``benchmarks/results/accuracy.json`` (or
+``accuracy-<experiment>.json`` for the other experiments).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from callsort import training  # noqa: E402
+from callsort.settings import FeatureSettings  # noqa: E402
+from callsort.training import CONDITIONS, TEST_CONDITIONS, TrainingConfig  # noqa: E402
+
+TARGETS = {"clean_macro_f1": 0.80, "telephone_macro_f1": 0.75, "min_class_f1_clean": 0.70}
+
+SHIPPED = (TrainingConfig(), FeatureSettings())
+EXPERIMENTS: dict[str, tuple[TrainingConfig, FeatureSettings, str]] = {
+    "shipped": (
+        *SHIPPED,
+        "prosody, channel normalisation, noisy training copies, calibration (the default)",
+    ),
+    "baseline": (
+        replace(SHIPPED[0], train_conditions=CONDITIONS, channel_normalisation=False),
+        replace(SHIPPED[1], prosody=False),
+        "spectral statistics only, clean + telephone training (the model before this work)",
+    ),
+    "prosody": (
+        replace(SHIPPED[0], train_conditions=CONDITIONS, channel_normalisation=False),
+        SHIPPED[1],
+        "+ prosody (pitch, harmonicity, spectral balance, dynamics, rate)",
+    ),
+    "norm": (
+        replace(SHIPPED[0], train_conditions=CONDITIONS, channel_normalisation=True),
+        SHIPPED[1],
+        "+ prosody + channel normalisation (training clips in 1 pseudo-call each)",
+    ),
+    "norm-4-contexts": (
+        replace(
+            SHIPPED[0],
+            train_conditions=CONDITIONS,
+            channel_normalisation=True,
+            contexts_per_clip=4,
+        ),
+        SHIPPED[1],
+        "+ prosody + channel normalisation, each training clip in 4 pseudo-calls",
+    ),
+    "prosody-augment": (
+        replace(SHIPPED[0], channel_normalisation=False),
+        SHIPPED[1],
+        "+ prosody + noisy training copies, no channel normalisation",
+    ),
+    "norm-4-augment": (
+        replace(SHIPPED[0], contexts_per_clip=4),
+        SHIPPED[1],
+        "shipped, each training clip in 4 pseudo-calls",
+    ),
+    "neutral-as-calm": (
+        replace(
+            SHIPPED[0],
+            train_conditions=CONDITIONS,
+            channel_normalisation=True,
+            calm_from_neutral=True,
+        ),
+        SHIPPED[1],
+        "norm, with RAVDESS neutral clips added to calm (training and test)",
+    ),
+    "no-telephone": (
+        replace(SHIPPED[0], train_conditions=("clean", "augmented")),
+        SHIPPED[1],
+        "shipped, without the telephone copies",
+    ),
+    "trees-800": (replace(SHIPPED[0], n_estimators=800), SHIPPED[1], "shipped, 800 trees"),
+}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--experiment", default="shipped", choices=sorted(EXPERIMENTS))
+    parser.add_argument(
+        "--data", type=Path, default=REPO.parent / "shared" / "datasets" / "ravdess-speech-16k"
+    )
+    parser.add_argument("--jobs", type=int, default=len(os.sched_getaffinity(0)))
+    parser.add_argument("--cache", type=Path, default=None, help="feature cache folder")
+    parser.add_argument("--out", type=Path, default=None, help="results JSON (default by name)")
+    args = parser.parse_args()
+    if not args.data.is_dir():
+        print(f"no corpus at {args.data}: nothing to measure", file=sys.stderr)
+        return 0
+
+    config, feature_settings, description = EXPERIMENTS[args.experiment]
+    cache = args.cache or training.default_cache_dir()
+    started = time.perf_counter()
+    run = training.extract(
+        args.data,
+        config,
+        jobs=args.jobs,
+        cache_dir=cache,
+        conditions=TEST_CONDITIONS,
+        feature_settings=feature_settings,
+    )
+    extracted = time.perf_counter() - started
+    print(
+        f"features of {len(run.clips)} clips x {len(TEST_CONDITIONS)} conditions: "
+        f"{extracted:.0f} s",
+        flush=True,
+    )
+    metrics = training.evaluate_protocol(
+        run,
+        config,
+        jobs=args.jobs,
+        on_fold=lambda k, r: print(
+            f"  fold {k + 1} done ({time.perf_counter() - started:.0f} s)", flush=True
+        ),
+    )
+    report = {
+        "experiment": args.experiment,
+        "description": description,
+        "command": "python benchmarks/accuracy.py"
+        + ("" if args.experiment == "shipped" else f" --experiment {args.experiment}"),
+        "training_config": asdict(config),
+        "feature_settings": asdict(feature_settings),
+        "n_features": len(run.feature_names) * (2 if config.channel_normalisation else 1),
+        "seconds": round(time.perf_counter() - started, 1),
+        "metrics": metrics,
+        "targets": TARGETS,
+        "targets_met": targets_met(metrics),
+    }
+    print(render(report))
+    out = args.out or REPO / "benchmarks" / "results" / (
+        "accuracy.json" if args.experiment == "shipped" else f"accuracy-{args.experiment}.json"
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text(json.dumps(report, indent=1) + "\n")
+    os.replace(tmp, out)
+    print(f"wrote {out.relative_to(REPO) if out.is_relative_to(REPO) else out}")
+    return 0
+
+
+def targets_met(metrics: dict) -> dict[str, bool]:
+    return {
+        "clean_macro_f1": metrics["clean"]["macro_f1"] >= TARGETS["clean_macro_f1"],
+        "telephone_macro_f1": metrics["telephone"]["macro_f1"] >= TARGETS["telephone_macro_f1"],
+        "min_class_f1_clean": min(metrics["clean"]["per_class_f1"].values())
+        >= TARGETS["min_class_f1_clean"],
+    }
+
+
+def render(report: dict) -> str:
+    m = report["metrics"]
+    classes = list(m["clean"]["per_class_f1"])
+    lines = [
+        f"# accuracy: {report['experiment']} ({report['description']})",
+        f"{m['protocol']}; {m['n_clips']} clips; trained on {', '.join(m['train_conditions'])}; "
+        f"{report['n_features']} features",
+        "",
+        "| test audio | accuracy | macro-F1 | "
+        + " | ".join(f"F1 {c}" for c in classes)
+        + " | per-fold macro-F1 | no-speech clips | Brier before/after | ECE before/after |",
+        "|---|---|---|" + "---|" * len(classes) + "---|---|---|---|",
+    ]
+    for cond in TEST_CONDITIONS:
+        e = m[cond]
+        cal = e["calibration"]
+        lines.append(
+            f"| {cond} | {e['accuracy']:.3f} | {e['macro_f1']:.3f} | "
+            + " | ".join(f"{e['per_class_f1'][c]:.3f}" for c in classes)
+            + " | "
+            + " ".join(f"{f['macro_f1']:.2f}" for f in e["per_fold"])
+            + f" | {e['no_speech_clips']} | {cal['before']['brier']:.3f} / {cal['after']['brier']:.3f}"
+            + f" | {cal['before']['ece']:.3f} / {cal['after']['ece']:.3f} |"
+        )
+    if "per_kind" in m["clean"]:
+        lines += [
+            "",
+            "macro-F1 by pseudo-call kind (clean / telephone): "
+            + "; ".join(
+                f"{k} {m['clean']['per_kind'][k]['macro_f1']:.3f} / "
+                f"{m['telephone']['per_kind'][k]['macro_f1']:.3f}"
+                for k in m["clean"]["per_kind"]
+            ),
+        ]
+    lines += ["", "confusion, clean (rows truth, columns predicted: " + ", ".join(classes) + ")"]
+    lines += ["    " + " ".join(f"{v:5d}" for v in row) for row in m["clean"]["confusion"]]
+    lines += ["", f"calibration temperature (all out-of-fold predictions): {m['temperature']}"]
+    lines += [
+        "targets: "
+        + ", ".join(
+            f"{k} >= {report['targets'][k]}: {'met' if ok else 'NOT met'}"
+            for k, ok in report["targets_met"].items()
+        )
+    ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
