@@ -224,6 +224,15 @@ def _encode(table, frame: pd.DataFrame, fmt: str) -> bytes:
 
     from callsort.writers import spreadsheet_safe
 
+    # pandas hands strings to Arrow as large_string, which spreadsheet_safe does not look at
+    table = table.cast(
+        pa.schema(
+            [
+                f.with_type(pa.string()) if pa.types.is_large_string(f.type) else f
+                for f in table.schema
+            ]
+        )
+    )
     sink = pa.BufferOutputStream()
     pacsv.write_csv(spreadsheet_safe(table), sink)
     return sink.getvalue().to_pybytes()
