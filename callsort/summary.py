@@ -236,7 +236,9 @@ def print_summary(summary: dict[str, Any], *, console=None) -> None:
     head.add_row("speech", f"{s['speech_hours']:,.2f} h in {s['segments']:,} segments")
     head.add_row(
         "speech by label",
-        ", ".join(f"{c} {v:.0%}" for c, v in s["label_share"].items()) or "no speech",
+        ", ".join(f"{c} {v:.0%}" for c, v in s["label_share"].items())
+        if s["speech_hours"]
+        else "no speech",
     )
     escalated_by = ", ".join(f"{k} {v}" for k, v in s["escalated_channels"].items())
     head.add_row(
