@@ -274,9 +274,13 @@ def print_summary(summary: dict[str, Any], *, console=None) -> None:
 
     if s["top_escalated"]:
         top = Table(title="most escalated calls (customer side first)", title_justify="left")
-        for name in ("#", "recording", s["grouped_by"], "escalated channels", "score",
-                     "angry in last third", "peak p_angry"):  # fmt: skip
-            top.add_column(name, justify="right" if name in ("#", "score") else "left")
+        top.add_column("#", justify="right", no_wrap=True)
+        top.add_column("recording", overflow="fold", ratio=1)
+        top.add_column(s["grouped_by"], overflow="fold", min_width=10)
+        top.add_column("escalated", overflow="fold", min_width=8)
+        top.add_column("score", justify="right", no_wrap=True, min_width=5)
+        top.add_column("angry at end", justify="right", min_width=5)
+        top.add_column("peak anger", justify="right", min_width=5)
         for i, r in enumerate(s["top_escalated"], 1):
             top.add_row(
                 str(i),
@@ -290,8 +294,15 @@ def print_summary(summary: dict[str, Any], *, console=None) -> None:
         console.print(top)
     else:
         console.print("no escalated calls")
-    for name in s["failed"]:
-        console.print(f"[red]failed[/red] {name}")
+    if s["failed"]:
+        more = s["calls_failed"] - len(s["failed"])
+        console.print(
+            f"[red]{s['calls_failed']:,} recordings failed[/red]"
+            + (f" (first {len(s['failed'])} listed)" if more > 0 else "")
+            + ": see the error column of the calls table"
+        )
+        for name in s["failed"]:
+            console.print(f"  {name}")
 
 
 def _fmt(value: float | None, pattern: str) -> str:

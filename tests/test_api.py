@@ -73,19 +73,25 @@ def test_label_returns_dataframes_and_writes_nothing(labelled, tmp_path):
     assert not any(SAMPLES.glob("*.parquet"))
 
 
-def test_label_matches_the_command(labelled, tmp_path):
+@pytest.fixture(scope="module")
+def cli_out(tmp_path_factory) -> Path:
+    """callsort label sample_recordings/ --out r --channel-names agent,customer"""
     from typer.testing import CliRunner
 
     from callsort.cli import app
 
-    out = tmp_path / "r"
+    out = tmp_path_factory.mktemp("cli") / "r"
     result = CliRunner().invoke(
         app,
         ["label", str(SAMPLES), "--out", str(out), "--jobs", "1", "-q",
          "--channel-names", "agent,customer"],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
-    written = callsort.read_dataset(out)
+    return out
+
+
+def test_label_matches_the_command(labelled, cli_out):
+    written = callsort.read_dataset(cli_out)
     cols = ["recording", "channel", "segment_index", "start_s", "end_s", "label"]
     key = ["recording", "channel", "segment_index"]
     pd.testing.assert_frame_equal(
@@ -101,3 +107,19 @@ def test_label_single_file_and_bad_arguments():
         callsort.label(SAMPLES, channel_names=("a", "a"))
     with pytest.raises(UsageError):
         callsort.label(SAMPLES, channels="both")  # type: ignore[arg-type]
+
+
+def test_readme_python_example_runs(cli_out, tmp_path, monkeypatch, capsys):
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("## Python API") :]
+    code = section[section.index("```python") + len("```python") : section.index("```\n", 10)]
+    (tmp_path / "sample_recordings").symlink_to(SAMPLES)
+    (tmp_path / "r").symlink_to(cli_out)
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    printed = capsys.readouterr().out
+    assert "call_01_escalation.wav" in printed and "customer" in printed
+    assert "flat False" in printed
+    assert namespace["angry_minutes"] > 0
+    assert namespace["model"].classes == ["angry", "calm", "happy", "sad"]
