@@ -12,7 +12,9 @@ The data goes into the page once, as compact JSON: one entry per call
 channel (shares in thousandths, speech seconds to 0.1 s), and the segments
 of at most ``max_timelines`` calls (times in hundredths of a second,
 confidence in hundredths) -- the most escalated calls, ranked as in
-:mod:`callsort.summary`. So 10,000 calls fit in well under 20 MB; a call
+:mod:`callsort.summary` -- and of no more calls than fit in
+``MAX_TIMELINE_SEGMENTS`` segments, so that very long calls cannot blow the
+size up. So 10,000 calls fit in well under 20 MB; a call
 without an embedded timeline says how to export its segments. Timelines are
 drawn only when they scroll into view.
 """
@@ -36,6 +38,8 @@ if TYPE_CHECKING:
     import pandas as pd
 
 DEFAULT_MAX_TIMELINES = 1000
+MAX_TIMELINE_SEGMENTS = 200_000
+"""At most this many segments are embedded, whatever ``max_timelines`` (about 4 MB)."""
 LABEL_COLOURS = {"angry": "#d62728", "calm": "#2b7bba", "happy": "#f0a500", "sad": "#8c6bb1"}
 _OTHER_COLOURS = ("#2ca02c", "#7f7f7f", "#17becf", "#bcbd22", "#e377c2", "#8c564b")
 
@@ -108,7 +112,12 @@ def report_data(
         "pk": thousandths("peak_p_angry"),
     }
 
+    # a prefix of the ranking: at most max_timelines calls and MAX_TIMELINE_SEGMENTS segments
+    per_call = data.segments["recording"].astype(str).value_counts() if len(data.segments) else None
     n_timelines = min(max_timelines, len(rec_names))
+    if per_call is not None and n_timelines:
+        counts = per_call.reindex(rec_names[:n_timelines]).fillna(0).to_numpy()
+        n_timelines = int(np.searchsorted(np.cumsum(counts), MAX_TIMELINE_SEGMENTS, side="right"))
     timelines = _timelines(data.segments, ranked.head(n_timelines), channels, labels)
     tl_of = {rec_index[name]: i for i, name in enumerate(t["name"] for t in timelines)}
     for t in timelines:

@@ -147,3 +147,16 @@ def test_write_report_info(tmp_path, nightly):
         info.n_timelines == 10
         and info.n_calls == nightly.calls.query("status=='ok'")["recording"].nunique()
     )
+
+
+def test_timelines_are_capped_by_segments_too(nightly, monkeypatch):
+    import callsort.report
+
+    monkeypatch.setattr(callsort.report, "MAX_TIMELINE_SEGMENTS", 60)
+    data = report_data(nightly, max_timelines=100)
+    n = data["timeline_cap"]
+    assert 0 < n < 100 and len(data["timelines"]) == n
+    embedded_segments = sum(len(lane["s"]) for t in data["timelines"] for lane in t["lanes"])
+    next_call = data["recs"]["name"][n]
+    next_segments = (nightly.segments["recording"] == next_call).sum()
+    assert embedded_segments <= 60 < embedded_segments + next_segments
