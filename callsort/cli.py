@@ -284,6 +284,120 @@ def info(
             print_card(loaded)
 
 
+class ExportFormat(str, Enum):
+    csv = "csv"
+    parquet = "parquet"
+    json = "json"
+
+
+class ExportTable(str, Enum):
+    calls = "calls"
+    segments = "segments"
+
+
+_DATASET_HELP = "Folder written by callsort label --out (flat or date-partitioned)."
+_CUSTOMER_HELP = "Channel that ranks calls first (default: 'customer' when present)."
+
+
+@app.command()
+def report(
+    dataset: Annotated[Path, typer.Argument(help=_DATASET_HELP)],
+    out: Annotated[Path, typer.Option("--out", "-o", help="HTML file to write.")] = Path(
+        "report.html"
+    ),
+    title: Annotated[str | None, typer.Option(help="Page title.")] = None,
+    timelines: Annotated[
+        int,
+        typer.Option(help="Calls whose timelines are embedded, most escalated first.", min=0),
+    ] = 1000,
+    customer: Annotated[str | None, typer.Option(help=_CUSTOMER_HELP)] = None,
+) -> None:
+    """Write one self-contained HTML report: figures, ranked calls, timelines, shares by day.
+
+    Example: [bold]callsort report reports --out reports/report.html[/bold]
+    """
+    from callsort.progress import results
+    from callsort.reading import read_dataset
+    from callsort.report import write_report
+
+    with _user_errors():
+        data = read_dataset(dataset)
+        info = write_report(data, out, title=title, max_timelines=timelines, customer=customer)
+        results.print(
+            f"report written to {out} ({info.size_bytes / 1e6:.1f} MB; {info.n_calls:,} calls, "
+            f"{info.n_timelines:,} timelines)"
+        )
+
+
+@app.command()
+def summary(
+    dataset: Annotated[Path, typer.Argument(help=_DATASET_HELP)],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
+    top: Annotated[int, typer.Option(help="How many escalated calls to list.", min=0)] = 10,
+    customer: Annotated[str | None, typer.Option(help=_CUSTOMER_HELP)] = None,
+) -> None:
+    """Print a dataset's figures: calls, speech, label shares, most escalated calls.
+
+    Example: [bold]callsort summary reports --json[/bold]
+    """
+    import json
+
+    from callsort.reading import read_dataset
+    from callsort.summary import print_summary, summarise
+
+    with _user_errors():
+        figures = summarise(read_dataset(dataset), top=top, customer=customer)
+        if as_json:
+            typer.echo(json.dumps(figures, indent=2, ensure_ascii=False))
+        else:
+            from callsort.progress import results
+
+            print_summary(figures, console=results)
+
+
+@app.command()
+def export(
+    dataset: Annotated[Path, typer.Argument(help=_DATASET_HELP)],
+    fmt: Annotated[ExportFormat, typer.Option("--format", help="Output format.")] = (
+        ExportFormat.csv
+    ),
+    table: Annotated[ExportTable, typer.Option(help="Which table to export.")] = (
+        ExportTable.calls
+    ),
+    where: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="COLUMN OP VALUE, OP one of = != < <= > >= ~ (contains); repeat to AND. "
+            "Values a,b after = mean either."
+        ),
+    ] = None,
+    since: Annotated[
+        str | None, typer.Option(help="First date, YYYY-MM-DD (partitioned datasets).")
+    ] = None,
+    until: Annotated[str | None, typer.Option(help="Last date, YYYY-MM-DD, inclusive.")] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="File to write (default: stdout).")
+    ] = None,
+) -> None:
+    """Export the rows that match, as CSV, Parquet or JSON.
+
+    Example (the escalated calls of a week):
+    [bold]callsort export nightly --where escalated=true --since 2025-03-03 --until 2025-03-09 --out escalated.csv[/bold]
+    """
+    from callsort.export import date_conditions, parse_condition, select, write_export
+    from callsort.reading import read_dataset
+
+    with _user_errors():
+        conditions = [parse_condition(w) for w in where or []]
+        conditions += date_conditions(since, until)
+        rows = select(read_dataset(dataset), table=table.value, conditions=conditions)
+        write_export(rows, fmt.value, out)
+        if out is not None:
+            from callsort.progress import console
+
+            console.print(f"{len(rows):,} {table.value} rows written to {out}")
+
+
 def _training_config(
     classes: str,
     holdout: str,

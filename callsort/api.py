@@ -1,0 +1,73 @@
+"""The Python API: label recordings, read datasets and load models from a program.
+
+Everything here is also reachable as ``callsort.label``, ``callsort.read_dataset``
+and ``callsort.load_model`` (imported on first use, so ``import callsort`` stays
+cheap)::
+
+    import callsort
+
+    segments, calls = callsort.label(["recordings/"], channel_names=("agent", "customer"))
+    calls[calls.escalated]
+
+    data = callsort.read_dataset("reports/")     # what `callsort label --out reports` wrote
+    data.calls.groupby("dominant_label").size()
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Literal
+
+from callsort.model import Model, load_model
+from callsort.reading import Dataset, frames_from_tables, read_dataset
+
+__all__ = ["Dataset", "Model", "label", "load_model", "read_dataset"]
+
+
+def label(
+    paths: Path | str | Sequence[Path | str],
+    *,
+    model: Path | str | None = None,
+    channels: Literal["split", "mix"] = "split",
+    channel_names: tuple[str, str] = ("left", "right"),
+    max_segment_s: float = 4.0,
+    include: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+    jobs: int | None = None,
+) -> Dataset:
+    """Label recordings and return their tables as DataFrames; nothing is written.
+
+    ``paths`` are recordings and folders (walked recursively), as for
+    ``callsort label``; the other arguments are that command's options.
+    Returns a :class:`~callsort.reading.Dataset` that unpacks as
+    ``segments, calls``. A recording that cannot be analysed is a ``calls``
+    row with ``status == "error"``, never an exception. ``jobs=None`` uses
+    every core; ``jobs=1`` stays in this process.
+    """
+    from callsort.errors import UsageError
+    from callsort.pipeline import label as run_pipeline
+    from callsort.settings import AnalysisSettings, ChannelSettings, SegmentationSettings
+
+    if isinstance(paths, (str, Path)):
+        paths = [paths]
+    if channels not in ("split", "mix"):
+        raise UsageError(f"channels is 'split' or 'mix', not {channels!r}")
+    names = tuple(channel_names)
+    if len(names) != 2 or not all(names) or names[0] == names[1]:
+        raise UsageError("channel_names takes two different names, e.g. ('agent', 'customer')")
+    settings = AnalysisSettings(
+        channels=ChannelSettings(mode=channels, names=names),  # type: ignore[arg-type]
+        segmentation=replace(SegmentationSettings(), max_segment_s=max_segment_s),
+    )
+    run = run_pipeline(
+        list(paths),
+        out=None,
+        model_dir=model,
+        settings=settings,
+        include=include,
+        exclude=exclude,
+        jobs=jobs,
+    )
+    return frames_from_tables(run.segments, run.calls)
