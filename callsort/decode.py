@@ -49,7 +49,7 @@ def probe(path: Path | str) -> AudioInfo:
     """Read a recording's header; raise :class:`DecodeError` if it is not usable audio."""
     stamp = _stamp(path)
     try:
-        info = sf.info(str(path))
+        info = sf.info(os.fsencode(path))  # bytes: names need not be UTF-8
     except (sf.LibsndfileError, RuntimeError, OSError, ValueError) as exc:
         raise DecodeError(_reason(path, exc)) from None
     if not MIN_SAMPLE_RATE <= info.samplerate <= MAX_SAMPLE_RATE:
@@ -82,7 +82,7 @@ def read_blocks(
         raise DecodeError(STILL_BEING_WRITTEN)
     decoded = 0
     try:
-        with sf.SoundFile(str(path)) as f:
+        with sf.SoundFile(os.fsencode(path)) as f:
             declared, rate = f.frames, f.samplerate
             block_frames = min(block_frames, max(MAX_BLOCK_SAMPLES // max(f.channels, 1), 1))
             if f.format == "MP3":
@@ -93,12 +93,11 @@ def read_blocks(
                 try:
                     block = f.read(block_frames, dtype="float32", always_2d=True)
                 except (sf.LibsndfileError, RuntimeError) as exc:
-                    if not decoded:
+                    if declared <= 0:
                         raise
                     raise DecodeError(
-                        f"truncated or corrupt file: decoding failed after "
-                        f"{decoded / rate:.1f} s of the {declared / rate:.1f} s its header "
-                        f"declares ({_libsndfile_text(exc)})"
+                        "truncated or corrupt file: decoding failed before the end of the "
+                        f"{declared / rate:.1f} s its header declares ({_libsndfile_text(exc)})"
                     ) from None
                 if not len(block):
                     break
@@ -171,7 +170,7 @@ def _check_complete(info: sf._SoundFileInfo, path: Path | str) -> None:
     extra = info.extra_info or ""
     if "wasn't closed properly" in extra:
         raise DecodeError(UNFINISHED.format(what="the header's data size was never filled in"))
-    if info.format == "OGG" and "without an End-Of-Stream" in extra:
+    if info.format == "OGG" and "end-of-stream" in extra.lower():
         raise DecodeError("truncated file: the OGG stream ends without its end-of-stream page")
     match = _DATA_CHUNK.search(extra)
     if match:
