@@ -163,6 +163,29 @@ class Model:
     def classes(self) -> list[str]:
         return list(self.classifier.classes_)
 
+    def check_feature_layout(self, computed: Sequence[str]) -> None:
+        """Refuse to label with features other than the card's, in number or in order.
+
+        ``computed`` names the features this callsort computes with the card's
+        feature settings. A model made for another layout would otherwise be
+        handed the right number of values in the wrong places.
+        """
+        expected = list(self.card.feature_names)
+        computed = list(computed)
+        if computed == expected:
+            return
+        if len(computed) != len(expected):
+            raise ModelError(
+                f"the model in {self.path} expects {len(expected)} features, this callsort "
+                f"computes {len(computed)}: the model was made for another feature layout"
+            )
+        i = next(i for i, (a, b) in enumerate(zip(computed, expected)) if a != b)
+        raise ModelError(
+            f"the model in {self.path} expects its features in another order (feature {i} "
+            f"is {expected[i]!r} on its card, {computed[i]!r} here): the model was made "
+            "for another feature layout"
+        )
+
 
 def default_model_dir() -> Path:
     """The model that ships inside the package."""

@@ -378,7 +378,11 @@ def _worker_main(conn: Connection, model_dir: Path, settings: AnalysisSettings) 
         if task is None:
             return
         index, recording = task
-        conn.send(("result", index, _analyse_one(recording)))
+        result = _analyse_one(recording)
+        try:
+            conn.send(("result", index, result))
+        except OSError:  # the main process is gone
+            return
 
 
 # Imported once by the fork server, so that workers start with them loaded; names that
@@ -461,6 +465,10 @@ def _init_worker(
         model = _worker_state["model"]
     else:
         model = load_model(model_dir)
+    from callsort.features import feature_names
+    from callsort.settings import FeatureSettings
+
+    model.check_feature_layout(feature_names(FeatureSettings(**model.card.feature_settings)))
     if not _worker_state.get("warm"):
         _warm_up(model)  # also loads every library whose thread pool is limited below
         _worker_state["warm"] = True

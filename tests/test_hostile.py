@@ -340,3 +340,86 @@ def test_full_disk_fails_cleanly_and_keeps_the_previous_tables(tmp_path, small_t
     assert result.exit_code == 0, shown(result)
     assert len(pd.read_parquet(out / "calls.parquet")) == 9
     assert pq.read_metadata(out / "segments.parquet").num_rows > 0
+
+
+# --- models that do not fit -----------------------------------------------------------------
+
+
+def model_for_layout(folder: Path, names: list[str]) -> Path:
+    """A consistent model folder (card and booster agree) for features named ``names``."""
+    from dataclasses import replace
+
+    from callsort.model import EmotionClassifier, save_model
+
+    shipped = load_model()
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((80, len(names))).astype(np.float32)
+    y = np.array(shipped.classes)[np.arange(80) % len(shipped.classes)]
+    classifier = EmotionClassifier(n_estimators=2, classes=shipped.classes).fit(
+        X, y, feature_names=names
+    )
+    card = replace(shipped.card, version="test-layout", feature_names=names, model_sha256="")
+    return save_model(classifier, card, folder)
+
+
+@pytest.mark.parametrize(
+    ("layout", "jobs"),
+    [("reordered", 1), ("reordered", 2), ("shorter", 1)],
+    ids=["reordered-in-process", "reordered-workers", "shorter-in-process"],
+)
+def test_model_for_another_feature_layout_is_refused(tmp_path, layout, jobs):
+    names = list(load_model().card.feature_names)
+    names = names[1:] + names[:1] if layout == "reordered" else names[:-7]
+    folder = model_for_layout(tmp_path / "model", names)
+    load_model(folder)  # card and booster agree: loading alone cannot tell
+    out = tmp_path / "out"
+    paths = [SAMPLES / RECORDINGS[-1], SAMPLES / RECORDINGS[0]][:jobs]
+    result = invoke("label", *paths, "--model", folder, "--out", out, "-j", jobs, "-q")
+    assert result.exit_code == 2, shown(result)
+    expected = "in another order" if layout == "reordered" else "features, this callsort computes"
+    assert expected in result.output and "another feature layout" in result.output
+    assert "Traceback" not in result.output
+    assert not out.exists()
+
+
+def test_model_folder_whose_card_does_not_match_its_booster_is_refused(tmp_path):
+    import json
+
+    folder = tmp_path / "model"
+    shutil.copytree(load_model().path, folder)
+    card = json.loads((folder / "card.json").read_text())
+    names = card["feature_names"]
+    names[0], names[1] = names[1], names[0]  # the booster still has them the other way
+    (folder / "card.json").write_text(json.dumps(card))
+    result = invoke("label", SAMPLES / RECORDINGS[-1], "--model", folder, "--out", tmp_path / "o")
+    assert result.exit_code == 2, shown(result)
+    assert "feature names do not match the booster" in result.output
+    assert not (tmp_path / "o").exists()
+
+
+# --- extreme levels ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "level",
+    [0.0, 1e-38, 1e-20, 1e-6, 1.0, 1e20, 1e30],
+    ids=lambda v: f"peak-{v:g}",
+)
+@pytest.mark.parametrize("shape", ["speech", "square", "alternating", "impulse"])
+def test_extreme_levels_give_finite_features_and_probabilities(level, shape):
+    from callsort.features import segment_features
+    from callsort.settings import FeatureSettings
+
+    n = 16_000
+    y = {
+        "speech": speech(1.0),
+        "square": np.sign(np.sin(np.arange(n) * 2 * np.pi * 200 / 16_000)),
+        "alternating": np.tile([1.0, -1.0], n // 2),
+        "impulse": np.eye(1, n, n // 2)[0],
+    }[shape]
+    y = (y / max(np.abs(y).max(), 1e-30) * level).astype(np.float32)
+    model = load_model()
+    features = segment_features(y, settings=FeatureSettings(**model.card.feature_settings))
+    assert np.isfinite(features).all()
+    p = model.classifier.predict_proba(features[np.newaxis, :])
+    assert np.isfinite(p).all() and np.allclose(p.sum(), 1.0)
