@@ -523,7 +523,23 @@ def markdown() -> str:
     return "\n".join(lines) + "\n"
 
 
+def make_all(folder: Path) -> None:
+    """Make every case that is a file at rest in ``folder`` (not the growing or deleted one)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for case in CASES:
+        if case.make is not None and case.kind != "deleted":
+            case.make(folder / case.name)
+        if case.kind == "unreadable":
+            os.chmod(folder / case.name, 0)
+
+
+USAGE = """usage: python tests/hostile_cases.py --markdown > docs/hostile-input.md
+       python tests/hostile_cases.py --make DIR   (the files at rest, to try by hand)"""
+
 if __name__ == "__main__":
-    if sys.argv[1:] != ["--markdown"]:
-        sys.exit("usage: python tests/hostile_cases.py --markdown > docs/hostile-input.md")
-    sys.stdout.write(markdown())
+    if sys.argv[1:] == ["--markdown"]:
+        sys.stdout.write(markdown())
+    elif len(sys.argv) == 3 and sys.argv[1] == "--make":
+        make_all(Path(sys.argv[2]))
+    else:
+        sys.exit(USAGE)

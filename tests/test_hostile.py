@@ -23,7 +23,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
-from hostile_cases import CASES, ERROR, FORMULA_NAME, OK, markdown, speech
+from hostile_cases import CASES, ERROR, FORMULA_NAME, OK, make_all, markdown, speech
 from test_cli import (
     RECORDINGS,
     SAMPLES,
@@ -122,11 +122,7 @@ def hostile(tmp_path_factory):
     batch.mkdir()
     for name in RECORDINGS:
         shutil.copy(SAMPLES / name, batch / name)
-    for case in BATCH_CASES:
-        if case.make is not None:
-            case.make(batch / case.name)
-        if case.kind == "unreadable":
-            os.chmod(batch / case.name, 0)
+    make_all(batch)
     out = root / "out"
     with GrowingWav(batch / "growing.wav"):
         time.sleep(0.05)
