@@ -9,6 +9,7 @@ native code ends a process. Nothing in callsort knows it is being tested.
 from __future__ import annotations
 
 import inspect
+import multiprocessing
 import os
 import signal
 import subprocess
@@ -127,6 +128,7 @@ def test_crashed_worker_is_replaced_and_the_rest_go_on(tmp_path, slow_call, clea
         recordings, model_dir=model.path, settings=AnalysisSettings(), jobs=2, model=model
     )
     killer.join()
+    assert multiprocessing.active_children() == []  # every worker, replaced or not, has ended
     by_name = {r.recording: r for r in results}
     assert [r.recording for r in results] == [r.name for r in recordings]  # input order
     assert by_name[slow_call.name].error == (

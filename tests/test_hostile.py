@@ -9,6 +9,7 @@ really unreadable to it (plain ``chmod 000`` does not stop root).
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import shutil
 import subprocess
@@ -52,17 +53,39 @@ def drop_file_permission_override() -> None:
             raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
 
 
-def permissions_hold() -> str:
-    """Empty if a subprocess started by :func:`run_callsort` obeys file permissions, else why not."""
-    if os.geteuid() != 0:
-        return ""
+@functools.cache
+def can_drop_override() -> bool:
     try:
         subprocess.run(
             [sys.executable, "-c", "pass"], preexec_fn=drop_file_permission_override, check=True
         )
-    except (OSError, subprocess.SubprocessError) as exc:
-        return f"running as root and cannot drop CAP_DAC_OVERRIDE ({exc})"
-    return ""
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return True
+
+
+def must_drop_override() -> bool:
+    return os.geteuid() == 0 and can_drop_override()
+
+
+@functools.cache
+def permissions_hold() -> str:
+    """Empty if processes from :func:`run_callsort` cannot read a mode-000 file, else why not."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        locked = Path(folder) / "locked"
+        locked.write_bytes(b"secret")
+        locked.chmod(0)
+        proc = subprocess.run(
+            [sys.executable, "-c", f"open({str(locked)!r}, 'rb')"],
+            capture_output=True,
+            text=True,
+            preexec_fn=drop_file_permission_override if must_drop_override() else None,
+        )
+    if "PermissionError" in proc.stderr:
+        return ""
+    return "file permissions do not hold here (root that cannot drop CAP_DAC_OVERRIDE?)"
 
 
 def run_callsort(*args: object, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
@@ -73,7 +96,7 @@ def run_callsort(*args: object, cwd: Path, timeout: float = 300) -> subprocess.C
         text=True,
         cwd=cwd,
         timeout=timeout,
-        preexec_fn=drop_file_permission_override if os.geteuid() == 0 else None,
+        preexec_fn=drop_file_permission_override if must_drop_override() else None,
     )
 
 
