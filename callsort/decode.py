@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import os
 import re
+import stat
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -118,11 +119,19 @@ def read_blocks(
 
 
 def _stamp(path: Path | str) -> tuple[int, int]:
-    """Size and modification time, which change while a file is being written."""
+    """Size and modification time, which change while a file is being written.
+
+    Refuses what is not a regular file: opening a named pipe would wait for a
+    writer forever, and a device never ends.
+    """
     try:
         st = os.stat(path)
     except OSError as exc:
         raise DecodeError(_reason(path, exc)) from None
+    if stat.S_ISDIR(st.st_mode):
+        raise DecodeError(_ERRNO_REASONS[errno.EISDIR])
+    if not stat.S_ISREG(st.st_mode):
+        raise DecodeError("not a regular file (a named pipe, device or socket)")
     return st.st_size, st.st_mtime_ns
 
 

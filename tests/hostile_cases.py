@@ -508,6 +508,9 @@ def markdown() -> str:
         "`callsort: cannot write the segments and calls tables to DIR: No space left on "
         "device; the previous tables there are unchanged`: every file is written to a "
         "temporary name first and renamed only when all are complete |",
+        "| a named pipe or a device given by name | `error` `not a regular file (a named pipe, "
+        "device or socket)`, at once (tests/test_decode.py); inside folders only files and "
+        "symlinks are listed |",
         "| the output folder is inside an input folder | it is never scanned |",
         "| paths in the tables | relative to the input root; absolute only with "
         "`--absolute-paths`; error reasons never carry the full path |",

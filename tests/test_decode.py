@@ -294,3 +294,16 @@ def test_non_utf8_file_name_is_read(tmp_path):
     name = os.fsdecode(path)
     assert probe(name).n_frames == 8000
     assert sum(len(b) for b in read_blocks(name, block_frames=1000)) == 8000
+
+
+@pytest.mark.parametrize("reader", [probe, read_all], ids=["probe", "read_blocks"])
+def test_named_pipe_is_refused_without_waiting_for_a_writer(tmp_path, reader):
+    path = tmp_path / "pipe.wav"
+    os.mkfifo(path)
+    with pytest.raises(DecodeError, match="not a regular file"):
+        reader(path)
+
+
+def test_device_is_refused():
+    with pytest.raises(DecodeError, match="not a regular file"):
+        probe("/dev/zero")
