@@ -160,9 +160,7 @@ def test_time_limit_in_the_pool(tmp_path, slow_call, clean_short):
     batch.mkdir()
     (batch / slow_call.name).symlink_to(slow_call)
     (batch / SHORT).symlink_to(SAMPLES / SHORT)
-    started = time.perf_counter()
     run = label([batch], out=tmp_path / "out", jobs=2, file_timeout_s=limit)
-    wall = time.perf_counter() - started
     calls = run.calls.to_pandas().set_index("recording")
     assert calls.loc[slow_call.name, "error"] == (
         f"timed out: still being analysed after {limit:g} s "
@@ -170,16 +168,14 @@ def test_time_limit_in_the_pool(tmp_path, slow_call, clean_short):
     )
     assert calls.loc[SHORT, "status"] == "ok"
     assert run.n_failed == 1
-    assert wall < limit + 60  # the slow call was stopped, not waited for
     assert_same_segments(run.segments.to_pandas(), clean_short, load_model().classes)
 
 
 def test_time_limit_in_this_process(slow_call):
-    started = time.perf_counter()
     run = label([slow_call], out=None, jobs=1, file_timeout_s=1.0)
-    assert time.perf_counter() - started < 30
-    (error,) = run.calls.to_pandas()["error"]
-    assert error.startswith("timed out: still being analysed after 1 s")
+    (row,) = run.calls.to_pylist()
+    assert row["error"].startswith("timed out: still being analysed after 1 s")
+    assert row["processing_s"] < 10  # stopped at the alarm, not at the end of the file
 
 
 def test_cli_file_timeout_option(tmp_path, slow_call):
