@@ -191,6 +191,7 @@ class _Worker:
     ready: bool = False
     task: int | None = None
     started: float = 0.0
+    spawned: float = 0.0
 
 
 class _WorkerPool:
@@ -204,6 +205,7 @@ class _WorkerPool:
     """
 
     MAX_START_FAILURES = 3
+    START_TIMEOUT_S = 600.0  # loading the model takes seconds; a worker never ready is stuck
 
     def __init__(self, model_dir: Path, settings: AnalysisSettings, *, size: int) -> None:
         self.context = _pool_context()
@@ -238,6 +240,10 @@ class _WorkerPool:
                         continue
                     if worker.conn in ready or worker.process.sentinel in ready:
                         self._died(worker, record, recordings)
+                    elif not worker.ready and self._stuck_starting(worker):
+                        self._start_failed(
+                            worker, f"it did not start within {self.START_TIMEOUT_S:g} s"
+                        )
                     elif self._overran(worker, timeout_s):
                         self._stop(worker)
                         reason = (
@@ -261,7 +267,7 @@ class _WorkerPool:
         )
         process.start()
         child_end.close()
-        self.workers.append(_Worker(process, parent_end))
+        self.workers.append(_Worker(process, parent_end, spawned=time.monotonic()))
 
     def _hand_out(self, worker: _Worker, todo, recordings: Sequence[Recording]) -> None:
         index = todo.popleft()
@@ -273,10 +279,15 @@ class _WorkerPool:
         worker.task, worker.started = index, time.monotonic()
 
     def _next_deadline(self, timeout_s: float | None) -> float | None:
-        started = [w.started for w in self.workers if w.task is not None]
-        if timeout_s is None or not started:
+        deadlines = [w.spawned + self.START_TIMEOUT_S for w in self.workers if not w.ready]
+        if timeout_s is not None:
+            deadlines += [w.started + timeout_s for w in self.workers if w.task is not None]
+        if not deadlines:
             return None
-        return max(min(started) + timeout_s - time.monotonic(), 0.0)
+        return max(min(deadlines) - time.monotonic(), 0.0)
+
+    def _stuck_starting(self, worker: _Worker) -> bool:
+        return time.monotonic() - worker.spawned >= self.START_TIMEOUT_S
 
     def _overran(self, worker: _Worker, timeout_s: float | None) -> bool:
         return (
@@ -312,9 +323,14 @@ class _WorkerPool:
             seconds = time.monotonic() - worker.started
             record(index, _failure(recordings[index], reason, seconds))
         elif not worker.ready:
-            self.start_failures += 1
-            if self.start_failures >= self.MAX_START_FAILURES:
-                raise CallsortError(f"worker processes die as they start: {reason}")
+            self._start_failed(worker, reason)
+            return
+        self._replace(worker)
+
+    def _start_failed(self, worker: _Worker, reason: str) -> None:
+        self.start_failures += 1
+        if self.start_failures >= self.MAX_START_FAILURES:
+            raise CallsortError(f"worker processes fail to start: {reason}")
         self._replace(worker)
 
     def _replace(self, worker: _Worker) -> None:

@@ -199,3 +199,23 @@ def test_cli_default_file_timeout_is_the_pipelines():
 
     parameters = inspect.signature(label_command).parameters
     assert parameters["file_timeout"].default == DEFAULT_FILE_TIMEOUT_S
+
+
+def test_workers_that_cannot_load_the_model_stop_the_batch_with_the_reason(tmp_path):
+    """The model folder vanishes after the main process loaded it: every worker would fail."""
+    import shutil
+
+    from callsort.errors import CallsortError
+
+    model = tmp_path / "model"
+    shutil.copytree(load_model().path, model)
+    with pytest.raises(CallsortError, match="not a callsort model folder"):
+        label(
+            [SAMPLES],
+            out=tmp_path / "out",
+            model_dir=model,
+            jobs=2,
+            on_start=lambda recordings: shutil.rmtree(model),
+        )
+    assert not (tmp_path / "out").exists()
+    assert multiprocessing.active_children() == []
