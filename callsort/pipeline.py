@@ -241,9 +241,7 @@ class _WorkerPool:
                     if worker.conn in ready or worker.process.sentinel in ready:
                         self._died(worker, record, recordings)
                     elif not worker.ready and self._stuck_starting(worker):
-                        self._start_failed(
-                            worker, f"it did not start within {self.START_TIMEOUT_S:g} s"
-                        )
+                        self._start_failed(worker, f"not ready within {self.START_TIMEOUT_S:g} s")
                     elif self._overran(worker, timeout_s):
                         self._stop(worker)
                         reason = (
@@ -317,20 +315,21 @@ class _WorkerPool:
 
     def _died(self, worker: _Worker, record, recordings) -> None:
         worker.process.join(timeout=5)
-        reason = _death_reason(worker.process.exitcode)
+        how = _death_reason(worker.process.exitcode)
         if worker.task is not None:
             index = worker.task
             seconds = time.monotonic() - worker.started
+            reason = f"worker process died while analysing this recording: {how}"
             record(index, _failure(recordings[index], reason, seconds))
         elif not worker.ready:
-            self._start_failed(worker, reason)
+            self._start_failed(worker, how)
             return
         self._replace(worker)
 
     def _start_failed(self, worker: _Worker, reason: str) -> None:
         self.start_failures += 1
         if self.start_failures >= self.MAX_START_FAILURES:
-            raise CallsortError(f"worker processes fail to start: {reason}")
+            raise CallsortError(f"worker processes fail to start (the last one: {reason})")
         self._replace(worker)
 
     def _replace(self, worker: _Worker) -> None:
@@ -356,23 +355,22 @@ class _WorkerPool:
 
 
 def _death_reason(exitcode: int | None) -> str:
-    """Why a worker process ended, for the error row of the recording it had in hand."""
+    """How a worker process ended: ``killed by SIGKILL (out of memory?)``."""
     import signal
 
-    start = "worker process died while analysing this recording"
     if exitcode is None:
-        return f"{start}: it stopped responding"
+        return "it stopped responding"
     if exitcode >= 0:
-        return f"{start}: it exited with code {exitcode}"
+        return f"it exited with code {exitcode}"
     try:
         name = signal.Signals(-exitcode).name
     except ValueError:
         name = f"signal {-exitcode}"
     if name == "SIGKILL":
-        return f"{start}: killed by SIGKILL (out of memory?)"
+        return "killed by SIGKILL (out of memory?)"
     if name in ("SIGSEGV", "SIGBUS", "SIGILL", "SIGFPE", "SIGABRT"):
-        return f"{start}: crash in native code ({name})"
-    return f"{start}: ended by {name}"
+        return f"crash in native code ({name})"
+    return f"ended by {name}"
 
 
 def _worker_main(conn: Connection, model_dir: Path, settings: AnalysisSettings) -> None:
