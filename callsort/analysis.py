@@ -127,7 +127,7 @@ def _analysis_stream(
     block_frames = max(int(settings.block_s * info.sample_rate), 1)
     raw = (
         analysis_channels(b, settings.channels)
-        for b in read_blocks(path, block_frames=block_frames)
+        for b in read_blocks(path, block_frames=block_frames, stamp=info.stamp)
     )
     return resampled_blocks(raw, from_hz=info.sample_rate, to_hz=SR)
 

@@ -85,6 +85,19 @@ def label(
         Path | None, typer.Option(help="Model folder (default: the shipped model).")
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or summary.")] = False,
+    file_timeout: Annotated[
+        float,
+        typer.Option(
+            help="Seconds one recording may take before it becomes an error row; 0: no limit.",
+            min=0.0,
+        ),
+    ] = 3600.0,
+    absolute_paths: Annotated[
+        bool,
+        typer.Option(
+            "--absolute-paths", help="Name recordings by absolute path, not relative to the input."
+        ),
+    ] = False,
 ) -> None:
     """Label recordings and write segments and calls tables.
 
@@ -114,7 +127,19 @@ def label(
         from callsort.progress import LabelProgress
 
         with LabelProgress(enabled=not quiet) as progress:
-            run = _label(paths, out, fmt, model, settings, include, exclude, jobs, progress)
+            run = _label(
+                paths,
+                out,
+                fmt,
+                model,
+                settings,
+                include,
+                exclude,
+                jobs,
+                progress,
+                file_timeout_s=file_timeout,
+                absolute_paths=absolute_paths,
+            )
         if not quiet:
             from callsort.progress import print_summary
 
@@ -122,7 +147,7 @@ def label(
     raise typer.Exit(EXIT_FAILED_RECORDINGS if run.n_failed else 0)
 
 
-def _label(paths, out, fmt, model, settings, include, exclude, jobs, progress):
+def _label(paths, out, fmt, model, settings, include, exclude, jobs, progress, **options):
     from callsort.pipeline import label as label_recordings
 
     if _state.get("own_process"):  # not when a test or a program calls the app in-process
@@ -140,6 +165,7 @@ def _label(paths, out, fmt, model, settings, include, exclude, jobs, progress):
         jobs=jobs,
         on_start=progress.start,
         on_result=progress.advance,
+        **options,
     )
 
 

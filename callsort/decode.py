@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import os
 import re
+import stat
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,8 +20,14 @@ import soundfile as sf
 
 from callsort.errors import DecodeError
 
+MIN_SAMPLE_RATE = 1_000
 MAX_SAMPLE_RATE = 768_000
 MAX_CHANNELS = 64
+MAX_BLOCK_SAMPLES = 1 << 23
+"""Largest block read at once, in samples over all channels (32 MB as float32), so that
+a file with a high rate or many channels, or a header that claims them, cannot
+make one block huge."""
+STILL_BEING_WRITTEN = "the file changed while it was being read (still being written?)"
 
 
 @dataclass(frozen=True)
@@ -32,6 +39,7 @@ class AudioInfo:
     n_frames: int
     format: str
     subtype: str
+    stamp: tuple[int, int] | None = None  # (size, mtime_ns) when probed: to notice changes
 
     @property
     def duration_s(self) -> float:
@@ -40,45 +48,91 @@ class AudioInfo:
 
 def probe(path: Path | str) -> AudioInfo:
     """Read a recording's header; raise :class:`DecodeError` if it is not usable audio."""
+    stamp = _stamp(path)
     try:
-        info = sf.info(str(path))
+        info = sf.info(os.fsencode(path))  # bytes: names need not be UTF-8
     except (sf.LibsndfileError, RuntimeError, OSError, ValueError) as exc:
         raise DecodeError(_reason(path, exc)) from None
-    if not 0 < info.samplerate <= MAX_SAMPLE_RATE:
+    if not MIN_SAMPLE_RATE <= info.samplerate <= MAX_SAMPLE_RATE:
         raise DecodeError(f"implausible sample rate in header: {info.samplerate} Hz")
     if not 0 < info.channels <= MAX_CHANNELS:
         raise DecodeError(f"implausible channel count in header: {info.channels}")
-    _check_not_truncated(info)
+    _check_complete(info, path)
     return AudioInfo(
         sample_rate=int(info.samplerate),
         n_channels=int(info.channels),
         n_frames=max(int(info.frames), 0),
         format=str(info.format),
         subtype=str(info.subtype),
+        stamp=stamp,
     )
 
 
-def read_blocks(path: Path | str, *, block_frames: int) -> Iterator[np.ndarray]:
+def read_blocks(
+    path: Path | str, *, block_frames: int, stamp: tuple[int, int] | None = None
+) -> Iterator[np.ndarray]:
     """Yield the file's audio as float32 blocks of shape ``(frames, channels)``.
 
     NaN and infinite samples (float files) are read as silence, so nothing
-    downstream sees them.
+    downstream sees them. Raises :class:`DecodeError` when the file turns out
+    shorter than its header declares, or changes while it is read (or since
+    ``stamp``, from :attr:`AudioInfo.stamp`, was taken).
     """
+    before = _stamp(path)
+    if stamp is not None and before != stamp:
+        raise DecodeError(STILL_BEING_WRITTEN)
+    decoded = 0
     try:
-        with sf.SoundFile(str(path)) as f:
+        with sf.SoundFile(os.fsencode(path)) as f:
+            declared, rate = f.frames, f.samplerate
+            block_frames = min(block_frames, max(MAX_BLOCK_SAMPLES // max(f.channels, 1), 1))
             if f.format == "MP3":
                 # libsndfile 1.2's MP3 decoder returns wrong samples after some chunk
                 # boundaries (tests/test_decode.py shows it), so MP3 is read in one go.
                 block_frames = max(f.frames, 1)
             while True:
-                block = f.read(block_frames, dtype="float32", always_2d=True)
+                try:
+                    block = f.read(block_frames, dtype="float32", always_2d=True)
+                except (sf.LibsndfileError, RuntimeError) as exc:
+                    if declared <= 0:
+                        raise
+                    raise DecodeError(
+                        "truncated or corrupt file: decoding failed before the end of the "
+                        f"{declared / rate:.1f} s its header declares ({_libsndfile_text(exc)})"
+                    ) from None
                 if not len(block):
-                    return
+                    break
+                decoded += len(block)
                 if not np.isfinite(block).all():
                     block = np.nan_to_num(block, nan=0.0, posinf=0.0, neginf=0.0)
                 yield block
     except (sf.LibsndfileError, RuntimeError, OSError, ValueError) as exc:
         raise DecodeError(_reason(path, exc)) from None
+    if _stamp(path) != before:
+        raise DecodeError(STILL_BEING_WRITTEN)
+    shortfall = declared - decoded
+    if shortfall > 0.01 * declared and shortfall > 0.1 * rate:
+        raise DecodeError(
+            f"truncated file: the header declares {declared / rate:.1f} s of audio, "
+            f"only {decoded / rate:.1f} s could be decoded"
+        )
+
+
+def _stamp(path: Path | str) -> tuple[int, int]:
+    """Size and modification time, which change while a file is being written.
+
+    Refuses what is not a regular file: opening a named pipe would wait for a
+    writer forever, and a device never ends.
+    """
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        raise DecodeError(_reason(path, exc)) from None
+    if stat.S_ISDIR(st.st_mode):
+        raise DecodeError(_ERRNO_REASONS[errno.EISDIR])
+    if not stat.S_ISREG(st.st_mode):
+        raise DecodeError("not a regular file (a named pipe, device or socket)")
+    return st.st_size, st.st_mtime_ns
 
 
 def resampled_blocks(
@@ -110,24 +164,79 @@ def resampled_blocks(
 
 
 _DATA_CHUNK = re.compile(r"^data\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)
+_PLACEHOLDER_SIZES = (0xFFFFFFFF, 0x7FFFFFFF, 0x7FFFF000)
+UNFINISHED = "unfinished file: {what} (still being written, or never closed by the recorder?)"
 
 
-def _check_not_truncated(info: sf._SoundFileInfo) -> None:
-    """Refuse a file whose header declares more audio than the file holds.
+def _check_complete(info: sf._SoundFileInfo, path: Path | str) -> None:
+    """Refuse a file that holds less than its header declares, or was never finished.
 
     libsndfile quietly shortens ``frames`` to what is there; its header dump
     (``extra_info``) keeps the declared size: ``data : 757182 (should be 942)``.
+    A WAV that is still being written has a placeholder size (0 or 0xFFFFFFFF),
+    which libsndfile reports as a file "which wasn't closed properly".
     """
-    match = _DATA_CHUNK.search(info.extra_info or "")
-    if not match:
-        return
-    declared, present = int(match.group(1)), int(match.group(2))
-    if declared > present and info.frames >= 0:
-        declared_s = info.duration * declared / max(present, 1)
-        raise DecodeError(
-            f"truncated file: the header declares {declared_s:.1f} s of audio, "
-            f"the file holds {info.duration:.1f} s"
+    extra = info.extra_info or ""
+    if "wasn't closed properly" in extra:
+        raise DecodeError(UNFINISHED.format(what="the header's data size was never filled in"))
+    if info.format == "OGG" and "end-of-stream" in extra.lower():
+        raise DecodeError("truncated file: the OGG stream ends without its end-of-stream page")
+    match = _DATA_CHUNK.search(extra)
+    if match:
+        declared, present = int(match.group(1)), int(match.group(2))
+        if declared in _PLACEHOLDER_SIZES:
+            raise DecodeError(
+                UNFINISHED.format(what=f"the header's data size is a placeholder ({declared:#x})")
+            )
+        if declared > present and info.frames >= 0:
+            declared_s = info.duration * declared / max(present, 1)
+            raise DecodeError(
+                f"truncated file: the header declares {declared_s:.1f} s of audio, "
+                f"the file holds {info.duration:.1f} s"
+            )
+    if info.frames == 0 and info.format in ("WAV", "WAVEX", "RF64"):
+        riff = _riff_header(path)
+        if riff and riff.get("data_size") == 0 and riff["after_data"] > 0:
+            raise DecodeError(
+                UNFINISHED.format(
+                    what=f"the header declares no audio, yet {riff['after_data']} bytes follow it"
+                )
+            )
+
+
+def _riff_header(path: Path | str) -> dict[str, int] | None:
+    """Sample rate, channels and data chunk of a RIFF/WAVE file, read by hand.
+
+    Only to explain a failure better than libsndfile does; ``None`` if the file
+    does not start like a WAV.
+    """
+    import struct
+
+    try:
+        with open(path, "rb") as f:
+            head = f.read(1 << 16)
+            size = os.fstat(f.fileno()).st_size
+    except OSError:
+        return None
+    if len(head) < 12 or head[:4] not in (b"RIFF", b"RIFX", b"RF64") or head[8:12] != b"WAVE":
+        return None
+    endian = ">" if head[:4] == b"RIFX" else "<"
+    found: dict[str, int] = {}
+    position = 12
+    while position + 8 <= len(head):
+        chunk, length = (
+            head[position : position + 4],
+            struct.unpack(endian + "I", head[position + 4 : position + 8])[0],
         )
+        body = position + 8
+        if chunk == b"fmt " and body + 16 <= len(head):
+            _, channels, rate = struct.unpack(endian + "HHI", head[body : body + 8])
+            found.update(channels=channels, sample_rate=rate)
+        elif chunk == b"data":
+            found.update(data_size=length, after_data=size - body)
+            break
+        position = body + length + (length & 1)
+    return found
 
 
 _ERRNO_REASONS = {
@@ -136,6 +245,7 @@ _ERRNO_REASONS = {
     errno.EPERM: "permission denied",
     errno.EISDIR: "is a folder, not a file",
     errno.ELOOP: "symlink loop",
+    errno.ENAMETOOLONG: "file name too long for the file system",
 }
 
 
@@ -143,7 +253,8 @@ def _reason(path: Path | str, exc: BaseException) -> str:
     """A short, specific reason for a failed read.
 
     libsndfile reports most failures as a generic "System error", so the file
-    itself is checked first: missing, unreadable, a folder, empty.
+    itself is checked first: missing, unreadable, a folder, empty; then a WAV
+    header is read by hand for the values libsndfile refuses without naming.
     """
     try:
         st = os.stat(path)
@@ -155,6 +266,16 @@ def _reason(path: Path | str, exc: BaseException) -> str:
         return _ERRNO_REASONS[errno.EISDIR]
     if st.st_size == 0:
         return "empty file (0 bytes)"
+    riff = _riff_header(path)
+    if riff and "sample_rate" in riff:
+        if not MIN_SAMPLE_RATE <= riff["sample_rate"] <= MAX_SAMPLE_RATE:
+            return f"implausible sample rate in header: {riff['sample_rate']} Hz"
+        if not 0 < riff["channels"] <= MAX_CHANNELS:
+            return f"implausible channel count in header: {riff['channels']}"
+    return f"not readable as audio: {_libsndfile_text(exc)}"
+
+
+def _libsndfile_text(exc: BaseException) -> str:
     # error_string leaves out the path, which may itself hold ": "
     text = exc.error_string if isinstance(exc, sf.LibsndfileError) else str(exc)
-    return f"not readable as audio: {text.strip()}"
+    return text.strip()

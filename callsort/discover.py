@@ -120,7 +120,8 @@ def _walk(folder: Path, skipped: set[Path]) -> Iterator[Path]:
                 elif entry.is_file(follow_symlinks=True) or entry.is_symlink():
                     yield Path(entry.path)
             except OSError:
-                continue
+                if entry.is_symlink():  # a symlink loop: listed, so it gets an error row
+                    yield Path(entry.path)
 
 
 def _real(path: Path) -> Path:

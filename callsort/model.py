@@ -195,6 +195,33 @@ class Model:
             X = np.zeros((0, self.classifier.n_features_in_), dtype=np.float32)
         return self.classifier.predict_proba(X)
 
+    def check_feature_layout(self, computed: Sequence[str]) -> None:
+        """Refuse to label with features other than the card's, in number or in order.
+
+        ``computed`` names the features this callsort computes with the card's
+        feature settings. A model made for another layout would otherwise be
+        handed the right number of values in the wrong places.
+        """
+        expected = list(self.card.feature_names)
+        computed = list(computed)
+        if self.card.normalisation is not None:  # the model adds the z-scores itself
+            from callsort.normalise import normalised_names
+
+            computed = normalised_names(computed)
+        if computed == expected:
+            return
+        if len(computed) != len(expected):
+            raise ModelError(
+                f"the model in {self.path} expects {len(expected)} features, this callsort "
+                f"computes {len(computed)}: the model was made for another feature layout"
+            )
+        i = next(i for i, (a, b) in enumerate(zip(computed, expected)) if a != b)
+        raise ModelError(
+            f"the model in {self.path} expects its features in another order (feature {i} "
+            f"is {expected[i]!r} on its card, {computed[i]!r} here): the model was made "
+            "for another feature layout"
+        )
+
 
 def default_model_dir() -> Path:
     """The model that ships inside the package."""

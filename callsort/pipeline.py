@@ -10,10 +10,11 @@ needed), so that the command can start the workers first.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -24,12 +25,18 @@ from callsort.errors import CallsortError
 from callsort.settings import AnalysisSettings
 
 if TYPE_CHECKING:
+    from multiprocessing.connection import Connection
+    from multiprocessing.process import BaseProcess
+
     import pyarrow as pa
 
     from callsort.model import Model
     from callsort.tables import RecordingResult
 
 ProgressCallback = Callable[["RecordingResult"], None]
+
+DEFAULT_FILE_TIMEOUT_S = 3600.0
+"""Per-recording time limit by default: generous (labelling runs far faster than real time)."""
 
 
 @dataclass(frozen=True)
@@ -68,10 +75,15 @@ def label(
     jobs: int | None = None,
     on_start: Callable[[list[Recording]], None] | None = None,
     on_result: ProgressCallback | None = None,
+    file_timeout_s: float | None = DEFAULT_FILE_TIMEOUT_S,
+    absolute_paths: bool = False,
 ) -> LabelRun:
     """Label every recording under ``paths`` and write the tables to ``out``.
 
     With ``out=None`` nothing is written; the tables are returned either way.
+    Recordings are named by their path relative to the input root, or by
+    their absolute path with ``absolute_paths``. The tables are written all
+    or nothing: if one cannot be written, the previous ones stay as they were.
     """
     from callsort.model import load_model
     from callsort.tables import calls_table, segments_table
@@ -81,6 +93,8 @@ def label(
     model = load_model(model_dir)  # fail fast on a bad model, before any work
     skip = [out] if out is not None else []
     recordings = find_recordings(paths, include=include, exclude=exclude, skip=skip)
+    if absolute_paths:
+        recordings = [_absolute(r) for r in recordings]
     if on_start:
         on_start(recordings)
     results = analyse_all(
@@ -90,17 +104,17 @@ def label(
         jobs=jobs or default_jobs(),
         on_result=on_result,
         model=model,
+        file_timeout_s=file_timeout_s,
     )
     classes, version = model.classes, model.version
     segments = segments_table(results, classes=classes, model_version=version)
     calls = calls_table(results, classes=classes, model_version=version)
     written: list[Path] = []
     if out is not None:
-        from callsort.writers import write_table
+        from callsort.writers import write_tables
 
-        folder = Path(out)
-        written += write_table(segments, folder, "segments", formats=formats)
-        written += write_table(calls, folder, "calls", formats=formats)
+        tables = {"segments": segments, "calls": calls}
+        written += write_tables(tables, Path(out), formats=formats)
     return LabelRun(
         segments=segments,
         calls=calls,
@@ -111,6 +125,12 @@ def label(
     )
 
 
+def _absolute(recording: Recording) -> Recording:
+    from dataclasses import replace
+
+    return replace(recording, name=Path(os.path.abspath(recording.path)).as_posix())
+
+
 def analyse_all(
     recordings: Sequence[Recording],
     *,
@@ -119,11 +139,17 @@ def analyse_all(
     jobs: int,
     on_result: ProgressCallback | None = None,
     model: Model | None = None,
+    file_timeout_s: float | None = DEFAULT_FILE_TIMEOUT_S,
 ) -> list[RecordingResult]:
     """Analyse ``recordings`` with ``jobs`` processes; results in input order.
 
     ``model``, the model in ``model_dir`` if the caller has loaded it already,
     is used as it is when the recordings are analysed in this process.
+
+    Every recording gets a result: a recording that fails, that takes longer
+    than ``file_timeout_s`` (``None`` or 0: no limit), or whose worker process
+    dies (killed, out of memory, a crash in native code) becomes an error
+    result with the reason; the worker is replaced and the others go on.
     """
     results: list[RecordingResult | None] = [None] * len(recordings)
     if not recordings:
@@ -134,13 +160,14 @@ def analyse_all(
         if on_result:
             on_result(result)
 
+    timeout = file_timeout_s if file_timeout_s and file_timeout_s > 0 else None
     if jobs <= 1 or len(recordings) <= 1:
         from threadpoolctl import threadpool_limits
 
         _init_worker(model_dir, settings, pool_worker=False, loaded=model)
         with threadpool_limits(limits=1):  # as in a worker; the caller's limits come back after
             for index, recording in enumerate(recordings):
-                record(index, _analyse_one(recording))
+                record(index, _analyse_in_this_process(recording, timeout))
         return results  # type: ignore[return-value]
 
     import threading
@@ -149,31 +176,227 @@ def analyse_all(
     # building and writing the tables will need (pyarrow imports pandas for that, 0.25 s),
     # instead of doing it after the last recording.
     threading.Thread(target=_import_table_writers, daemon=True).start()
-    with ProcessPoolExecutor(
-        max_workers=min(jobs, len(recordings)),
-        mp_context=_pool_context(),
-        initializer=_init_worker,
-        initargs=(model_dir, settings),
-    ) as pool:
-        pending: dict[Future, int] = {}
-        queue = iter(enumerate(recordings))
-        limit = jobs * 4  # bounded submission: memory stays flat for huge archives
-        while True:
-            for index, recording in queue:
-                pending[pool.submit(_analyse_one, recording)] = index
-                if len(pending) >= limit:
-                    break
-            if not pending:
-                break
-            done, _ = wait(pending, return_when=FIRST_COMPLETED)
-            for future in done:
-                index = pending.pop(future)
-                try:
-                    result = future.result()
-                except Exception as exc:  # the worker itself died
-                    result = _failure(recordings[index], f"worker failed: {exc!r}", 0.0)
-                record(index, result)
+    _WorkerPool(model_dir, settings, size=min(jobs, len(recordings))).run(
+        recordings, record=record, timeout_s=timeout
+    )
     return results  # type: ignore[return-value]
+
+
+@dataclass
+class _Worker:
+    """One worker process and the pipe to it; ``task`` is the recording it is analysing."""
+
+    process: BaseProcess
+    conn: Connection
+    ready: bool = False
+    task: int | None = None
+    started: float = 0.0
+    spawned: float = 0.0
+
+
+class _WorkerPool:
+    """Worker processes that each analyse one recording at a time.
+
+    Unlike :class:`concurrent.futures.ProcessPoolExecutor`, which fails every
+    pending future when one worker dies, each worker here has exactly one
+    recording in hand, so a worker that dies or overruns the time limit names
+    its recording and only that one: the worker is replaced and the others
+    keep working undisturbed.
+    """
+
+    MAX_START_FAILURES = 3
+    START_TIMEOUT_S = 600.0  # loading the model takes seconds; a worker never ready is stuck
+
+    def __init__(self, model_dir: Path, settings: AnalysisSettings, *, size: int) -> None:
+        self.context = _pool_context()
+        self.model_dir = model_dir
+        self.settings = settings
+        self.size = size
+        self.workers: list[_Worker] = []
+        self.todo: deque[int] = deque()
+        self.start_failures = 0
+
+    def run(
+        self,
+        recordings: Sequence[Recording],
+        *,
+        record: Callable[[int, RecordingResult], None],
+        timeout_s: float | None,
+    ) -> None:
+        from multiprocessing.connection import wait as wait_for
+
+        todo = self.todo = deque(range(len(recordings)))
+        try:
+            for _ in range(self.size):
+                self._spawn()
+            while todo or any(w.task is not None for w in self.workers):
+                for worker in self.workers:
+                    if worker.ready and worker.task is None and todo:
+                        self._hand_out(worker, todo, recordings)
+                waits = [w.conn for w in self.workers] + [w.process.sentinel for w in self.workers]
+                ready = set(wait_for(waits, timeout=self._next_deadline(timeout_s)))
+                for worker in list(self.workers):
+                    if worker.conn in ready and self._receive(worker, record, recordings):
+                        continue
+                    if worker.conn in ready or worker.process.sentinel in ready:
+                        self._died(worker, record, recordings)
+                    elif not worker.ready and self._stuck_starting(worker):
+                        self._start_failed(worker, f"not ready within {self.START_TIMEOUT_S:g} s")
+                    elif self._overran(worker, timeout_s):
+                        self._stop(worker)
+                        reason = (
+                            f"timed out: still being analysed after {timeout_s:g} s "
+                            "(the per-recording limit, --file-timeout)"
+                        )
+                        record(worker.task, _failure(recordings[worker.task], reason, timeout_s))
+                        self._replace(worker)
+            self._shut_down()
+        finally:
+            for worker in self.workers:  # an exception or an interrupt: leave no process behind
+                self._stop(worker)
+
+    def _spawn(self) -> None:
+        parent_end, child_end = self.context.Pipe(duplex=True)
+        process = self.context.Process(
+            target=_worker_main,
+            args=(child_end, self.model_dir, self.settings),
+            name="callsort-worker",
+            daemon=True,
+        )
+        process.start()
+        child_end.close()
+        self.workers.append(_Worker(process, parent_end, spawned=time.monotonic()))
+
+    def _hand_out(self, worker: _Worker, todo, recordings: Sequence[Recording]) -> None:
+        index = todo.popleft()
+        try:
+            worker.conn.send((index, recordings[index]))
+        except OSError:  # the worker died while idle: not this recording's fault
+            todo.appendleft(index)
+            return
+        worker.task, worker.started = index, time.monotonic()
+
+    def _next_deadline(self, timeout_s: float | None) -> float | None:
+        deadlines = [w.spawned + self.START_TIMEOUT_S for w in self.workers if not w.ready]
+        if timeout_s is not None:
+            deadlines += [w.started + timeout_s for w in self.workers if w.task is not None]
+        if not deadlines:
+            return None
+        return max(min(deadlines) - time.monotonic(), 0.0)
+
+    def _stuck_starting(self, worker: _Worker) -> bool:
+        return time.monotonic() - worker.spawned >= self.START_TIMEOUT_S
+
+    def _overran(self, worker: _Worker, timeout_s: float | None) -> bool:
+        return (
+            timeout_s is not None
+            and worker.task is not None
+            and time.monotonic() - worker.started >= timeout_s
+        )
+
+    def _receive(self, worker: _Worker, record, recordings) -> bool:
+        """Handle one message from ``worker``; False if its pipe is closed (it died)."""
+        try:
+            message = worker.conn.recv()
+        except (EOFError, OSError):
+            return False
+        kind = message[0]
+        if kind == "ready":
+            worker.ready = True
+            self.start_failures = 0
+        elif kind == "result":
+            _, index, result = message
+            worker.task = None
+            record(index, result)
+        elif kind == "failed":  # the worker could not start: the same for every worker
+            _, text, is_user_error = message
+            raise (CallsortError if is_user_error else RuntimeError)(text)
+        return True
+
+    def _died(self, worker: _Worker, record, recordings) -> None:
+        worker.process.join(timeout=5)
+        how = _death_reason(worker.process.exitcode)
+        if worker.task is not None:
+            index = worker.task
+            seconds = time.monotonic() - worker.started
+            reason = f"worker process died while analysing this recording: {how}"
+            record(index, _failure(recordings[index], reason, seconds))
+        elif not worker.ready:
+            self._start_failed(worker, how)
+            return
+        self._replace(worker)
+
+    def _start_failed(self, worker: _Worker, reason: str) -> None:
+        self.start_failures += 1
+        if self.start_failures >= self.MAX_START_FAILURES:
+            raise CallsortError(f"worker processes fail to start (the last one: {reason})")
+        self._replace(worker)
+
+    def _replace(self, worker: _Worker) -> None:
+        """Stop ``worker``; start another if recordings are still waiting."""
+        self._stop(worker)
+        self.workers.remove(worker)
+        if self.todo:
+            self._spawn()
+
+    def _stop(self, worker: _Worker) -> None:
+        if worker.process.exitcode is None:
+            worker.process.kill()
+        worker.process.join(timeout=5)
+        worker.conn.close()
+
+    def _shut_down(self) -> None:
+        for worker in self.workers:
+            with contextlib.suppress(OSError):  # already gone
+                worker.conn.send(None)
+        deadline = time.monotonic() + 5
+        for worker in self.workers:
+            worker.process.join(timeout=max(deadline - time.monotonic(), 0.1))
+
+
+def _death_reason(exitcode: int | None) -> str:
+    """How a worker process ended: ``killed by SIGKILL (out of memory?)``."""
+    import signal
+
+    if exitcode is None:
+        return "it stopped responding"
+    if exitcode >= 0:
+        return f"it exited with code {exitcode}"
+    try:
+        name = signal.Signals(-exitcode).name
+    except ValueError:
+        name = f"signal {-exitcode}"
+    if name == "SIGKILL":
+        return "killed by SIGKILL (out of memory?)"
+    if name in ("SIGSEGV", "SIGBUS", "SIGILL", "SIGFPE", "SIGABRT"):
+        return f"crash in native code ({name})"
+    return f"ended by {name}"
+
+
+def _worker_main(conn: Connection, model_dir: Path, settings: AnalysisSettings) -> None:
+    """A worker process: load the model, then analyse one recording per message."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the main process to handle
+    try:
+        _init_worker(model_dir, settings)
+    except Exception as exc:
+        conn.send(("failed", str(exc), isinstance(exc, CallsortError)))
+        return
+    conn.send(("ready",))
+    while True:
+        try:
+            task = conn.recv()
+        except (EOFError, OSError):  # the main process is gone
+            return
+        if task is None:
+            return
+        index, recording = task
+        result = _analyse_one(recording)
+        try:
+            conn.send(("result", index, result))
+        except OSError:  # the main process is gone
+            return
 
 
 # Imported once by the fork server, so that workers start with them loaded; names that
@@ -256,6 +479,9 @@ def _init_worker(
         model = _worker_state["model"]
     else:
         model = load_model(model_dir)
+    from callsort.features import feature_names
+
+    model.check_feature_layout(feature_names(model.feature_settings))
     if not _worker_state.get("warm"):
         _warm_up(model)  # also loads every library whose thread pool is limited below
         _worker_state["warm"] = True
@@ -277,6 +503,45 @@ def _warm_up(model) -> None:
     model.channel_proba(features[np.newaxis, :])
 
 
+class _TimedOut(BaseException):
+    """Raised by the alarm in this process; a BaseException so no library swallows it."""
+
+
+def _analyse_in_this_process(recording: Recording, timeout_s: float | None) -> RecordingResult:
+    """:func:`_analyse_one` under a best-effort time limit (SIGALRM, main thread only).
+
+    Without a worker process there is nothing to kill: the alarm interrupts
+    Python code between two bytecodes, so a long loop or a long read is
+    stopped, a single native call that never returns is not.
+    """
+    import signal
+    import threading
+
+    if (
+        timeout_s is None
+        or not hasattr(signal, "setitimer")
+        or threading.current_thread() is not threading.main_thread()
+    ):
+        return _analyse_one(recording)
+
+    def alarm(signum, frame):
+        raise _TimedOut
+
+    started = time.perf_counter()
+    previous = signal.signal(signal.SIGALRM, alarm)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, timeout_s)
+        try:
+            return _analyse_one(recording)
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+    except _TimedOut:
+        reason = f"timed out: still being analysed after {timeout_s:g} s (the per-recording limit, --file-timeout)"
+        return _failure(recording, reason, time.perf_counter() - started)
+    finally:
+        signal.signal(signal.SIGALRM, previous)
+
+
 def _analyse_one(recording: Recording) -> RecordingResult:
     from callsort.analysis import analyse_recording
     from callsort.tables import RecordingResult
@@ -294,7 +559,7 @@ def _analyse_one(recording: Recording) -> RecordingResult:
         reason = f"unexpected error: {type(exc).__name__}: {exc}"
         return _failure(recording, reason, time.perf_counter() - started)
     return RecordingResult(
-        recording=recording.name,
+        recording=table_name(recording.name),
         recording_id=recording.recording_id,
         analysis=analysis,
         error="",
@@ -307,10 +572,33 @@ def _failure(recording: Recording, reason: str, seconds: float) -> RecordingResu
     from callsort.tables import RecordingResult
 
     return RecordingResult(
-        recording=recording.name,
+        recording=table_name(recording.name),
         recording_id=recording.recording_id,
         analysis=None,
-        error=reason,
+        error=_without_paths(reason, recording),
         processing_s=seconds,
         processed_at=datetime.now(timezone.utc),
     )
+
+
+def table_name(name: str) -> str:
+    """``name`` as valid UTF-8 for the tables.
+
+    File names are bytes; those that are not UTF-8 reach Python with
+    surrogate escapes, which Parquet and CSV cannot store. Undecodable bytes
+    are written as ``\\xNN``; ``recording_id`` still hashes the raw bytes.
+    """
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return name
+
+
+def _without_paths(reason: str, recording: Recording) -> str:
+    """An error reason that names the recording as the tables do, never by its full path."""
+    full = [os.path.abspath(recording.path), str(recording.path)]
+    for path in sorted(set(full), key=len, reverse=True):
+        if path and path != ".":
+            reason = reason.replace(path, recording.name)
+    return table_name(reason)

@@ -8,9 +8,10 @@ keeps the raw values.
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -48,23 +49,70 @@ def _umask() -> int:
 
 def write_table(table: pa.Table, folder: Path, name: str, *, formats: Sequence[str]) -> list[Path]:
     """Write ``table`` as ``folder/name.<format>`` for each format; return the paths."""
-    written = []
+    return write_tables({name: table}, folder, formats=formats)
+
+
+def write_tables(
+    tables: Mapping[str, pa.Table], folder: Path, *, formats: Sequence[str]
+) -> list[Path]:
+    """Write each table as ``folder/<name>.<format>``, all or nothing; return the paths.
+
+    Every file is written to a temporary name first; only when all of them
+    are complete are they renamed over the previous tables. A failure (disk
+    full, permission denied) leaves the previous tables as they were and no
+    temporary file behind, and is raised as a :class:`CallsortError`.
+    """
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown:
+        raise CallsortError(f"unknown output format {unknown[0]!r}; use {FORMATS}")
+    folder = Path(folder)
+    staged: list[tuple[Path, Path]] = []
     try:
-        for fmt in formats:
-            target = folder / f"{name}.{fmt}"
-            with atomic_path(target) as tmp:
-                if fmt == "parquet":
-                    pq.write_table(table, tmp, compression="zstd")
-                elif fmt == "csv":
-                    pacsv.write_csv(spreadsheet_safe(table), tmp)
-                else:
-                    raise CallsortError(f"unknown output format {fmt!r}; use {FORMATS}")
-            written.append(target)
+        try:
+            for name, table in tables.items():
+                for fmt in formats:
+                    target = folder / f"{name}.{fmt}"
+                    tmp = _temporary_beside(target)
+                    staged.append((tmp, target))
+                    if fmt == "parquet":
+                        pq.write_table(table, tmp, compression="zstd")
+                    else:
+                        pacsv.write_csv(spreadsheet_safe(table), tmp)
+            for tmp, target in staged:
+                os.replace(tmp, target)
+        except BaseException:
+            for tmp, _ in staged:
+                tmp.unlink(missing_ok=True)
+            raise
     except OSError as exc:
+        names = " and ".join(tables)
         raise CallsortError(
-            f"cannot write {name} tables to {folder}: {exc.strerror or exc}"
+            f"cannot write the {names} tables to {folder}: {_os_reason(exc)}; "
+            "the previous tables there are unchanged"
         ) from None
-    return written
+    return [target for _, target in staged]
+
+
+def _temporary_beside(target: Path) -> Path:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    os.close(fd)
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; tables are for sharing
+    return Path(tmp)
+
+
+def _os_reason(exc: OSError) -> str:
+    """The system's reason (``No space left on device``), from pyarrow's wrapped errors too."""
+    if exc.strerror:
+        return exc.strerror
+    text = str(exc)
+    for code, words in (
+        (errno.ENOSPC, "No space left on device"),
+        (errno.EACCES, "Permission denied"),
+    ):
+        if words in text or f"errno {code}" in text.lower():
+            return words
+    return text
 
 
 def spreadsheet_safe(table: pa.Table) -> pa.Table:

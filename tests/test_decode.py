@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -233,3 +235,75 @@ def test_reason_is_not_garbled_by_a_colon_in_the_file_name(tmp_path):
     with pytest.raises(DecodeError) as caught:
         probe(path)
     assert str(caught.value) == "not readable as audio: Format not recognised."
+
+
+def test_file_that_changes_after_probing_is_refused(tmp_path):
+    path = tmp_path / "growing.wav"
+    sf.write(path, two_tone_stereo(8000), 8000, subtype="PCM_16")
+    info = probe(path)
+    with open(path, "ab") as f:  # a recorder appends more audio
+        f.write(b"\0" * 400)
+    with pytest.raises(DecodeError, match=r"changed while it was being read \(still being written"):
+        list(read_blocks(path, block_frames=1000, stamp=info.stamp))
+    assert len(np.concatenate(list(read_blocks(path, block_frames=1000)))) >= 8000  # no stamp
+
+
+def test_file_that_changes_while_read_is_refused(tmp_path):
+    path = tmp_path / "growing.wav"
+    sf.write(path, two_tone_stereo(8000), 8000, subtype="PCM_16")
+    blocks = read_blocks(path, block_frames=1000)
+    next(blocks)
+    with open(path, "ab") as f:
+        f.write(b"\0" * 400)
+    with pytest.raises(DecodeError, match="still being written"):
+        list(blocks)
+
+
+def test_unfinished_wav_from_a_recorder_is_refused(tmp_path):
+    """libsndfile fills in the data size on close; a file still open has none."""
+    path = tmp_path / "recording.wav"
+    with sf.SoundFile(path, "w", 8000, 1, "PCM_16") as f:
+        f.write(np.zeros(8000, np.float32))
+        f.flush()
+        with pytest.raises(DecodeError, match="unfinished file"):
+            probe(path)
+    assert probe(path).n_frames == 8000  # closed: complete
+
+
+def test_blocks_of_many_channels_are_capped(tmp_path, monkeypatch):
+    from callsort import decode
+
+    monkeypatch.setattr(decode, "MAX_BLOCK_SAMPLES", 64 * 100)
+    path = tmp_path / "wide.wav"
+    sf.write(path, np.zeros((1000, 64), np.float32), 8000)
+    blocks = list(read_blocks(path, block_frames=10_000))
+    assert [len(b) for b in blocks] == [100] * 10
+
+
+@pytest.mark.parametrize("sr", [1, 999])
+def test_sample_rate_below_1_khz_is_refused(tmp_path, sr):
+    path = tmp_path / "slow.wav"
+    sf.write(path, np.zeros(100, np.float32), sr)
+    with pytest.raises(DecodeError, match=f"implausible sample rate in header: {sr} Hz"):
+        probe(path)
+
+
+def test_non_utf8_file_name_is_read(tmp_path):
+    path = os.path.join(os.fsencode(tmp_path), b"caf\xe9.wav")
+    sf.write(path, two_tone_stereo(8000), 8000)
+    name = os.fsdecode(path)
+    assert probe(name).n_frames == 8000
+    assert sum(len(b) for b in read_blocks(name, block_frames=1000)) == 8000
+
+
+@pytest.mark.parametrize("reader", [probe, read_all], ids=["probe", "read_blocks"])
+def test_named_pipe_is_refused_without_waiting_for_a_writer(tmp_path, reader):
+    path = tmp_path / "pipe.wav"
+    os.mkfifo(path)
+    with pytest.raises(DecodeError, match="not a regular file"):
+        reader(path)
+
+
+def test_device_is_refused():
+    with pytest.raises(DecodeError, match="not a regular file"):
+        probe("/dev/zero")
