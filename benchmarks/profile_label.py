@@ -41,6 +41,7 @@ STAGES = [
     ("zero_crossing_rate", "librosa", "features: zero-crossing rate"),
     ("summarise", "callsort/features.py", "features: statistics (summarise)"),
     ("predict_proba", "callsort/model.py", "predict"),
+    ("channel_normalised", "callsort/normalise.py", "predict"),
     ("segments_table", "callsort/tables.py", "tables"),
     ("calls_table", "callsort/tables.py", "tables"),
     ("write_table", "callsort/writers.py", "write"),

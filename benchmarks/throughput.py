@@ -460,10 +460,10 @@ def in_process(archive: Archive, *, compare_calls: int, smile) -> dict:
     from callsort.channels import analysis_channels, channel_names
     from callsort.decode import probe, read_blocks, resampled_blocks
     from callsort.discover import recording_id
-    from callsort.features import segment_features
+    from callsort.features import feature_names, segment_features
     from callsort.model import load_model
     from callsort.segment import frame_measures, speech_segments
-    from callsort.settings import AnalysisSettings, FeatureSettings
+    from callsort.settings import AnalysisSettings
     from callsort.tables import RecordingResult, calls_table, segments_table
     from callsort.writers import write_table
 
@@ -471,9 +471,9 @@ def in_process(archive: Archive, *, compare_calls: int, smile) -> dict:
     with watch("model load"):
         model = load_model()
     settings = AnalysisSettings()
-    feature_settings = FeatureSettings(**model.card.feature_settings)
+    feature_settings = model.feature_settings
     frame_length = round(settings.segmentation.frame_s * ANALYSIS_SR)
-    n_features = len(model.card.feature_names)
+    n_features = len(feature_names(feature_settings))  # per segment, before normalisation
     warm = np.random.default_rng(0).standard_normal(8000).astype(np.float32) * 0.1
     segment_features(warm, settings=feature_settings)  # lazy imports, as the workers do
     extractors = {"notebook": notebook_features}
@@ -525,7 +525,7 @@ def in_process(archive: Archive, *, compare_calls: int, smile) -> dict:
                 rows = [[segment_features(y, settings=feature_settings) for y in c] for c in cuts]
             with watch("predict"):
                 probabilities = [
-                    model.classifier.predict_proba(
+                    model.channel_proba(
                         np.stack(r) if r else np.zeros((0, n_features), np.float32)
                     )
                     for r in rows

@@ -71,6 +71,7 @@ class FeatureSettings:
     prosody: bool = True
     f0_min_hz: float = 70.0
     f0_max_hz: float = 400.0
+    pitch_every_frames: int = 2  # pitch every 20 ms (two STFT hops)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -223,3 +223,17 @@ def test_zero_crossing_rate_equals_librosa():
         _zero_crossing_rate(y, frame_length=512, hop_length=160),
         librosa.feature.zero_crossing_rate(y, frame_length=512, hop_length=160, center=True),
     )
+
+
+def test_stft_magnitude_equals_librosa():
+    import librosa
+
+    from callsort.features import _stft_magnitude
+
+    for n in (100, 512, 9001):
+        y = np.random.default_rng(n).standard_normal(n).astype(np.float32)
+        np.testing.assert_allclose(
+            _stft_magnitude(y, n_fft=512, hop_length=160),
+            np.abs(librosa.stft(y, n_fft=512, hop_length=160, window="hann", center=True)),
+            atol=2e-5,
+        )

@@ -377,7 +377,13 @@ def model_for_layout(folder: Path, names: list[str]) -> Path:
     classifier = EmotionClassifier(n_estimators=2, classes=shipped.classes).fit(
         X, y, feature_names=names
     )
-    card = replace(shipped.card, version="test-layout", feature_names=names, model_sha256="")
+    card = replace(
+        shipped.card,
+        version="test-layout",
+        feature_names=names,
+        model_sha256="",
+        normalisation=None,  # raw features only: the layout is what is under test
+    )
     return save_model(classifier, card, folder)
 
 
@@ -387,7 +393,9 @@ def model_for_layout(folder: Path, names: list[str]) -> Path:
     ids=["reordered-in-process", "reordered-workers", "shorter-in-process"],
 )
 def test_model_for_another_feature_layout_is_refused(tmp_path, layout, jobs):
-    names = list(load_model().card.feature_names)
+    from callsort.features import feature_names
+
+    names = feature_names(load_model().feature_settings)
     names = names[1:] + names[:1] if layout == "reordered" else names[:-7]
     folder = model_for_layout(tmp_path / "model", names)
     load_model(folder)  # card and booster agree: loading alone cannot tell
@@ -440,5 +448,7 @@ def test_extreme_levels_give_finite_features_and_probabilities(level, shape):
     model = load_model()
     features = segment_features(y, settings=FeatureSettings(**model.card.feature_settings))
     assert np.isfinite(features).all()
-    p = model.classifier.predict_proba(features[np.newaxis, :])
-    assert np.isfinite(p).all() and np.allclose(p.sum(), 1.0)
+    # one segment, and a channel of three identical ones (zero spread: z-scores must stay finite)
+    for channel in (features[np.newaxis, :], np.stack([features] * 3)):
+        p = model.channel_proba(channel)
+        assert np.isfinite(p).all() and np.allclose(p.sum(axis=1), 1.0)
