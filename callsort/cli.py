@@ -180,6 +180,16 @@ def label(
             "--log-file", help="Append JSON-lines events to this file.", rich_help_panel=_DATASET
         ),
     ] = None,
+    batch_size: Annotated[
+        int,
+        typer.Option(
+            "--batch-size",
+            metavar="N",
+            help="Recordings per commit to the dataset (also committed every minute).",
+            rich_help_panel=_DATASET,
+            min=1,
+        ),
+    ] = 200,
     engine: Annotated[
         Engine,
         typer.Option(
@@ -244,6 +254,7 @@ def label(
             wait=wait,
             on_wait=None if quiet else print_waiting,
             log_file=log_file,
+            batch_size=batch_size,
             keep_results=False,  # bounded memory for archives of any size
         )
         with LabelProgress(enabled=not quiet and not dry_run) as progress:

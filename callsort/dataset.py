@@ -324,6 +324,8 @@ class Dataset:
             if any(self.staging.iterdir()):
                 done.append("removed the staging files of a run that was stopped")
             shutil.rmtree(self.staging, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            self.internal.rmdir()  # when empty
         self._manifest = None
         return done
 
