@@ -107,7 +107,10 @@ def _analyse_on_dask(
     model_arg = None if shipped else str(Path(os.path.abspath(model_dir)))
     cluster = None
     if scheduler:
-        client = Client(scheduler, timeout="30s")
+        try:
+            client = Client(scheduler, timeout="30s")
+        except (OSError, ValueError) as exc:  # unreachable, refused, or not an address
+            raise UsageError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from None
     else:
         cluster = LocalCluster(
             n_workers=jobs,

@@ -293,14 +293,22 @@ def test_date_partitions_dry_run_since_and_max_files(dated_archive, tmp_path):
     assert dates["2026-11-25/vm_2026-11-25.flac"] == "2026-11-25"
     assert_exactly_once(out, set(dates))
 
-    # pandas and (when installed) DuckDB read each folder as one table
+    # pandas reads each folder as one table too
     assert len(pd.read_parquet(out / "segments")) == len(read(out, "segments"))
-    duckdb = pytest.importorskip("duckdb")
-    n = duckdb.sql(
-        f"SELECT count(*) FROM read_parquet('{out}/calls/*/*.parquet', hive_partitioning=true) "
-        "WHERE date >= '2026-11-24'"
-    ).fetchall()[0][0]
-    assert n == 2
+    assert len(pd.read_parquet(out / "calls")) == 4
+
+
+def test_duckdb_reads_the_dataset_as_the_readme_says(dated_archive, tmp_path):
+    duckdb = pytest.importorskip("duckdb", reason="DuckDB is not a dependency; install it to run")
+    out = tmp_path / "dataset"
+    run(dated_archive, out, date_pattern=r"(\d{4}-\d{2}-\d{2})/")
+    calls = f"read_parquet('{out}/calls/*/*.parquet', hive_partitioning = true)"
+    rows = duckdb.sql(
+        f"SELECT date, count(*) FROM {calls} WHERE date >= '2026-11-24' GROUP BY date ORDER BY date"
+    ).fetchall()
+    assert [(str(d), n) for d, n in rows] == [("2026-11-24", 1), ("2026-11-25", 1)]
+    n = duckdb.sql(f"SELECT count(*) FROM '{out}/segments/*/*.parquet'").fetchall()[0][0]
+    assert n == len(read(out, "segments"))
 
 
 # --- the lock -----------------------------------------------------------------------------
