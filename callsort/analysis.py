@@ -28,6 +28,7 @@ from callsort.settings import (
 )
 
 SR = ANALYSIS_SAMPLE_RATE
+PREDICT_CHUNK = 256  # segments whose features are held before the model labels them
 
 
 @dataclass(frozen=True)
@@ -81,15 +82,33 @@ def analyse_recording(
     else:
         audio = _cut_stream(_analysis_stream(path, info, settings), segments)
 
-    features: list[list[np.ndarray]] = [[None] * len(s) for s in segments]  # type: ignore[list-item]
-    for c, i, y in audio:
-        features[c][i] = segment_features(y, settings=feature_settings)
+    # Features are turned into probabilities every PREDICT_CHUNK segments, so that only
+    # 4 numbers per segment are kept, not 868: memory does not grow with the recording.
+    # Each row's prediction is independent of the others, so the result is the same.
+    n_classes = len(model.card.classes)
+    probabilities = [np.zeros((len(s), n_classes)) for s in segments]
+    rows: list[np.ndarray] = []
+    keys: list[tuple[int, int]] = []
 
-    channels = []
-    n_features = len(model.card.feature_names)
-    for name, segs, rows in zip(names, segments, features):
-        X = np.stack(rows) if rows else np.zeros((0, n_features), dtype=np.float32)
-        channels.append(ChannelAnalysis(name, segs, model.classifier.predict_proba(X)))
+    def predict() -> None:
+        if rows:
+            proba = model.classifier.predict_proba(np.stack(rows))
+            for (c, i), p in zip(keys, proba):
+                probabilities[c][i] = p
+            rows.clear()
+            keys.clear()
+
+    for c, i, y in audio:
+        rows.append(segment_features(y, settings=feature_settings))
+        keys.append((c, i))
+        if len(rows) >= PREDICT_CHUNK:
+            predict()
+    predict()
+
+    channels = [
+        ChannelAnalysis(name, segs, proba)
+        for name, segs, proba in zip(names, segments, probabilities)
+    ]
     return RecordingAnalysis(info=info, duration_s=duration_s, channels=channels)
 
 
