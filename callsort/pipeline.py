@@ -296,6 +296,14 @@ def _label_dataset(paths, root: Path, *, started: float, **o) -> LabelRun:
             for note in dataset.prepare():
                 state["notes"].append(note)
                 log.event("recovered", what=note)
+            old = [n for n in ("segments.parquet", "calls.parquet") if (root / n).is_file()]
+            if old:  # tables of callsort 0.1, which wrote flat files
+                note = (
+                    f"{' and '.join(old)} in {root} are tables of an older callsort run, left as "
+                    "they are; this dataset's tables are segments/ and calls/"
+                )
+                state["notes"].append(note)
+                log.event("old_tables_found", files=old)
             todo = plan(recordings, dataset.manifest_index(), **plan_options)
             state["todo"] = todo
             log.event(

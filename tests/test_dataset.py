@@ -496,6 +496,16 @@ def test_sigkill_from_outside_during_a_run_then_rerun(crash_archive, tmp_path, r
     assert_exactly_once(out, recordings, expected)
 
 
+def test_tables_of_the_flat_layout_are_left_alone_with_a_note(archive, tmp_path):
+    out = tmp_path / "reports"
+    out.mkdir()
+    (out / "calls.parquet").write_bytes(b"old")
+    result = run(archive / VOICEMAIL, out)
+    assert any("calls.parquet" in note and "older callsort" in note for note in result.notes)
+    assert (out / "calls.parquet").read_bytes() == b"old"
+    assert_exactly_once(out, {VOICEMAIL})
+
+
 def test_internal_reader_matches_pyarrow(archive, tmp_path):
     out = tmp_path / "dataset"
     run(archive, out)
