@@ -496,27 +496,41 @@ class Dataset:
         return dataset.to_table(columns=list(columns) if columns else None)
 
     def write_csv(self, table: str) -> Path:
-        """Regenerate ``<table>.csv`` at the top of the dataset from the Parquet files."""
+        """Regenerate ``<table>.csv`` at the top of the dataset from the Parquet files.
+
+        Written one date partition at a time (sorted by date, recording, channel),
+        so memory holds one day of rows, not the whole table.
+        """
         import pyarrow.csv as pacsv
+        import pyarrow.dataset as ds
 
         from callsort.writers import atomic_path, spreadsheet_safe
 
-        data = self.read(table)
+        folder = self.root / table
+        days = sorted(p for p in folder.glob(f"{PARTITION_COLUMN.name}=*") if p.is_dir())
+        keys = [("recording", "ascending"), ("channel", "ascending")]
+        if table == "segments":
+            keys.append(("segment_index", "ascending"))
         target = self.root / f"{table}.csv"
         try:
             with atomic_path(target) as tmp:
-                if data.num_columns:
-                    keys = [
-                        ("date", "ascending"),
-                        ("recording", "ascending"),
-                        ("channel", "ascending"),
-                    ]
-                    if table == "segments":
-                        keys.append(("segment_index", "ascending"))
-                    data = data.sort_by(keys)
-                    pacsv.write_csv(spreadsheet_safe(data), tmp)
-                else:
-                    tmp.write_text("")
+                writer = None
+                for day in days:
+                    files = sorted(day.glob("*.parquet"))
+                    if not files:
+                        continue
+                    rows = ds.dataset(files, format="parquet").to_table().sort_by(keys)
+                    value = day.name.split("=", 1)[1]
+                    rows = rows.append_column(
+                        pa.field(PARTITION_COLUMN.name, PARTITION_COLUMN.type),
+                        pa.array([value] * rows.num_rows, PARTITION_COLUMN.type),
+                    )
+                    rows = spreadsheet_safe(rows)
+                    if writer is None:
+                        writer = pacsv.CSVWriter(str(tmp), rows.schema)
+                    writer.write_table(rows)
+                if writer is not None:
+                    writer.close()
         except OSError as exc:
             raise CallsortError(f"cannot write {target}: {exc.strerror or exc}") from None
         return target

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import socket
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -53,7 +50,3 @@ def write_summary(folder: Path, run_id: str, summary: dict[str, Any]) -> Path:
     with atomic_path(target) as tmp:
         tmp.write_text(json.dumps(summary, indent=2, default=str) + "\n", encoding="utf-8")
     return target
-
-
-def machine() -> dict[str, Any]:
-    return {"host": socket.gethostname(), "pid": os.getpid(), "clock": time.time()}
