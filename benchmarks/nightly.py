@@ -131,7 +131,11 @@ def callsort(*args: object) -> tuple[int, float, float]:
     if code not in (0, 1):
         raise SystemExit(f"callsort {' '.join(map(str, args))} exited {code}:\n{stderr}")
     peak_mb = usage.ru_maxrss / 1024 if sys.platform != "darwin" else usage.ru_maxrss / 2**20
+    LAST_CPU_S[0] = usage.ru_utime + usage.ru_stime  # of that process: free of others' load
     return code, wall, peak_mb
+
+
+LAST_CPU_S = [0.0]
 
 
 def memory(short_minutes: float, long_minutes: float) -> dict:
@@ -180,9 +184,10 @@ def plan_seconds(archive: Path, dataset: Path) -> float:
 
 
 def noop(rows: int, repeats: int, dataset: Path, archive: Path) -> dict:
-    walls = []
+    walls, cpus = [], []
     for _ in range(repeats):
         code, wall, _ = callsort("label", archive, "--out", dataset, "--quiet")
+        cpus.append(LAST_CPU_S[0])
         summary = json.loads(sorted((dataset / "runs").glob("*.json"))[-1].read_text())
         assert summary["counts"]["skipped_unchanged"] == rows, summary["counts"]
         assert summary["counts"]["processed_ok"] + summary["counts"]["failed"] == 0
@@ -195,6 +200,10 @@ def noop(rows: int, repeats: int, dataset: Path, archive: Path) -> dict:
             "best": round(min(walls), 3),
             "median": round(statistics.median(walls), 3),
         },
+        "end_to_end_cpu_s": {
+            "best": round(min(cpus), 3),
+            "median": round(statistics.median(cpus), 3),
+        },
         "planning_s": {
             "best": round(min(planning), 3),
             "median": round(statistics.median(planning), 3),
@@ -205,6 +214,7 @@ def noop(rows: int, repeats: int, dataset: Path, archive: Path) -> dict:
     }
     print(
         f"  {rows:>7} rows: no-op run {statistics.median(walls):.2f} s end to end "
+        f"(CPU {statistics.median(cpus):.2f} s) "
         f"({result['end_to_end_s_per_10k_rows']:.3f} s per 10k rows), planning "
         f"{statistics.median(planning):.3f} s, bare `callsort --version` {min(startup):.2f} s",
         flush=True,

@@ -216,7 +216,14 @@ def _label_dataset(paths, root: Path, *, started: float, **o) -> LabelRun:
     """``label`` into a dataset folder: plan, lock, recover, analyse, commit, summarise."""
     import pyarrow as pa
 
-    from callsort.dataset import Dataset, compile_date_pattern, fingerprint, parse_date, plan
+    from callsort.dataset import (
+        Dataset,
+        _empty,
+        compile_date_pattern,
+        fingerprint,
+        parse_date,
+        plan,
+    )
     from callsort.engines import analyse_stream
     from callsort.lock import OutputLock
     from callsort.model import default_model_dir
@@ -247,8 +254,8 @@ def _label_dataset(paths, root: Path, *, started: float, **o) -> LabelRun:
         since=since,
         max_files=o["max_files"],
     )
-    empty_segments = arrow_schema(segment_columns(fp.classes)).empty_table()
-    empty_calls = arrow_schema(call_columns(fp.classes)).empty_table()
+    empty_segments = _empty(arrow_schema(segment_columns(fp.classes)))
+    empty_calls = _empty(arrow_schema(call_columns(fp.classes)))
     if o["dry_run"]:  # reads the manifest as it is; takes no lock, writes nothing
         todo = plan(recordings, dataset.manifest_index(), **plan_options)
         return LabelRun(
