@@ -327,8 +327,20 @@ class Dataset:
             shutil.rmtree(self.staging, ignore_errors=True)
         with contextlib.suppress(OSError):
             self.internal.rmdir()  # when empty
+        for leftover in [*self.root.glob(".*.csv.*.tmp"), *self.root.glob("runs/.*.json.*.tmp")]:
+            leftover.unlink(missing_ok=True)  # a CSV or summary being written when killed
         self._manifest = None
         return done
+
+    def csv_is_stale(self, table: str) -> bool:
+        """``<table>.csv`` is missing or older than the last commit (a run killed before
+        it regenerated the CSV files)."""
+        csv = self.root / f"{table}.csv"
+        if not csv.is_file():
+            return True
+        if not self.manifest_path.is_file():
+            return False
+        return csv.stat().st_mtime_ns < self.manifest_path.stat().st_mtime_ns
 
     # committing
 
@@ -530,6 +542,7 @@ class Dataset:
                     if writer is None:
                         writer = pacsv.CSVWriter(str(tmp), rows.schema)
                     writer.write_table(rows)
+                    _crash_point("csv")
                 if writer is not None:
                     writer.close()
         except OSError as exc:

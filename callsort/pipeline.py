@@ -502,13 +502,13 @@ def _analyse_into(
 
 
 def _finish_tables(dataset, o, *, changed: bool) -> list[Path]:
-    """Regenerate the CSV files when the dataset changed (or they are missing)."""
+    """Regenerate the CSV files when the dataset changed, or a killed run left them behind."""
     root = dataset.root
     wanted = ["calls"] if "csv" in o["formats"] else []
     if o["segments_csv"]:
         wanted.append("segments")
     for table in wanted:
-        if changed or not (root / f"{table}.csv").exists():
+        if changed or dataset.csv_is_stale(table):
             dataset.write_csv(table)
     written = [root / f"{t}.csv" for t in wanted]
     return [*written, root / "segments", root / "calls", root / "manifest.parquet"]

@@ -441,7 +441,8 @@ def _no_duplicates_visible(out: Path) -> None:
 def test_sigkill_at_any_commit_step_then_rerun_gives_every_recording_once(
     crash_archive, tmp_path, reference
 ):
-    archive, recordings = crash_archive
+    archive, recordings = tmp_path / "archive", set(crash_archive[1])
+    shutil.copytree(crash_archive[0], archive)  # this test adds a file
     out = tmp_path / "dataset"
     common = ("label", archive, "--out", out, "-j", 1, "-q", "--batch-size", 2)
     # each run is killed at another step of the commit protocol; the next run recovers
@@ -461,6 +462,26 @@ def test_sigkill_at_any_commit_step_then_rerun_gives_every_recording_once(
     runs = [json.loads(p.read_text()) for p in sorted((out / "runs").glob("*.json"))]
     assert len(runs) == 1  # killed runs leave no summary
     assert runs[0]["notes"]  # the last run finished what the killed one left
+
+    # killed after its last commit, before calls.csv was regenerated: the next run,
+    # with nothing to analyse, still brings calls.csv up to date
+    stale = pd.read_csv(out / "calls.csv")
+    (archive / "extra").mkdir(exist_ok=True)
+    shutil.copy2(SAMPLES / VOICEMAIL, archive / "extra" / "late.flac")
+    proc = run_cli(*common, env={"CALLSORT_CRASH_AT": "csv"})
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    assert "extra/late.flac" not in set(pd.read_csv(out / "calls.csv")["recording"])
+    assert run_cli(*common).returncode in (0, 1)
+    fresh = pd.read_csv(out / "calls.csv")
+    assert set(fresh["recording"]) == set(stale["recording"]) | {"extra/late.flac"}
+    assert not [p for p in out.rglob("*.tmp")]
+    recordings = {*recordings, "extra/late.flac"}
+    expected = pd.concat(
+        [
+            expected,
+            reference[reference["recording"] == VOICEMAIL].assign(recording="extra/late.flac"),
+        ]
+    )
 
     # reprocessing (rows replaced in old files) killed midway, then a plain rerun
     for point in ("applying:1", "staged:2"):
