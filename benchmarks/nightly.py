@@ -338,10 +338,16 @@ def main() -> None:
     figures["verdict"] = {
         "peak_rss_under_target": max(peaks) < TARGETS["peak_rss_mb_per_worker"],
         "long_vs_short_peak_mb": round(peaks[1] - peaks[0], 1),
-        "noop_under_target": all(
+        "noop_wall_under_target": all(
             n["end_to_end_s_per_10k_rows"] < TARGETS["noop_rerun_s_per_10k_rows"]
             for n in figures["noop"]
         ),
+        "noop_cpu_under_target": all(
+            n["end_to_end_cpu_s"]["median"] / n["rows"] * 10_000
+            < TARGETS["noop_rerun_s_per_10k_rows"]
+            for n in figures["noop"]
+        ),
+        "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     target = RESULTS / f"{args.name}.json"
