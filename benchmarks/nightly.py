@@ -169,7 +169,7 @@ def memory(short_minutes: float, long_minutes: float) -> dict:
 
 def plan_seconds(archive: Path, dataset: Path) -> float:
     """Planning alone, in this process: walk, stat, read the manifest, compare."""
-    from callsort.dataset import Dataset, fingerprint, plan
+    from callsort.dataset import DatasetStore, fingerprint, plan
     from callsort.discover import find_recordings
     from callsort.model import default_model_dir
     from callsort.settings import AnalysisSettings
@@ -177,7 +177,7 @@ def plan_seconds(archive: Path, dataset: Path) -> float:
     started = time.perf_counter()
     recordings = find_recordings([archive], skip=[dataset])
     fp = fingerprint(default_model_dir(), AnalysisSettings())
-    todo = plan(recordings, Dataset(dataset).manifest_index(), fingerprint=fp.value)
+    todo = plan(recordings, DatasetStore(dataset).manifest_index(), fingerprint=fp.value)
     elapsed = time.perf_counter() - started
     assert not todo.pending, f"{len(todo.pending)} recordings would be processed"
     return elapsed
@@ -255,14 +255,14 @@ def build_large(rows: int, small_dataset: Path, workdir: Path) -> tuple[Path, Pa
 
 def commit_cost(dataset: Path, archive: Path, batch: int = 200) -> dict:
     """One commit of ``batch`` (failed) recordings into a dataset with a large manifest."""
-    from callsort.dataset import Dataset, Pending, fingerprint
+    from callsort.dataset import DatasetStore, Pending, fingerprint
     from callsort.discover import Recording
     from callsort.model import default_model_dir
     from callsort.pipeline import _failure
     from callsort.settings import AnalysisSettings
 
     fp = fingerprint(default_model_dir(), AnalysisSettings())
-    data = Dataset(dataset)
+    data = DatasetStore(dataset)
     data.prepare()
     started = time.perf_counter()
     n = len(data.manifest_table())

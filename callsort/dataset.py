@@ -279,8 +279,12 @@ def _try_sha(path: Path) -> str:
 # --- the dataset --------------------------------------------------------------------------
 
 
-class Dataset:
-    """A dataset folder: reading its manifest, recovering, committing batches."""
+class DatasetStore:
+    """A dataset folder as the writing run sees it: manifest, recovery, batch commits.
+
+    Internal to ``callsort label``; analysts and the Python API read datasets with
+    pyarrow, pandas, DuckDB or :func:`callsort.read_dataset`.
+    """
 
     def __init__(self, root: Path | str) -> None:
         self.root = Path(root)

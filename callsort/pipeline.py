@@ -217,7 +217,7 @@ def _label_dataset(paths, root: Path, *, started: float, **o) -> LabelRun:
     import pyarrow as pa
 
     from callsort.dataset import (
-        Dataset,
+        DatasetStore,
         _empty,
         compile_date_pattern,
         fingerprint,
@@ -244,7 +244,7 @@ def _label_dataset(paths, root: Path, *, started: float, **o) -> LabelRun:
     recordings = find_recordings(paths, include=o["include"], exclude=o["exclude"], skip=[root])
     model_folder = Path(o["model_dir"]) if o["model_dir"] is not None else default_model_dir()
     fp = fingerprint(model_folder, o["settings"])  # refuses a folder that is not a model
-    dataset = Dataset(root)
+    dataset = DatasetStore(root)
     plan_options = dict(
         fingerprint=fp.value,
         force=o["force"],

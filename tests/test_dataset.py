@@ -22,7 +22,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 
-from callsort.dataset import MANIFEST, Dataset
+from callsort.dataset import MANIFEST, DatasetStore
 from callsort.lock import LOCK_FILE, LockedError, OutputLock
 from callsort.model import load_model
 from callsort.pipeline import label
@@ -530,5 +530,5 @@ def test_tables_of_the_flat_layout_are_left_alone_with_a_note(archive, tmp_path)
 def test_internal_reader_matches_pyarrow(archive, tmp_path):
     out = tmp_path / "dataset"
     run(archive, out)
-    table = Dataset(out).read("calls").to_pandas()
+    table = DatasetStore(out).read("calls").to_pandas()
     assert len(table) == len(read(out, "calls"))
