@@ -27,6 +27,12 @@ def _table(out: Path, name: str) -> pd.DataFrame:
     return table.drop(columns=drop).sort_values(keys).reset_index(drop=True)
 
 
+def _model_loaded() -> bool:
+    from callsort import pipeline
+
+    return "model" in pipeline._worker_state
+
+
 def test_dask_cluster_run_equals_local_run_row_for_row(tmp_path):
     archive = tmp_path / "archive"
     shutil.copytree(SAMPLES, archive)
@@ -46,6 +52,9 @@ def test_dask_cluster_run_equals_local_run_row_for_row(tmp_path):
         )
         workers = cluster.scheduler_info["workers"]
         assert len(workers) == 2
+        with distributed.Client(cluster) as client:  # both worker processes did work
+            loaded = client.run(_model_loaded)
+        assert sorted(loaded.values()) == [True, True], loaded
     local = label([archive], out=tmp_path / "local", jobs=1)
 
     assert on_dask.n_ok == local.n_ok == 6
