@@ -1,7 +1,8 @@
 """The ``callsort`` command: a thin Typer layer over plain functions.
 
 Exit codes: 0 every recording labelled; 1 some recordings failed (tables are
-still written); 2 usage error (bad option, path or model); 70 internal error.
+still written); 2 usage error (bad option, path or model); 3 another run holds
+the output folder's lock; 70 internal error.
 """
 
 from __future__ import annotations
@@ -54,17 +55,40 @@ def _main(
     _state["debug"] = debug
 
 
+class Engine(str, Enum):
+    local = "local"
+    dask = "dask"
+
+
+_DATASET = "Dataset and nightly runs"
+_OUTPUT = "Output"
+
+
 @app.command()
 def label(
     paths: Annotated[
         list[Path], typer.Argument(help="Recordings and folders (walked recursively).")
     ],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the tables.")] = Path(
-        "callsort-reports"
-    ),
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out", "-o", help="Dataset folder: calls.csv, segments/ and calls/ (Parquet)."
+        ),
+    ] = Path("callsort-reports"),
     formats: Annotated[
-        str, typer.Option("--format", help="Comma-separated: parquet, csv.")
+        str,
+        typer.Option(
+            "--format",
+            help="parquet (always: the dataset) and csv (calls.csv at the top).",
+            rich_help_panel=_OUTPUT,
+        ),
     ] = "parquet,csv",
+    segments_csv: Annotated[
+        bool,
+        typer.Option(
+            "--segments-csv", help="Also write segments.csv (can be huge).", rich_help_panel=_OUTPUT
+        ),
+    ] = False,
     include: Annotated[
         list[str] | None, typer.Option(help="Only names matching this glob (repeatable).")
     ] = None,
@@ -84,7 +108,9 @@ def label(
     model: Annotated[
         Path | None, typer.Option(help="Model folder (default: the shipped model).")
     ] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or summary.")] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="No progress or summary (errors still shown).")
+    ] = False,
     file_timeout: Annotated[
         float,
         typer.Option(
@@ -98,21 +124,116 @@ def label(
             "--absolute-paths", help="Name recordings by absolute path, not relative to the input."
         ),
     ] = False,
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Reprocess every recording.", rich_help_panel=_DATASET),
+    ] = False,
+    verify_hash: Annotated[
+        bool,
+        typer.Option(
+            "--verify-hash",
+            help="Also compare a hash of each file's bytes (reads every file).",
+            rich_help_panel=_DATASET,
+        ),
+    ] = False,
+    retry_failed: Annotated[
+        bool,
+        typer.Option(
+            "--retry-failed",
+            help="Try unchanged recordings that failed last time again.",
+            rich_help_panel=_DATASET,
+        ),
+    ] = False,
+    date_pattern: Annotated[
+        str | None,
+        typer.Option(
+            "--date-pattern",
+            metavar="REGEX",
+            help="Date of a recording from its path, e.g. '(\\d{4}-\\d{2}-\\d{2})'; "
+            "else its file's modification date (UTC).",
+            rich_help_panel=_DATASET,
+        ),
+    ] = None,
+    since: Annotated[
+        str | None,
+        typer.Option(
+            "--since",
+            metavar="DATE",
+            help="Only recordings dated on or after DATE (YYYY-MM-DD).",
+            rich_help_panel=_DATASET,
+        ),
+    ] = None,
+    max_files: Annotated[
+        int | None,
+        typer.Option(
+            "--max-files",
+            metavar="N",
+            help="Process at most N recordings (oldest first); the rest wait for the next run.",
+            rich_help_panel=_DATASET,
+            min=0,
+        ),
+    ] = None,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run", help="List what would be processed, and why.", rich_help_panel=_DATASET
+        ),
+    ] = False,
+    wait: Annotated[
+        bool,
+        typer.Option(
+            "--wait",
+            help="Wait for another run holding the output folder (default: exit 3).",
+            rich_help_panel=_DATASET,
+        ),
+    ] = False,
+    log_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--log-file", help="Append JSON-lines events to this file.", rich_help_panel=_DATASET
+        ),
+    ] = None,
+    batch_size: Annotated[
+        int,
+        typer.Option(
+            "--batch-size",
+            metavar="N",
+            help="Recordings per commit to the dataset (also committed every minute).",
+            rich_help_panel=_DATASET,
+            min=1,
+        ),
+    ] = 200,
+    engine: Annotated[
+        Engine,
+        typer.Option(
+            help="local: processes on this machine; dask: a Dask cluster.",
+            rich_help_panel=_DATASET,
+        ),
+    ] = Engine.local,
+    scheduler: Annotated[
+        str | None,
+        typer.Option(
+            "--scheduler",
+            metavar="ADDRESS",
+            help="Dask scheduler, e.g. tcp://10.0.0.5:8786 (default: a local cluster of --jobs).",
+            rich_help_panel=_DATASET,
+        ),
+    ] = None,
 ) -> None:
-    """Label recordings and write segments and calls tables.
+    """Label recordings into a dataset; rerun it to process only new or changed ones.
 
     Example: [bold]callsort label ./recordings --out ./reports --channel-names agent,customer[/bold]
+
+    The output folder gets calls.csv (one row per call channel) and the Parquet
+    tables segments/ and calls/, partitioned by date. Exit codes: 0 all labelled,
+    1 some recordings failed, 2 usage error, 3 another run holds the output folder.
     """
     from dataclasses import replace
 
-    from callsort.pipeline import default_jobs, start_workers
-
-    jobs = jobs or default_jobs()
-    if _state["own_process"] and (len(paths) > 1 or any(p.is_dir() for p in paths)):
-        start_workers(jobs)  # a batch: workers get ready while this process loads the model
     from callsort.settings import AnalysisSettings, ChannelSettings, SegmentationSettings
     from callsort.writers import FORMATS
 
+    jobs = jobs or _jobs(0)
     with _user_errors():
         fmt = [f.strip().lower() for f in formats.split(",") if f.strip()]
         if not fmt or set(fmt) - set(FORMATS):
@@ -124,30 +245,44 @@ def label(
             channels=ChannelSettings(mode=channels.value, names=names),  # type: ignore[arg-type]
             segmentation=replace(SegmentationSettings(), max_segment_s=max_segment),
         )
-        from callsort.progress import LabelProgress
+        from callsort.progress import LabelProgress, print_plan, print_summary, print_waiting
 
-        with LabelProgress(enabled=not quiet) as progress:
-            run = _label(
-                paths,
-                out,
-                fmt,
-                model,
-                settings,
-                include,
-                exclude,
-                jobs,
-                progress,
-                file_timeout_s=file_timeout,
-                absolute_paths=absolute_paths,
-            )
+        options = dict(
+            formats=fmt,
+            segments_csv=segments_csv,
+            model_dir=model,
+            settings=settings,
+            include=include or (),
+            exclude=exclude or (),
+            jobs=jobs,
+            engine=engine.value,
+            scheduler=scheduler,
+            force=force,
+            verify_hash=verify_hash,
+            retry_failed=retry_failed,
+            date_pattern=date_pattern,
+            since=since,
+            max_files=max_files,
+            dry_run=dry_run,
+            wait=wait,
+            on_wait=None if quiet else print_waiting,
+            log_file=log_file,
+            batch_size=batch_size,
+            keep_results=False,  # bounded memory for archives of any size
+            file_timeout_s=file_timeout,
+            absolute_paths=absolute_paths,
+        )
+        with LabelProgress(enabled=not quiet and not dry_run) as progress:
+            run = _label(paths, out, options, progress)
+        if dry_run:
+            print_plan(run)
+            raise typer.Exit(0)
         if not quiet:
-            from callsort.progress import print_summary
-
             print_summary(run, out)
-    raise typer.Exit(EXIT_FAILED_RECORDINGS if run.n_failed else 0)
+    raise typer.Exit(run.exit_code)
 
 
-def _label(paths, out, fmt, model, settings, include, exclude, jobs, progress, **options):
+def _label(paths, out, options, progress):
     from callsort.pipeline import label as label_recordings
 
     if _state.get("own_process"):  # not when a test or a program calls the app in-process
@@ -155,17 +290,7 @@ def _label(paths, out, fmt, model, settings, include, exclude, jobs, progress, *
 
         lean_lightgbm_import()
     return label_recordings(
-        paths,
-        out=out,
-        formats=fmt,
-        model_dir=model,
-        settings=settings,
-        include=include or (),
-        exclude=exclude or (),
-        jobs=jobs,
-        on_start=progress.start,
-        on_result=progress.advance,
-        **options,
+        paths, out=out, on_start=progress.start, on_result=progress.advance, **options
     )
 
 

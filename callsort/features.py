@@ -73,10 +73,13 @@ def segment_features(y: np.ndarray, *, settings: FeatureSettings) -> np.ndarray:
     Returns shape ``(len(feature_names(settings)),)``, all finite.
     """
     y = np.asarray(y, dtype=np.float32)
-    descriptors, power = _spectral_descriptors(y, settings=settings)
-    if not settings.prosody:
-        return summarise(descriptors)
-    return np.concatenate(prosody_features(y, descriptors, power, settings=settings))
+    # Extreme input (clipped, 1e30, NaN-free but huge) must give finite values, not
+    # warnings on the user's terminal: every result goes through nan_to_num.
+    with np.errstate(all="ignore"):
+        descriptors, power = _spectral_descriptors(y, settings=settings)
+        if not settings.prosody:
+            return summarise(descriptors)
+        return np.concatenate(prosody_features(y, descriptors, power, settings=settings))
 
 
 def frame_descriptors(y: np.ndarray, *, settings: FeatureSettings) -> list[np.ndarray]:
@@ -174,7 +177,8 @@ def prosody_features(
     frame_matrix = np.stack([np.asarray(r, dtype=np.float64)[:n_frames] for r in frame_rows])
 
     step = s.pitch_every_frames
-    f0 = _pitch(y, settings=s)
+    level = s.reference_level_db
+    f0 = _pitch(_at_level(y, level) if level is not None else y, settings=s)
     voiced = voiced[::step][: f0.size]  # the pitch frames are every step-th STFT frame
     f0 = f0[: voiced.size]
     voiced = voiced & np.isfinite(f0)

@@ -16,12 +16,14 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from dataclasses import replace as _replace
+from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from callsort.discover import Recording, find_recordings
 from callsort.errors import CallsortError
+from callsort.errors import UsageError as CallsortUsage
 from callsort.settings import AnalysisSettings
 
 if TYPE_CHECKING:
@@ -30,6 +32,7 @@ if TYPE_CHECKING:
 
     import pyarrow as pa
 
+    from callsort.dataset import Pending
     from callsort.model import Model
     from callsort.tables import RecordingResult
 
@@ -41,7 +44,14 @@ DEFAULT_FILE_TIMEOUT_S = 3600.0
 
 @dataclass(frozen=True)
 class LabelRun:
-    """The outcome of one batch: the tables, where they went, and the results."""
+    """The outcome of one batch: the tables, where they went, and the results.
+
+    Without an output folder, ``segments`` and ``calls`` hold every recording's
+    rows. With one (a dataset), they hold the rows of the recordings this run
+    analysed, not those it skipped as unchanged (read the dataset for those);
+    ``segments`` and ``results`` are empty when the run was asked not to keep
+    them (``keep_results=False``, as the command does).
+    """
 
     segments: pa.Table
     calls: pa.Table
@@ -49,10 +59,30 @@ class LabelRun:
     written: list[Path]
     model_version: str
     wall_s: float
+    n_ok: int = 0
+    failures: tuple[tuple[str, str], ...] = ()  # (recording, reason)
+    audio_s: float = 0.0  # of the recordings analysed ok
+    skipped: int = 0  # unchanged since the last run
+    deferred: int = 0  # left for a later run by max_files
+    outside: int = 0  # dated before `since`
+    planned: tuple[Pending, ...] = ()  # what this run analysed (or, dry run, would)
+    dataset: Path | None = None
+    run_id: str = ""
+    summary_file: Path | None = None
+    dry_run: bool = False
+    notes: tuple[str, ...] = ()  # recovery and lock takeover, for the user
 
     @property
     def n_failed(self) -> int:
-        return sum(not r.ok for r in self.results)
+        return len(self.failures)
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.failures else 0
+
+
+DEFAULT_BATCH = 200
+"""Recordings per commit to a dataset (a commit also happens every ``batch_seconds``)."""
 
 
 def default_jobs() -> int:
@@ -77,51 +107,119 @@ def label(
     on_result: ProgressCallback | None = None,
     file_timeout_s: float | None = DEFAULT_FILE_TIMEOUT_S,
     absolute_paths: bool = False,
+    engine: str = "local",
+    scheduler: str | None = None,
+    force: bool = False,
+    verify_hash: bool = False,
+    retry_failed: bool = False,
+    date_pattern: str | None = None,
+    since: date | str | None = None,
+    max_files: int | None = None,
+    dry_run: bool = False,
+    segments_csv: bool = False,
+    wait: bool = False,
+    on_wait: Callable[[dict], None] | None = None,
+    log_file: Path | str | None = None,
+    batch_size: int = DEFAULT_BATCH,
+    batch_seconds: float = 60.0,
+    keep_results: bool = True,
 ) -> LabelRun:
-    """Label every recording under ``paths`` and write the tables to ``out``.
+    """Label every recording under ``paths``; with ``out``, bring the dataset there up to date.
 
-    With ``out=None`` nothing is written; the tables are returned either way.
-    Recordings are named by their path relative to the input root, or by
-    their absolute path with ``absolute_paths``. The tables are written all
-    or nothing: if one cannot be written, the previous ones stay as they were.
+    With ``out=None`` nothing is written and every recording is analysed; the
+    tables are returned. With ``out``, that folder is a dataset (see
+    :mod:`callsort.dataset`): only recordings that are new or changed since the
+    last run, or whose model or settings changed, are analysed (all with
+    ``force``); results are committed in batches; ``calls.csv`` is regenerated
+    when ``formats`` includes csv (``segments.csv`` too with ``segments_csv``);
+    a summary goes to ``out/runs/<run_id>.json``. ``dry_run`` only plans.
+    Raises :class:`~callsort.lock.LockedError` (exit code 3) when another run
+    holds the folder, unless ``wait``. Recordings are named by their path
+    relative to the input root, or by their absolute path with
+    ``absolute_paths``; ``file_timeout_s`` bounds the analysis of one recording.
     """
-    from callsort.model import load_model
-    from callsort.tables import calls_table, segments_table
+    from callsort.engines import analyse_stream, check_engine
 
     started = time.perf_counter()
     settings = settings or AnalysisSettings()
+    jobs = jobs or default_jobs()
+    check_engine(engine, scheduler)
+    if out is not None:
+        return _label_dataset(
+            paths,
+            Path(out),
+            started=started,
+            formats=formats,
+            model_dir=model_dir,
+            settings=settings,
+            include=include,
+            exclude=exclude,
+            jobs=jobs,
+            on_start=on_start,
+            on_result=on_result,
+            engine=engine,
+            scheduler=scheduler,
+            force=force,
+            verify_hash=verify_hash,
+            retry_failed=retry_failed,
+            date_pattern=date_pattern,
+            since=since,
+            max_files=max_files,
+            dry_run=dry_run,
+            segments_csv=segments_csv,
+            wait=wait,
+            on_wait=on_wait,
+            log_file=log_file,
+            batch_size=batch_size,
+            batch_seconds=batch_seconds,
+            keep_results=keep_results,
+            file_timeout_s=file_timeout_s,
+            absolute_paths=absolute_paths,
+        )
+
+    from callsort.model import load_model
+    from callsort.tables import calls_table, segments_table
+
     model = load_model(model_dir)  # fail fast on a bad model, before any work
-    skip = [out] if out is not None else []
-    recordings = find_recordings(paths, include=include, exclude=exclude, skip=skip)
+    recordings = find_recordings(paths, include=include, exclude=exclude)
     if absolute_paths:
         recordings = [_absolute(r) for r in recordings]
     if on_start:
         on_start(recordings)
-    results = analyse_all(
+    order = {r.name: i for i, r in enumerate(recordings)}
+    results: list[RecordingResult] = []
+
+    def collect(result: RecordingResult) -> None:
+        results.append(result)
+        if on_result:
+            on_result(result)
+
+    analyse_stream(
         recordings,
+        engine=engine,
+        scheduler=scheduler,
         model_dir=model.path,
         settings=settings,
-        jobs=jobs or default_jobs(),
-        on_result=on_result,
+        jobs=jobs,
+        on_result=collect,
         model=model,
         file_timeout_s=file_timeout_s,
+        expected_model_sha=_model_sha(model.path) if engine == "dask" else "",
     )
+    results.sort(key=lambda r: order[r.recording])
     classes, version = model.classes, model.version
     segments = segments_table(results, classes=classes, model_version=version)
     calls = calls_table(results, classes=classes, model_version=version)
-    written: list[Path] = []
-    if out is not None:
-        from callsort.writers import write_tables
-
-        tables = {"segments": segments, "calls": calls}
-        written += write_tables(tables, Path(out), formats=formats)
     return LabelRun(
         segments=segments,
         calls=calls,
         results=results,
-        written=written,
+        written=[],
         model_version=version,
         wall_s=time.perf_counter() - started,
+        n_ok=sum(r.ok for r in results),
+        failures=tuple((r.recording, r.error) for r in results if not r.ok),
+        audio_s=sum(r.analysis.duration_s for r in results if r.analysis is not None),
     )
 
 
@@ -129,6 +227,365 @@ def _absolute(recording: Recording) -> Recording:
     from dataclasses import replace
 
     return replace(recording, name=Path(os.path.abspath(recording.path)).as_posix())
+
+
+def _check_model(folder: Path) -> None:
+    """Refuse, before any work, a model this callsort cannot use: a card that does not
+    match its booster, or features of another layout than this callsort computes."""
+    from callsort.features import feature_names
+    from callsort.model import load_model
+
+    model = load_model(folder)
+    model.check_feature_layout(feature_names(model.feature_settings))
+
+
+def _check_naming(index: dict, *, absolute: bool, root: Path) -> None:
+    """Refuse to mix relative and absolute recording names in one dataset: the same
+    recording would be there twice, once under each name."""
+    name = next(iter(index), None)
+    if name is None:
+        return
+    named_absolute = name.startswith("/")
+    if named_absolute != absolute:
+        how = "absolute paths" if named_absolute else "paths relative to the input root"
+        raise CallsortUsage(
+            f"the dataset in {root} names recordings by {how}; "
+            + ("add --absolute-paths" if named_absolute else "drop --absolute-paths")
+            + " or write to a new output folder"
+        )
+
+
+def _model_sha(folder: Path) -> str:
+    from callsort.model import MODEL_FILE, _sha256
+
+    return _sha256(Path(folder) / MODEL_FILE)
+
+
+def _label_dataset(paths, root: Path, *, started: float, **o) -> LabelRun:
+    """``label`` into a dataset folder: plan, lock, recover, analyse, commit, summarise."""
+    import pyarrow as pa
+
+    from callsort.dataset import (
+        DatasetStore,
+        _empty,
+        compile_date_pattern,
+        fingerprint,
+        parse_date,
+        plan,
+    )
+    from callsort.engines import analyse_stream
+    from callsort.lock import OutputLock
+    from callsort.model import default_model_dir
+    from callsort.runlog import RunLog, new_run_id, write_summary
+    from callsort.schema import arrow_schema, call_columns, segment_columns
+
+    run_id = new_run_id()
+    started_at = datetime.now(timezone.utc)
+    pattern = compile_date_pattern(o["date_pattern"])
+    since = o["since"]
+    if isinstance(since, str):
+        parsed = parse_date(since)
+        if parsed is None:
+            raise CallsortUsage(f"--since takes a date like 2026-11-25, not {since!r}")
+        since = parsed
+    if o["max_files"] is not None and o["max_files"] < 0:
+        raise CallsortUsage("--max-files takes a number of files, 0 or more")
+    recordings = find_recordings(paths, include=o["include"], exclude=o["exclude"], skip=[root])
+    if o["absolute_paths"]:
+        recordings = [_absolute(r) for r in recordings]
+    # the manifest and the tables key recordings by the name they store (valid UTF-8)
+    recordings = [_replace(r, name=table_name(r.name)) for r in recordings]
+    model_folder = Path(o["model_dir"]) if o["model_dir"] is not None else default_model_dir()
+    fp = fingerprint(model_folder, o["settings"])  # refuses a folder that is not a model
+    if not o["dry_run"]:
+        _check_model(model_folder)  # before the output folder is touched
+    dataset = DatasetStore(root)
+    plan_options = dict(
+        fingerprint=fp.value,
+        force=o["force"],
+        verify_hash=o["verify_hash"],
+        retry_failed=o["retry_failed"],
+        date_pattern=pattern,
+        since=since,
+        max_files=o["max_files"],
+    )
+    empty_segments = _empty(arrow_schema(segment_columns(fp.classes)))
+    empty_calls = _empty(arrow_schema(call_columns(fp.classes)))
+    if o["dry_run"]:  # reads the manifest as it is; takes no lock, writes nothing
+        todo = plan(recordings, dataset.manifest_index(), **plan_options)
+        return LabelRun(
+            segments=empty_segments,
+            calls=empty_calls,
+            results=[],
+            written=[],
+            model_version=fp.model_version,
+            wall_s=time.perf_counter() - started,
+            skipped=todo.skipped,
+            deferred=todo.deferred,
+            outside=todo.outside,
+            planned=tuple(todo.pending),
+            dataset=root,
+            run_id=run_id,
+            dry_run=True,
+        )
+
+    log = RunLog(o["log_file"], run_id)
+    lock = OutputLock(root, run_id, wait=o["wait"], on_wait=o["on_wait"])
+    counts = {"ok": 0, "failed": 0, "batches": 0}
+    state: dict = {"audio_s": 0.0, "failures": [], "notes": [], "todo": None}
+    kept_segments: list[pa.Table] = []
+    kept_calls: list[pa.Table] = []
+    kept_results: list[RecordingResult] = []
+    exit_code = 70
+    error = ""
+    summary_file = None
+    written: list[Path] = []
+    try:
+        try:
+            lock.acquire()
+        except CallsortError as exc:
+            log.event("refused", reason=str(exc), exit_code=exc.exit_code)
+            raise
+        try:
+            if lock.stale:
+                note = (
+                    f"took over a stale lock of run {lock.stale.get('run_id', '?')} "
+                    f"(pid {lock.stale.get('pid', '?')} on {lock.stale.get('host', '?')}, "
+                    f"started {lock.stale.get('started_at', '?')}), which is no longer running"
+                )
+                state["notes"].append(note)
+                log.event("stale_lock_taken_over", holder=lock.stale)
+            for note in dataset.prepare():
+                state["notes"].append(note)
+                log.event("recovered", what=note)
+            old = [n for n in ("segments.parquet", "calls.parquet") if (root / n).is_file()]
+            if old:  # tables of callsort 0.1, which wrote flat files
+                note = (
+                    f"{' and '.join(old)} in {root} are tables of an older callsort run, left as "
+                    "they are; this dataset's tables are segments/ and calls/"
+                )
+                state["notes"].append(note)
+                log.event("old_tables_found", files=old)
+            index = dataset.manifest_index()
+            _check_naming(index, absolute=o["absolute_paths"], root=root)
+            todo = plan(recordings, index, **plan_options)
+            state["todo"] = todo
+            log.event(
+                "run_started",
+                dataset=str(root),
+                paths=[str(p) for p in paths],
+                discovered=len(recordings),
+                to_process=len(todo.pending),
+                skipped_unchanged=todo.skipped,
+                deferred=todo.deferred,
+                engine=o["engine"],
+                fingerprint=fp.value,
+                model_version=fp.model_version,
+            )
+            pending = [p.recording for p in todo.pending]
+            if o["on_start"]:
+                o["on_start"](pending)
+            if pending:
+                _analyse_into(
+                    dataset,
+                    todo.pending,
+                    fp=fp,
+                    run_id=run_id,
+                    model_folder=model_folder,
+                    o=o,
+                    log=log,
+                    counts=counts,
+                    state=state,
+                    kept=(kept_segments, kept_calls, kept_results),
+                    analyse_stream=analyse_stream,
+                )
+            written = _finish_tables(dataset, o, changed=counts["batches"] > 0)
+            exit_code = 1 if state["failures"] else 0
+        except CallsortError as exc:
+            exit_code, error = exc.exit_code, str(exc)
+            raise
+        except OSError as exc:
+            exit_code, error = 2, (
+                f"cannot write to the dataset {root}: {exc.strerror or exc}; "
+                "what was committed before stays as it was"
+            )
+            raise CallsortError(error) from None
+        except BaseException as exc:
+            error = f"{type(exc).__name__}: {exc}"
+            raise
+        finally:
+            todo = state["todo"]
+            summary = {
+                "run_id": run_id,
+                "callsort_version": _version(),
+                "started_at": started_at.isoformat(),
+                "finished_at": datetime.now(timezone.utc).isoformat(),
+                "wall_s": round(time.perf_counter() - started, 3),
+                "exit_code": exit_code,
+                "error": error,
+                "dataset": str(root),
+                "paths": [str(p) for p in paths],
+                "engine": o["engine"],
+                "scheduler": o["scheduler"] or "",
+                "fingerprint": fp.value,
+                "model_version": fp.model_version,
+                "counts": {
+                    "discovered": len(recordings),
+                    "processed_ok": counts["ok"],
+                    "failed": counts["failed"],
+                    "skipped_unchanged": todo.skipped if todo else 0,
+                    "deferred_by_max_files": todo.deferred if todo else 0,
+                    "before_since": todo.outside if todo else 0,
+                },
+                "reasons": _reasons(todo.pending) if todo else {},
+                "audio_hours": round(state["audio_s"] / 3600, 4),
+                "batches_committed": counts["batches"],
+                "notes": state["notes"],
+                "failures": [{"recording": r, "error": e} for r, e in state["failures"][:1000]],
+            }
+            if lock._fd is not None:  # only a run that held the lock writes into the dataset
+                try:
+                    summary_file = write_summary(root, run_id, summary)
+                except OSError:
+                    summary_file = None
+            log.event(
+                "run_finished",
+                **{
+                    k: summary[k] for k in ("exit_code", "counts", "audio_hours", "wall_s", "error")
+                },
+            )
+            lock.release()
+    finally:
+        log.close()
+
+    segments = pa.concat_tables(kept_segments) if kept_segments else empty_segments
+    calls = pa.concat_tables(kept_calls) if kept_calls else empty_calls
+    return LabelRun(
+        segments=segments if o["keep_results"] else empty_segments,
+        calls=calls,
+        results=kept_results,
+        written=written,
+        model_version=fp.model_version,
+        wall_s=time.perf_counter() - started,
+        n_ok=counts["ok"],
+        failures=tuple(state["failures"]),
+        audio_s=state["audio_s"],
+        skipped=state["todo"].skipped,
+        deferred=state["todo"].deferred,
+        outside=state["todo"].outside,
+        planned=tuple(state["todo"].pending),
+        dataset=root,
+        run_id=run_id,
+        summary_file=summary_file,
+        notes=tuple(state["notes"]),
+    )
+
+
+def _analyse_into(
+    dataset, pending, *, fp, run_id, model_folder, o, log, counts, state, kept, analyse_stream
+):
+    """Analyse ``pending`` on the chosen engine and commit the results in batches."""
+    kept_segments, kept_calls, kept_results = kept
+    by_name = {p.recording.name: p for p in pending}
+    batch: list = []
+    last_commit = [time.monotonic()]
+    model = None
+    if o["engine"] == "local":
+        from callsort.model import load_model
+
+        if o["jobs"] > 1 and len(pending) > 1:
+            start_workers(o["jobs"])  # the workers' imports overlap loading the model here
+        model = load_model(model_folder)
+
+    def commit() -> None:
+        if not batch:
+            return
+        segments, calls = dataset.commit(
+            batch,
+            classes=fp.classes,
+            model_version=fp.model_version,
+            fingerprint=fp.value,
+            run_id=run_id,
+            sequence=counts["batches"],
+        )
+        counts["batches"] += 1
+        log.event(
+            "batch_committed",
+            sequence=counts["batches"] - 1,
+            recordings=len(batch),
+            segments=segments.num_rows,
+            calls=calls.num_rows,
+        )
+        if o["keep_results"]:
+            kept_segments.append(segments)
+            kept_results.extend(r for _, r in batch)
+        kept_calls.append(calls)
+        batch.clear()
+        last_commit[0] = time.monotonic()
+
+    def take(result: RecordingResult) -> None:
+        item = by_name[result.recording]
+        batch.append((item, result))
+        if result.ok:
+            counts["ok"] += 1
+            state["audio_s"] += result.analysis.duration_s
+        else:
+            counts["failed"] += 1
+            state["failures"].append((result.recording, result.error))
+        log.event(
+            "recording",
+            recording=result.recording,
+            status="ok" if result.ok else "error",
+            error=result.error,
+            reason=item.reason,
+            date=item.date,
+            duration_s=round(result.analysis.duration_s, 3) if result.ok else None,
+            processing_s=round(result.processing_s, 3),
+        )
+        if o["on_result"]:
+            o["on_result"](result)
+        if len(batch) >= o["batch_size"] or time.monotonic() - last_commit[0] >= o["batch_seconds"]:
+            commit()
+
+    analyse_stream(
+        [p.recording for p in pending],
+        engine=o["engine"],
+        scheduler=o["scheduler"],
+        model_dir=model_folder,
+        settings=o["settings"],
+        jobs=o["jobs"],
+        on_result=take,
+        model=model,
+        expected_model_sha=fp.model_sha256,
+        file_timeout_s=o["file_timeout_s"],
+    )
+    commit()
+
+
+def _finish_tables(dataset, o, *, changed: bool) -> list[Path]:
+    """Regenerate the CSV files when the dataset changed, or a killed run left them behind."""
+    root = dataset.root
+    wanted = ["calls"] if "csv" in o["formats"] else []
+    if o["segments_csv"]:
+        wanted.append("segments")
+    for table in wanted:
+        if changed or dataset.csv_is_stale(table):
+            dataset.write_csv(table)
+    written = [root / f"{t}.csv" for t in wanted]
+    return [*written, root / "segments", root / "calls", root / "manifest.parquet"]
+
+
+def _reasons(pending) -> dict[str, int]:
+    reasons: dict[str, int] = {}
+    for p in pending:
+        reasons[p.reason] = reasons.get(p.reason, 0) + 1
+    return reasons
+
+
+def _version() -> str:
+    from callsort import __version__
+
+    return __version__
 
 
 def analyse_all(

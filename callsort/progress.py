@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -68,33 +69,65 @@ class LabelProgress:
 
 
 def print_summary(run, out: Path) -> None:
-    """Closing table: files ok and failed, hours of audio, wall time, label shares."""
-    ok = [r for r in run.results if r.ok]
-    audio_s = sum(r.analysis.duration_s for r in ok)
+    """Closing table: files ok, failed and skipped, hours of audio, wall time, label shares."""
+    audio_s = run.audio_s
     table = Table(title="callsort label", show_header=False, title_justify="left")
-    table.add_row("files labelled", str(len(ok)))
+    table.add_row("files labelled", str(run.n_ok))
     table.add_row("files failed", str(run.n_failed))
+    if run.dataset is not None:
+        table.add_row("files unchanged", f"{run.skipped} (skipped; --force reprocesses them)")
+        if run.deferred:
+            table.add_row("files left for later", f"{run.deferred} (--max-files)")
     table.add_row("audio", f"{audio_s / 3600:.2f} h ({audio_s:,.0f} s)")
     table.add_row(
         "wall time", f"{run.wall_s:.1f} s ({audio_s / max(run.wall_s, 1e-9):,.0f}x real time)"
     )
-    segments = run.segments.to_pandas()
-    if len(segments):
-        seconds = segments.groupby("label")["duration_s"].sum()
-        shares = ", ".join(f"{label} {v / seconds.sum():.0%}" for label, v in seconds.items())
-        table.add_row("speech by label", shares)
-    escalated = run.calls.to_pandas()
-    escalated = escalated[escalated["escalated"].fillna(False).astype(bool)]
+    calls = run.calls.to_pandas()
+    ok = calls[calls["status"] == "ok"] if len(calls) else calls
+    shares = [c for c in ok.columns if c.startswith("share_")]
+    speech = ok["speech_s"].fillna(0) if len(ok) else None
+    if speech is not None and speech.sum() > 0:
+        seconds = {c[len("share_") :]: float((ok[c].fillna(0) * speech).sum()) for c in shares}
+        total = sum(seconds.values()) or 1.0
+        table.add_row(
+            "speech by label", ", ".join(f"{k} {v / total:.0%}" for k, v in seconds.items())
+        )
+    escalated = calls[calls["escalated"].fillna(False).astype(bool)] if len(calls) else calls
     table.add_row(
         "escalated",
-        ", ".join(f"{r.recording} [{r.channel}]" for r in escalated.itertuples()) or "none",
+        ", ".join(escape(f"{r.recording} [{r.channel}]") for r in escalated.itertuples()) or "none",
     )
     table.add_row("model", run.model_version)
     table.add_row("tables", ", ".join(str(p) for p in run.written) or "(none written)")
+    if run.summary_file is not None:
+        table.add_row("run summary", str(run.summary_file))
     results.print(table)
-    for r in run.results:
-        if not r.ok:
-            results.print(f"[red]error[/red] {r.recording}: {r.error}")
+    for note in run.notes:
+        results.print(f"[yellow]note[/yellow] {note}")
+    for recording, error in run.failures:
+        results.print(f"[red]error[/red] {escape(recording)}: {escape(error)}")
+
+
+def print_plan(run) -> None:
+    """``--dry-run``: one line per recording that would be processed, then the counts."""
+    for p in run.planned:
+        results.print(f"{p.reason:<9} {p.date}  {p.recording.name}", markup=False, highlight=False)
+    results.print(
+        f"would process {len(run.planned)} recordings; {run.skipped} unchanged"
+        + (f", {run.deferred} left for later (--max-files)" if run.deferred else "")
+        + (f", {run.outside} before --since" if run.outside else ""),
+        markup=False,
+        highlight=False,
+    )
+
+
+def print_waiting(holder: dict) -> None:
+    console.print(
+        f"waiting for run {holder.get('run_id', '?')} (pid {holder.get('pid', '?')} on "
+        f"{holder.get('host', '?')}, started {holder.get('started_at', '?')}) to finish ...",
+        markup=False,
+        highlight=False,
+    )
 
 
 @contextmanager

@@ -88,6 +88,50 @@ def call_columns(classes: Sequence[str] = DEFAULT_CLASSES) -> list[Column]:
     ]
 
 
+PARTITION_COLUMN = Column(
+    "date",
+    _STRING,
+    "",
+    "date of the recording, YYYY-MM-DD (from --date-pattern, else file mtime, UTC)",
+)
+"""The Hive partition key of a dataset (``segments/date=2026-11-25/...``).
+
+It lives in the folder names, not inside the Parquet files; pyarrow, pandas and
+DuckDB add it as a column when they read ``segments/`` or ``calls/`` as one table.
+"""
+
+
+def manifest_columns() -> list[Column]:
+    """Columns of ``manifest.parquet``: one row per recording ever committed to a dataset."""
+    return [
+        Column("recording", _STRING, "", "path of the recording relative to the archive root"),
+        Column("recording_id", _STRING, "", "stable hash of `recording` (16 hex digits)"),
+        Column("size_bytes", _INT, "B", "file size when it was analysed"),
+        Column("mtime_ns", _INT, "ns", "file modification time when it was analysed"),
+        Column(
+            "content_sha256", _STRING, "", "hash of the file's bytes; empty without --verify-hash"
+        ),
+        Column(
+            "fingerprint", _STRING, "", "hash of the model and analysis settings that made its rows"
+        ),
+        Column("status", _STRING, "", "ok, or error when the recording could not be analysed"),
+        Column("error", _STRING, "", "why the recording failed; empty when ok"),
+        Column("date", _STRING, "", "the partition its rows live in (YYYY-MM-DD)"),
+        Column("duration_s", _FLOAT, "s", "length of the recording; null when it failed"),
+        Column("n_segments", _INT, "", "rows it has in the segments table"),
+        Column(
+            "segments_file",
+            _STRING,
+            "",
+            "file holding its segments rows, relative to the dataset; empty if none",
+        ),
+        Column("calls_file", _STRING, "", "file holding its calls rows, relative to the dataset"),
+        Column("model_version", _STRING, "", "version of the model that labelled it"),
+        Column("run_id", _STRING, "", "the run that committed it (see runs/<run_id>.json)"),
+        Column("processed_at", _TIME, "UTC", "when the recording was analysed"),
+    ]
+
+
 def arrow_schema(columns: Sequence[Column]) -> pa.Schema:
     """Arrow schema with each column's unit and description as field metadata."""
     return pa.schema(
@@ -111,3 +155,5 @@ if __name__ == "__main__":  # python -m callsort.schema prints the README's sche
     print(markdown_table(segment_columns()))
     print("\n### `calls`\n")
     print(markdown_table(call_columns()))
+    print("\n### `manifest`\n")
+    print(markdown_table(manifest_columns()))

@@ -120,6 +120,6 @@ def test_readme_python_example_runs(cli_out, tmp_path, monkeypatch, capsys):
     exec(compile(code, "README.md", "exec"), namespace)
     printed = capsys.readouterr().out
     assert "call_01_escalation.wav" in printed and "customer" in printed
-    assert "flat False" in printed
+    assert "partitioned True" in printed
     assert namespace["angry_minutes"] > 0
     assert namespace["model"].classes == ["angry", "calm", "happy", "sad"]

@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
@@ -32,7 +34,7 @@ import callsort
 from callsort.cli import app
 from callsort.discover import recording_id
 from callsort.model import load_model
-from callsort.schema import arrow_schema, call_columns, segment_columns
+from callsort.schema import PARTITION_COLUMN, arrow_schema, call_columns, segment_columns
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO / "sample_recordings"
@@ -46,7 +48,15 @@ STEREO_CALLS = [
 ]
 VOICEMAIL = "voicemail_05_mono.flac"
 RECORDINGS = [*STEREO_CALLS, VOICEMAIL]
-TABLE_FILES = ("segments.parquet", "segments.csv", "calls.parquet", "calls.csv")
+DATASET_ENTRIES = (  # what a dataset folder holds after a clean run with --segments-csv
+    "calls",
+    "calls.csv",
+    "callsort.lock",
+    "manifest.parquet",
+    "runs",
+    "segments",
+    "segments.csv",
+)
 
 
 # --- helpers ------------------------------------------------------------------------------
@@ -84,11 +94,24 @@ class Labelled:
     calls: pd.DataFrame
 
 
+def read_part(out: Path, name: str) -> pa.Table:
+    """``segments/`` or ``calls/`` of a dataset as one table, without the partition column."""
+    if not part_files(out, name):  # no rows yet (every recording failed): empty, typed
+        columns = segment_columns() if name == "segments" else call_columns()
+        return arrow_schema(columns).empty_table()
+    table = ds.dataset(out / name, format="parquet", partitioning="hive").to_table()
+    return table.drop_columns(["date"])
+
+
+def part_files(out: Path, name: str) -> list[Path]:
+    return sorted((out / name).glob("date=*/*.parquet"))
+
+
 def read_tables(out: Path) -> Labelled:
     return Labelled(
         out=out,
-        segments=pq.read_table(out / "segments.parquet").to_pandas(),
-        calls=pq.read_table(out / "calls.parquet").to_pandas(),
+        segments=read_part(out, "segments").to_pandas(),
+        calls=read_part(out, "calls").to_pandas(),
     )
 
 
@@ -124,18 +147,22 @@ def classes() -> list[str]:
 def clean(tmp_path_factory) -> Labelled:
     """sample_recordings labelled once with the shipped model, ``--jobs 2 --quiet``."""
     out = tmp_path_factory.mktemp("clean") / "reports"
-    result = invoke("label", SAMPLES, "--out", out, "--jobs", 2, "--quiet")
+    result = invoke("label", SAMPLES, "--out", out, "--jobs", 2, "--quiet", "--segments-csv")
     assert result.exit_code == 0, shown(result)
     return read_tables(out)
 
 
-def test_label_writes_all_tables_and_no_temporary_files(clean):
-    for name in TABLE_FILES:
-        assert (clean.out / name).is_file(), name
+def test_label_writes_a_dataset_and_no_temporary_files(clean):
+    assert sorted(os.listdir(clean.out)) == sorted(DATASET_ENTRIES)
+    for name in ("calls.csv", "segments.csv", "manifest.parquet"):
         assert (clean.out / name).stat().st_size > 0, name
-    leftovers = [n for n in os.listdir(clean.out) if n.endswith(".tmp") or ".tmp." in n]
-    assert leftovers == []
-    assert sorted(os.listdir(clean.out)) == sorted(TABLE_FILES)
+    for name in ("segments", "calls"):
+        files = part_files(clean.out, name)
+        assert files, name
+        assert all(f.parent.name.startswith("date=") for f in files)
+    everything = [p.name for p in clean.out.rglob("*")]
+    assert [n for n in everything if n.endswith(".tmp") or ".tmp." in n] == []
+    assert len(list((clean.out / "runs").glob("*.json"))) == 1
 
 
 @pytest.mark.parametrize(
@@ -143,17 +170,18 @@ def test_label_writes_all_tables_and_no_temporary_files(clean):
 )
 def test_parquet_schema_and_csv_header(clean, classes, name, columns):
     expected = arrow_schema(columns(classes))
-    actual = pq.read_schema(clean.out / f"{name}.parquet")
-    assert actual.names == expected.names
-    assert [f.type for f in actual] == [f.type for f in expected]
-    # units and descriptions travel with the Parquet file
-    assert [f.metadata for f in actual] == [f.metadata for f in expected]
+    for part in part_files(clean.out, name):
+        actual = pq.read_schema(part)
+        assert actual.names == expected.names
+        assert [f.type for f in actual] == [f.type for f in expected]
+        # units and descriptions travel with the Parquet file
+        assert [f.metadata for f in actual] == [f.metadata for f in expected]
     with (clean.out / f"{name}.csv").open(newline="", encoding="utf-8") as f:
         reader = csv.reader(f)
         header = next(reader)
         n_rows = sum(1 for _ in reader)
-    assert header == expected.names
-    assert n_rows == pq.read_metadata(clean.out / f"{name}.parquet").num_rows
+    assert header == [*expected.names, PARTITION_COLUMN.name]  # the date, as readers add it
+    assert n_rows == read_part(clean.out, name).num_rows
 
 
 def test_calls_one_row_per_recording_and_channel(clean):
@@ -312,7 +340,13 @@ def test_channels_mix_gives_one_channel_per_file(tmp_path, clean):
         "label", SAMPLES, "--out", out, "--channels", "mix", "--format", "parquet", "-j", 2, "-q"
     )
     assert result.exit_code == 0, shown(result)
-    assert sorted(os.listdir(out)) == ["calls.parquet", "segments.parquet"]
+    assert sorted(os.listdir(out)) == [  # no CSV
+        "calls",
+        "callsort.lock",
+        "manifest.parquet",
+        "runs",
+        "segments",
+    ]
     got = read_tables(out)
     calls = got.calls
     assert sorted(zip(calls["recording"], calls["channel"])) == sorted(
@@ -394,6 +428,10 @@ def test_bad_files_fail_alone_with_exit_code_1(bad_batch, clean, classes):
         ("label", SAMPLES / VOICEMAIL, "--channel-names", "same,same"),
         ("label", SAMPLES / VOICEMAIL, "--channels", "surround"),
         ("label", SAMPLES / VOICEMAIL, "--max-segment", "0.1"),
+        ("label", SAMPLES / VOICEMAIL, "--since", "yesterday"),
+        ("label", SAMPLES / VOICEMAIL, "--date-pattern", "(unclosed"),
+        ("label", SAMPLES / VOICEMAIL, "--scheduler", "tcp://127.0.0.1:1"),
+        ("label", SAMPLES / VOICEMAIL, "--engine", "spark"),
         ("train", SAMPLES, "--out", "model", "--classes", "angry"),
         ("evaluate", "no/such/corpus"),
     ],
@@ -404,6 +442,10 @@ def test_bad_files_fail_alone_with_exit_code_1(bad_batch, clean, classes):
         "same-channel-names",
         "bad-channels",
         "tiny-max-segment",
+        "bad-since",
+        "bad-date-pattern",
+        "scheduler-without-dask",
+        "bad-engine",
         "one-class",
         "missing-corpus",
     ],
@@ -651,10 +693,10 @@ def test_train_info_label_evaluate_on_synthetic_data(synth_data, tmp_path):
     result = invoke("label", synth_data, "--model", model_dir, "--out", out, "-j", 1, "-q")
     assert result.exit_code == 0, shown(result)
     got = read_tables(out)
-    assert pq.read_schema(out / "segments.parquet").names == (
+    assert pq.read_schema(part_files(out, "segments")[0]).names == (
         arrow_schema(segment_columns(SYNTH_CLASSES)).names
     )
-    assert [(f.name, f.type) for f in pq.read_schema(out / "calls.parquet")] == [
+    assert [(f.name, f.type) for f in pq.read_schema(part_files(out, "calls")[0])] == [
         (f.name, f.type) for f in arrow_schema(call_columns(SYNTH_CLASSES))
     ]
     assert len(got.calls) == 48

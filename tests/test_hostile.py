@@ -21,14 +21,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
 from hostile_cases import CASES, ERROR, FORMULA_NAME, OK, make_all, markdown, speech
 from test_cli import (
     RECORDINGS,
     SAMPLES,
-    TABLE_FILES,
     assert_same_segments,
     invoke,
     read_tables,
@@ -150,10 +148,12 @@ def hostile(tmp_path_factory):
     with GrowingWav(batch / "growing.wav"):
         time.sleep(0.05)
         started = time.perf_counter()
-        proc = run_callsort("label", batch, "--out", out, "--jobs", 2, "--quiet", cwd=root)
+        proc = run_callsort(
+            "label", batch, "--out", out, "--jobs", 2, "--quiet", "--segments-csv", cwd=root
+        )
         wall = time.perf_counter() - started
     print(f"\nhostile batch: {len(os.listdir(batch))} files labelled in {wall:.1f} s")
-    tables = read_tables(out) if (out / "calls.parquet").exists() else None
+    tables = read_tables(out) if (out / "calls").exists() else None
     return proc, tables, out, batch
 
 
@@ -298,11 +298,27 @@ def test_absolute_paths_only_when_asked(tmp_path):
     assert set(calls["recording"]) == {path.resolve().as_posix()}
 
 
+def dataset_files(out: Path) -> dict[str, bytes]:
+    """The bytes of every table, manifest and CSV file of the dataset in ``out``: not
+    the per-run summaries in ``runs/``, which a failed run may add, nor callsort's
+    working folder ``.callsort/`` (staging files of an interrupted commit, which no
+    reader sees and the next run removes)."""
+    return {
+        p.relative_to(out).as_posix(): p.read_bytes()
+        for p in sorted(out.rglob("*"))
+        if p.is_file()
+        and p.relative_to(out).parts[0] not in ("runs", ".callsort")
+        and p.name != "callsort.lock"
+    }
+
+
 def previous_dataset(out: Path) -> dict[str, bytes]:
-    """Label one short recording into ``out``; return its tables' bytes."""
+    """Label one short recording into ``out``; return its dataset's bytes."""
     result = invoke("label", SAMPLES / RECORDINGS[-1], "--out", out, "--quiet")
     assert result.exit_code == 0, shown(result)
-    return {name: (out / name).read_bytes() for name in TABLE_FILES}
+    files = dataset_files(out)
+    assert any(name.startswith("calls/date=") for name in files), files
+    return files
 
 
 def test_unwritable_output_folder_fails_cleanly_and_keeps_the_previous_tables(tmp_path):
@@ -317,10 +333,9 @@ def test_unwritable_output_folder_fails_cleanly_and_keeps_the_previous_tables(tm
         os.chmod(out, 0o755)
     assert proc.returncode == 2, shown(proc)
     assert "cannot write" in proc.stderr and "Permission denied" in proc.stderr, shown(proc)
-    assert "previous tables there are unchanged" in proc.stderr
+    assert "committed before stays as it was" in proc.stderr, shown(proc)
     assert "Traceback" not in proc.stderr
-    assert {name: (out / name).read_bytes() for name in TABLE_FILES} == before
-    assert sorted(os.listdir(out)) == sorted(TABLE_FILES)
+    assert dataset_files(out) == before
 
 
 @pytest.fixture
@@ -350,15 +365,20 @@ def test_full_disk_fails_cleanly_and_keeps_the_previous_tables(tmp_path, small_t
     proc = run_callsort("label", SAMPLES, "--out", out, "--jobs", 2, "-q", cwd=tmp_path)
     assert proc.returncode == 2, shown(proc)
     assert "No space left on device" in proc.stderr, shown(proc)
-    assert "previous tables there are unchanged" in proc.stderr
+    assert "committed before stays as it was" in proc.stderr, shown(proc)
     assert "Traceback" not in proc.stderr
-    assert {name: (out / name).read_bytes() for name in TABLE_FILES} == before
-    assert sorted(os.listdir(out)) == sorted(TABLE_FILES)  # no temporary file left
+    assert dataset_files(out) == before
     filler.unlink()
     result = invoke("label", SAMPLES, "--out", out, "--quiet", "-j", 2)  # room again: works
     assert result.exit_code == 0, shown(result)
-    assert len(pd.read_parquet(out / "calls.parquet")) == 9
-    assert pq.read_metadata(out / "segments.parquet").num_rows > 0
+    tables = read_tables(out)
+    assert len(tables.calls) == 9  # each channel of each recording exactly once
+    assert not tables.calls.duplicated(["recording", "channel"]).any()
+    assert len(set(tables.calls["recording"])) == len(RECORDINGS)
+    assert len(tables.segments) > 0
+    leftovers = [p for p in out.rglob("*") if p.name.endswith(".tmp")]
+    leftovers += list((out / ".callsort" / "staging").rglob("*.parquet"))
+    assert not leftovers, leftovers  # the rerun cleared what the failed one left
 
 
 # --- models that do not fit -----------------------------------------------------------------

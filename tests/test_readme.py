@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from callsort.schema import call_columns, markdown_table, segment_columns
+from callsort.schema import call_columns, manifest_columns, markdown_table, segment_columns
 from callsort.tables import (
     ESCALATION_MIN_ANGRY_SHARE,
     ESCALATION_MIN_RISE,
@@ -15,6 +15,12 @@ README = (Path(__file__).resolve().parent.parent / "README.md").read_text(encodi
 def test_readme_schema_is_the_schema_module():
     assert markdown_table(segment_columns()) in README
     assert markdown_table(call_columns()) in README
+    assert markdown_table(manifest_columns()) in README
+
+
+def test_readme_quick_start_points_at_calls_csv():
+    assert "Open `reports/calls.csv`" in README
+    assert "## Nightly runs" in README
 
 
 def test_readme_states_the_escalation_rule_in_force():
