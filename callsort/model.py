@@ -187,13 +187,26 @@ class Model:
         The features are normalised against the channel's own segments first when
         the model was trained that way (see :mod:`callsort.normalise`).
         """
-        if self.card.normalisation is not None and len(X):
-            from callsort.normalise import PopulationPrior, channel_normalised
+        if self.card.normalisation is None:
+            return self.classifier.predict_proba(X)
+        if not len(X):
+            return self.classifier.predict_proba(
+                np.zeros((0, self.classifier.n_features_in_), dtype=np.float32)
+            )
+        from callsort.normalise import PopulationPrior, channel_normalised, channel_statistics
 
-            X = channel_normalised(X, prior=PopulationPrior.from_dict(self.card.normalisation))
-        elif self.card.normalisation is not None:
-            X = np.zeros((0, self.classifier.n_features_in_), dtype=np.float32)
-        return self.classifier.predict_proba(X)
+        prior = PopulationPrior.from_dict(self.card.normalisation)
+        statistics = channel_statistics(X, prior=prior)
+        # in blocks: the statistics come from the whole channel, the [raw, z] matrix
+        # (twice the features) never exists for more than a block of a long recording
+        return np.concatenate(
+            [
+                self.classifier.predict_proba(
+                    channel_normalised(X[start : start + 512], prior=prior, statistics=statistics)
+                )
+                for start in range(0, len(X), 512)
+            ]
+        )
 
     def check_feature_layout(self, computed: Sequence[str]) -> None:
         """Refuse to label with features other than the card's, in number or in order.

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 Z_PREFIX = "z_"
+_BLOCK = 1024  # rows summed at a time
 
 
 @dataclass(frozen=True)
@@ -54,24 +55,41 @@ def population_prior(X: np.ndarray, *, weight: float) -> PopulationPrior:
 
 
 def channel_statistics(X: np.ndarray, *, prior: PopulationPrior) -> tuple[np.ndarray, np.ndarray]:
-    """Shrunk mean and standard deviation of one channel's segments ``X``."""
-    X = np.asarray(X, dtype=np.float64)
+    """Shrunk mean and standard deviation of one channel's segments ``X``.
+
+    Summed in float64 blocks of rows, so a long channel needs no float64 copy.
+    """
     n, k = len(X), prior.weight
-    mean = (X.sum(axis=0) + k * prior.mean) / (n + k)
-    var = (np.square(X - mean).sum(axis=0) + k * prior.var) / (n + k)
+    total = sum(
+        (X[i : i + _BLOCK].sum(axis=0, dtype=np.float64) for i in range(0, n, _BLOCK)),
+        np.zeros(X.shape[1]),
+    )
+    mean = (total + k * prior.mean) / (n + k)
+    squares = sum(
+        (np.square(X[i : i + _BLOCK] - mean).sum(axis=0) for i in range(0, n, _BLOCK)),
+        np.zeros(X.shape[1]),
+    )
+    var = (squares + k * prior.var) / (n + k)
     return mean, np.sqrt(var + 1e-12)
 
 
 def channel_normalised(
-    X: np.ndarray, *, prior: PopulationPrior, context: np.ndarray | None = None
+    X: np.ndarray,
+    *,
+    prior: PopulationPrior,
+    context: np.ndarray | None = None,
+    statistics: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> np.ndarray:
     """``[X, z]``: the features and their z-scores within the channel, ``(segments, 2 * features)``.
 
     ``context`` holds the segments whose statistics define the channel (default:
-    ``X`` itself, all the segments of one channel of one recording).
+    ``X`` itself, all the segments of one channel of one recording);
+    ``statistics``, the :func:`channel_statistics` of that context if known.
     """
     X = np.asarray(X, dtype=np.float32)
-    mean, std = channel_statistics(X if context is None else context, prior=prior)
+    if statistics is None:
+        statistics = channel_statistics(X if context is None else context, prior=prior)
+    mean, std = statistics
     z = ((X - mean) / std).astype(np.float32)
     return np.hstack([X, np.clip(z, -50.0, 50.0)])
 

@@ -325,6 +325,13 @@ def test_normalising_model_normalises_each_channel(tmp_path):
         atol=1e-9,
     )
     assert model.channel_proba(np.zeros((0, len(raw_names)), np.float32)).shape == (0, 4)
+    # a long channel is labelled in blocks, against the statistics of all its segments
+    long_channel = rng.standard_normal((1300, len(raw_names))).astype(np.float32) + 1.0
+    np.testing.assert_allclose(
+        model.channel_proba(long_channel),
+        clf.predict_proba(channel_normalised(long_channel, prior=prior)),
+        atol=1e-9,
+    )
     # a prior of the wrong length is refused
     rewrite_card(folder, normalisation={**prior.to_dict(), "mean": [0.0] * 3})
     with pytest.raises(ModelError, match="normalisation does not fit"):
