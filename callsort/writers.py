@@ -119,10 +119,12 @@ def spreadsheet_safe(table: pa.Table) -> pa.Table:
     """Prefix string cells that start like a formula with a quote (CSV only)."""
     columns = []
     for column in table.columns:
-        if pa.types.is_string(column.type):
+        if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
             risky = pc.fill_null(pc.starts_with(column, _FORMULA_START[0]), False)
             for prefix in _FORMULA_START[1:]:
                 risky = pc.or_(risky, pc.fill_null(pc.starts_with(column, prefix), False))
-            column = pc.if_else(risky, pc.binary_join_element_wise("'", column, ""), column)
+            quote = pa.scalar("'", type=column.type)  # string or large_string alike
+            empty = pa.scalar("", type=column.type)
+            column = pc.if_else(risky, pc.binary_join_element_wise(quote, column, empty), column)
         columns.append(column)
     return pa.table(columns, schema=table.schema)

@@ -200,3 +200,11 @@ def test_csv_is_spreadsheet_safe_but_parquet_keeps_raw_values(tmp_path):
     assert csv.column("recording").to_pylist() == ["'" + v for v in RISKY]
     assert csv.column("label").to_pylist() == ["'-calm"] * n
     assert csv.column("start_s").to_pylist() == raw.column("start_s").to_pylist()  # numbers as is
+
+
+def test_spreadsheet_safe_also_quotes_large_strings():
+    """Tables built from pandas 3 DataFrames carry large_string columns."""
+    table = pa.table({"name": pa.array(["=cmd()", "ok"], type=pa.large_string())})
+    safe = spreadsheet_safe(table)
+    assert safe.column("name").to_pylist() == ["'=cmd()", "ok"]
+    assert safe.schema == table.schema
