@@ -364,11 +364,14 @@ def end_to_end(archive: Archive, repeats: int) -> dict:
 
 
 def _tables_summary(out: Path) -> dict:
-    import pyarrow.parquet as pq
+    """Rows the run wrote into its dataset (``segments/`` and ``calls/``, by date)."""
+    import pyarrow.dataset as ds
 
-    calls = pq.read_table(out / "calls.parquet", columns=["status"]).column(0).to_pylist()
-    segments = pq.read_metadata(out / "segments.parquet").num_rows
-    return {"recordings_ok": calls.count("ok"), "segments": segments}
+    def table(name: str):
+        return ds.dataset(out / name, format="parquet", partitioning="hive")
+
+    statuses = table("calls").to_table(columns=["status"]).column(0).to_pylist()
+    return {"recordings_ok": statuses.count("ok"), "segments": table("segments").count_rows()}
 
 
 def cold_start(archive: Archive, repeats: int) -> dict:
