@@ -234,6 +234,12 @@ def label(
     from callsort.writers import FORMATS
 
     jobs = jobs or _jobs(0)
+    if _state.get("own_process") and not dry_run and (
+        len(paths) > 1 or any(p.is_dir() for p in paths)
+    ):
+        from callsort.pipeline import start_workers
+
+        start_workers(jobs)  # a batch: the workers' imports overlap this process's start
     with _user_errors():
         fmt = [f.strip().lower() for f in formats.split(",") if f.strip()]
         if not fmt or set(fmt) - set(FORMATS):
