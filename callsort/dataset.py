@@ -87,12 +87,9 @@ def fingerprint(model_dir: Path, settings: AnalysisSettings) -> Fingerprint:
     partitioning). Reads the model folder without loading LightGBM, so a run with
     nothing to do stays cheap; a folder that is not a model is refused here.
     """
-    from callsort.model import CARD_FILE, MODEL_FILE, _sha256
+    from callsort.model import _sha256, model_files
 
-    card_file, model_file = model_dir / CARD_FILE, model_dir / MODEL_FILE
-    for f in (model_file, card_file):
-        if not f.is_file():
-            raise ModelError(f"not a callsort model folder: {f} is missing")
+    model_file, card_file = model_files(model_dir)
     try:
         card = json.loads(card_file.read_text(encoding="utf-8"))
         classes, feature_settings = card["classes"], card["feature_settings"]

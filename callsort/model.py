@@ -283,10 +283,7 @@ def load_model(path: Path | str | None = None, *, n_jobs: int = 1) -> Model:
     lgb = _import_lightgbm()
 
     folder = Path(path) if path is not None else default_model_dir()
-    model_file, card_file = folder / MODEL_FILE, folder / CARD_FILE
-    for f in (model_file, card_file):
-        if not f.is_file():
-            raise ModelError(f"not a callsort model folder: {f} is missing")
+    model_file, card_file = model_files(folder)
     try:
         raw = json.loads(card_file.read_text(encoding="utf-8"))
         card = ModelCard(**raw)
@@ -333,6 +330,15 @@ def load_model(path: Path | str | None = None, *, n_jobs: int = 1) -> Model:
     classifier.feature_names_in_ = np.array(card.feature_names)
     classifier.n_features_in_ = len(card.feature_names)
     return Model(classifier=classifier, card=card, path=folder)
+
+
+def model_files(folder: Path) -> tuple[Path, Path]:
+    """``model.txt`` and ``card.json`` of a model folder; refuses a folder without them."""
+    model_file, card_file = folder / MODEL_FILE, folder / CARD_FILE
+    for f in (model_file, card_file):
+        if not f.is_file():
+            raise ModelError(f"not a callsort model folder: {f} is missing")
+    return model_file, card_file
 
 
 def save_model(classifier: EmotionClassifier, card: ModelCard, folder: Path | str) -> Path:

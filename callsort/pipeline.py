@@ -229,14 +229,15 @@ def _absolute(recording: Recording) -> Recording:
     return replace(recording, name=Path(os.path.abspath(recording.path)).as_posix())
 
 
-def _check_model(folder: Path) -> None:
-    """Refuse, before any work, a model this callsort cannot use: a card that does not
-    match its booster, or features of another layout than this callsort computes."""
+def _check_model(folder: Path) -> Model:
+    """The model in ``folder``, refused before any work if this callsort cannot use it:
+    a card that does not match its booster, or features of another layout."""
     from callsort.features import feature_names
     from callsort.model import load_model
 
     model = load_model(folder)
     model.check_feature_layout(feature_names(model.feature_settings))
+    return model
 
 
 def _check_naming(index: dict, *, absolute: bool, root: Path) -> None:
@@ -297,8 +298,8 @@ def _label_dataset(paths, root: Path, *, started: float, **o) -> LabelRun:
     recordings = [_replace(r, name=table_name(r.name)) for r in recordings]
     model_folder = Path(o["model_dir"]) if o["model_dir"] is not None else default_model_dir()
     fp = fingerprint(model_folder, o["settings"])  # refuses a folder that is not a model
-    if not o["dry_run"]:
-        _check_model(model_folder)  # before the output folder is touched
+    # before the output folder is touched; the local engine then uses this model
+    checked_model = None if o["dry_run"] else _check_model(model_folder)
     dataset = DatasetStore(root)
     plan_options = dict(
         fingerprint=fp.value,
@@ -398,6 +399,7 @@ def _label_dataset(paths, root: Path, *, started: float, **o) -> LabelRun:
                     state=state,
                     kept=(kept_segments, kept_calls, kept_results),
                     analyse_stream=analyse_stream,
+                    model=checked_model,
                 )
             written = _finish_tables(dataset, o, changed=counts["batches"] > 0)
             exit_code = 1 if state["failures"] else 0
@@ -482,20 +484,36 @@ def _label_dataset(paths, root: Path, *, started: float, **o) -> LabelRun:
 
 
 def _analyse_into(
-    dataset, pending, *, fp, run_id, model_folder, o, log, counts, state, kept, analyse_stream
+    dataset,
+    pending,
+    *,
+    fp,
+    run_id,
+    model_folder,
+    o,
+    log,
+    counts,
+    state,
+    kept,
+    analyse_stream,
+    model=None,
 ):
-    """Analyse ``pending`` on the chosen engine and commit the results in batches."""
+    """Analyse ``pending`` on the chosen engine and commit the results in batches.
+
+    ``model``: the model in ``model_folder``, already loaded (else loaded here).
+    """
     kept_segments, kept_calls, kept_results = kept
     by_name = {p.recording.name: p for p in pending}
     batch: list = []
     last_commit = [time.monotonic()]
-    model = None
     if o["engine"] == "local":
         from callsort.model import load_model
 
         if o["jobs"] > 1 and len(pending) > 1:
             start_workers(o["jobs"])  # the workers' imports overlap loading the model here
-        model = load_model(model_folder)
+        model = model or load_model(model_folder)
+    else:
+        model = None
 
     def commit() -> None:
         if not batch:
