@@ -127,13 +127,19 @@ class EmotionClassifier:
         proba = self.booster_.predict(X, num_threads=self.n_jobs)
         proba = np.asarray(proba, dtype=np.float64).reshape(len(X), len(self.classes_))
         if self.temperature != 1.0:
-            logits = np.log(np.clip(proba, 1e-12, 1.0)) / self.temperature
-            proba = np.exp(logits - logits.max(axis=1, keepdims=True))
-            proba /= proba.sum(axis=1, keepdims=True)
+            proba = temperature_scaled(proba, self.temperature)
         return proba
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+
+
+def temperature_scaled(proba: np.ndarray, temperature: float) -> np.ndarray:
+    """Probabilities ``(samples, classes)`` sharpened (T < 1) or softened (T > 1)."""
+    logits = np.log(np.clip(proba, 1e-12, 1.0)) / temperature
+    logits -= logits.max(axis=1, keepdims=True)
+    e = np.exp(logits)
+    return e / e.sum(axis=1, keepdims=True)
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from callsort.errors import DatasetError
+from callsort.model import temperature_scaled
 from callsort.settings import DEFAULT_CLASSES, AnalysisSettings, FeatureSettings
 
 RAVDESS_EMOTIONS = {
@@ -240,24 +241,6 @@ def stack_segments(
     y = np.repeat([c.label for c in clips], [len(f.X) for f in features])
     owner = np.repeat(np.arange(len(features)), [len(f.X) for f in features])
     return X, y, owner
-
-
-def clip_probabilities(model, features: Sequence[ClipFeatures]) -> np.ndarray:
-    """Duration-weighted mean of each clip's segment probabilities, ``(clips, classes)``.
-
-    A clip without speech segments gets a row of NaN.
-    """
-    X = np.concatenate([f.X for f in features])
-    proba = model.predict_proba(X)
-    out, start = [], 0
-    for f in features:
-        part = proba[start : start + len(f.X)]
-        start += len(f.X)
-        if not len(part):
-            out.append(np.full(proba.shape[1], np.nan))
-            continue
-        out.append(np.average(part, axis=0, weights=np.maximum(f.durations_s, 1e-3)))
-    return np.array(out)
 
 
 def predicted_labels(proba: np.ndarray, classes: Sequence[str]) -> np.ndarray:
@@ -487,14 +470,6 @@ def _clip_and_segment_proba(model, feats: Sequence[ClipFeatures]):
 
 
 # --- calibration -------------------------------------------------------------------------
-
-
-def temperature_scaled(proba: np.ndarray, temperature: float) -> np.ndarray:
-    """Probabilities sharpened (T < 1) or softened (T > 1) by a temperature."""
-    logits = np.log(np.clip(proba, 1e-12, 1.0)) / temperature
-    logits -= logits.max(axis=1, keepdims=True)
-    e = np.exp(logits)
-    return e / e.sum(axis=1, keepdims=True)
 
 
 def _fit_temperature(proba: np.ndarray, truth: np.ndarray, classes: Sequence[str]) -> float:
