@@ -77,6 +77,32 @@ def augmented(y: np.ndarray, *, seed: int) -> np.ndarray:
     return telephone(noisy) if rng.random() < 0.5 else noisy
 
 
+SPEED_RANGE = (0.9, 1.1)  # playback-rate factor: tempo and pitch together
+PITCH_RANGE_SEMITONES = (-1.5, 1.5)
+GAIN_RANGE_DB = (-12.0, 6.0)
+
+
+def perturbed(y: np.ndarray, *, seed: int, sr: int = 16_000) -> np.ndarray:
+    """A training copy with another speaker's voice and level in mind: a gain of
+    -12..+6 dB, a speed change of 0.9-1.1x (tempo and pitch together, by
+    resampling), a pitch shift of -1.5..+1.5 semitones at constant tempo, and
+    half the time the telephone chain. Float32, length changes with the speed."""
+    import librosa
+
+    rng = np.random.default_rng(seed)
+    gain = 10 ** (rng.uniform(*GAIN_RANGE_DB) / 20)
+    speed = float(rng.uniform(*SPEED_RANGE))
+    semitones = float(rng.uniform(*PITCH_RANGE_SEMITONES))
+    y = np.asarray(y, dtype=np.float32)
+    if len(y) == 0:
+        return y
+    # played `speed` times faster: resample to fewer samples, read at the same rate
+    y = soxr.resample(y, sr, sr / speed).astype(np.float32)
+    y = librosa.effects.pitch_shift(y, sr=sr, n_steps=semitones, res_type="soxr_hq")
+    y = np.clip(y * gain, -1.0, 1.0).astype(np.float32)
+    return telephone(y, sr=sr) if rng.random() < 0.5 else y
+
+
 @lru_cache(maxsize=1)
 def _band_filter() -> np.ndarray:
     return scipy.signal.butter(

@@ -1,4 +1,4 @@
-"""Telephone-line degradation: band limits, length, and mu-law quantisation."""
+"""Training copies: telephone line (band, length, mu-law), noise, gain/speed/pitch."""
 
 from __future__ import annotations
 
@@ -7,11 +7,15 @@ import pytest
 import scipy.signal
 
 from callsort.augment import (
+    GAIN_RANGE_DB,
+    PITCH_RANGE_SEMITONES,
+    SPEED_RANGE,
     TELEPHONE_BAND_HZ,
     add_noise,
     augmented,
     coloured_noise,
     mu_law_roundtrip,
+    perturbed,
     telephone,
 )
 
@@ -143,3 +147,30 @@ def test_augmented_copy_is_reproducible_and_different_per_seed(make_sine):
     np.testing.assert_array_equal(a, b)
     assert not np.allclose(a, augmented(y, seed=8))
     assert a.shape == y.shape and a.dtype == np.float32
+
+
+def dominant_hz(y: np.ndarray, sr: int = SR) -> float:
+    spectrum = np.abs(np.fft.rfft(y * np.hanning(len(y))))
+    return float(np.fft.rfftfreq(len(y), 1 / sr)[np.argmax(spectrum)])
+
+
+def test_perturbed_copy_shifts_pitch_and_tempo_within_the_ranges(make_sine):
+    y = make_sine(1000.0, 2.0, amplitude=0.1)
+    low = 1000.0 * SPEED_RANGE[0] * 2 ** (PITCH_RANGE_SEMITONES[0] / 12)
+    high = 1000.0 * SPEED_RANGE[1] * 2 ** (PITCH_RANGE_SEMITONES[1] / 12)
+    peaks, lengths = [], []
+    for seed in range(8):
+        z = perturbed(y, seed=seed)
+        assert z.dtype == np.float32 and np.isfinite(z).all()
+        assert len(y) / SPEED_RANGE[1] - 2 <= len(z) <= len(y) / SPEED_RANGE[0] + 2
+        peaks.append(dominant_hz(z))
+        lengths.append(len(z))
+        rms_db = 20 * np.log10(np.sqrt(np.mean(z**2)) / np.sqrt(np.mean(y**2)))
+        assert GAIN_RANGE_DB[0] - 3 <= rms_db <= GAIN_RANGE_DB[1] + 3
+    assert all(low - 10 <= p <= high + 10 for p in peaks), peaks
+    assert np.ptp(peaks) > 30 and len(set(lengths)) > 4  # it really varies with the seed
+    np.testing.assert_array_equal(perturbed(y, seed=3), perturbed(y, seed=3))
+
+
+def test_perturbed_copy_of_an_empty_signal_is_empty():
+    assert perturbed(np.zeros(0, dtype=np.float32), seed=0).size == 0
