@@ -55,8 +55,11 @@ class EmotionClassifier:
         random_state: int = 0,
         n_jobs: int = 1,
         temperature: float = 1.0,
+        max_features: int | None = None,
     ) -> None:
         self.n_estimators = n_estimators
+        # keep only this many features: those with the most gain in a first, shorter fit
+        self.max_features = max_features
         self.temperature = temperature  # > 1 softens overconfident probabilities
         self.params = params
         self.classes = classes
@@ -99,14 +102,26 @@ class EmotionClassifier:
             "num_threads": self.n_jobs,
             "verbose": -1,
         }
-        data = lgb.Dataset(
-            X,
-            label=np.array([index[v] for v in y.tolist()]),
-            weight=sample_weight,
-            feature_name=[_lgb_safe(n) for n in names],
-            free_raw_data=True,
-        )
-        self.booster_ = lgb.train(params, data, num_boost_round=self.n_estimators)
+        labels = np.array([index[v] for v in y.tolist()])
+
+        def train(columns: np.ndarray, rounds: int):
+            data = lgb.Dataset(
+                X[:, columns],
+                label=labels,
+                weight=sample_weight,
+                feature_name=[_lgb_safe(names[i]) for i in columns],
+                free_raw_data=True,
+            )
+            return lgb.train(params, data, num_boost_round=rounds)
+
+        columns = np.arange(X.shape[1])
+        if self.max_features is not None and self.max_features < X.shape[1]:
+            probe = train(columns, max(50, self.n_estimators // 4))
+            gain = probe.feature_importance(importance_type="gain")
+            columns = np.sort(np.argsort(-gain, kind="stable")[: self.max_features])
+        self.booster_ = train(columns, self.n_estimators)
+        # None when the booster reads every input feature
+        self.feature_index_ = None if len(columns) == X.shape[1] else columns
         self.classes_ = np.array(classes)
         self.feature_names_in_ = np.array(names)
         self.n_features_in_ = X.shape[1]
@@ -124,6 +139,8 @@ class EmotionClassifier:
             return np.zeros((0, len(self.classes_)))
         if not np.isfinite(X).all():
             raise ModelError("feature matrix contains NaN or infinite values")
+        if getattr(self, "feature_index_", None) is not None:
+            X = X[:, self.feature_index_]
         proba = self.booster_.predict(X, num_threads=self.n_jobs)
         proba = np.asarray(proba, dtype=np.float64).reshape(len(X), len(self.classes_))
         if self.temperature != 1.0:
@@ -312,12 +329,15 @@ def load_model(path: Path | str | None = None, *, n_jobs: int = 1) -> Model:
         booster = lgb.Booster(model_file=str(model_file))
     except lgb.basic.LightGBMError as exc:
         raise ModelError(f"unreadable model {model_file}: {exc}") from None
-    if booster.num_feature() != len(card.feature_names):
+    # the card lists the input features; a booster fitted with max_features reads a subset
+    position = {_lgb_safe(n): i for i, n in enumerate(card.feature_names)}
+    feature_index = np.array([position.get(n, -1) for n in booster.feature_name()])
+    if booster.num_feature() > len(card.feature_names):
         raise ModelError(
             f"model card lists {len(card.feature_names)} features but the booster "
             f"expects {booster.num_feature()}: {folder} is inconsistent"
         )
-    if booster.feature_name() != [_lgb_safe(n) for n in card.feature_names]:
+    if (feature_index < 0).any() or (np.diff(feature_index) <= 0).any():
         raise ModelError(f"model card feature names do not match the booster in {folder}")
     if card.normalisation is not None:
         from callsort.features import feature_names
@@ -335,6 +355,9 @@ def load_model(path: Path | str | None = None, *, n_jobs: int = 1) -> Model:
     classifier.classes_ = np.array(card.classes)
     classifier.feature_names_in_ = np.array(card.feature_names)
     classifier.n_features_in_ = len(card.feature_names)
+    classifier.feature_index_ = (
+        None if len(feature_index) == len(card.feature_names) else feature_index
+    )
     return Model(classifier=classifier, card=card, path=folder)
 
 

@@ -143,6 +143,30 @@ def test_predict_proba_of_no_rows(fitted):
     assert fitted.predict_proba(np.zeros((0, N_FEATURES), np.float32)).shape == (0, len(LABELS))
 
 
+def informative_in(columns: tuple[int, ...], seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Pure noise except ``columns``, which carry the label (plus a little noise)."""
+    rng = np.random.default_rng(seed)
+    y = np.array(LABELS)[np.repeat(np.arange(len(LABELS)), N_PER_CLASS)]
+    X = rng.standard_normal((len(y), N_FEATURES))
+    for n, c in enumerate(columns):
+        X[:, c] = (np.searchsorted(LABELS, y) * (n + 1)) % len(LABELS) + 0.2 * X[:, c]
+    return X.astype(np.float32), y
+
+
+def test_max_features_keeps_the_informative_features():
+    X, y = informative_in((3, 11))
+    model = EmotionClassifier(n_estimators=60, max_features=2).fit(X, y)
+    assert list(model.feature_index_) == [3, 11]
+    assert model.n_features_in_ == N_FEATURES  # still takes every input column
+    assert model.booster_.num_feature() == 2
+    X_test, y_test = informative_in((3, 11), seed=1)
+    assert (model.predict(X_test) == y_test).mean() > 0.6  # chance is 0.25
+
+
+def test_without_max_features_every_feature_is_read(fitted):
+    assert fitted.feature_index_ is None and fitted.booster_.num_feature() == N_FEATURES
+
+
 # save and load ---------------------------------------------------------------------------
 
 
@@ -156,6 +180,16 @@ def test_round_trip_gives_identical_probabilities_and_card(saved, fitted, blobs)
     assert model.classes == list(COLUMN_ORDER)
     assert model.path == saved
     np.testing.assert_array_equal(model.classifier.predict_proba(X), fitted.predict_proba(X))
+
+
+def test_round_trip_of_a_model_reading_selected_features(tmp_path):
+    X, y = informative_in((3, 11))
+    names = [f"feature {i}" for i in range(N_FEATURES)]
+    model = EmotionClassifier(n_estimators=20, max_features=5).fit(X, y, feature_names=names)
+    loaded = load_model(save_model(model, card_for(model), tmp_path / "m"))
+    assert loaded.card.feature_names == names
+    np.testing.assert_array_equal(loaded.classifier.feature_index_, model.feature_index_)
+    np.testing.assert_array_equal(loaded.classifier.predict_proba(X), model.predict_proba(X))
 
 
 def test_save_leaves_only_the_two_files(saved):
