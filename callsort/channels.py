@@ -1,7 +1,8 @@
 """Turn a file's channels into analysis channels.
 
 Contact centres record agent and customer on separate channels, so stereo is
-split by default and each side is labelled on its own.
+split by default and each side is labelled on its own. A converter's DC offset is taken
+out here, before segmentation and features see the samples.
 """
 
 from __future__ import annotations
@@ -23,7 +24,34 @@ def channel_names(n_channels: int, settings: ChannelSettings) -> list[str]:
 
 
 def analysis_channels(block: np.ndarray, settings: ChannelSettings) -> np.ndarray:
-    """Map a ``(frames, channels)`` block to ``(analysis_channels, frames)``."""
+    """Map a ``(frames, channels)`` block to ``(analysis_channels, frames)``, each
+    channel without its DC offset (:func:`without_dc`)."""
     if block.shape[1] > 1 and settings.mode == "mix":
-        return block.mean(axis=1, dtype=np.float32)[np.newaxis, :]
-    return np.ascontiguousarray(block.T)
+        return without_dc(block.mean(axis=1, dtype=np.float32)[np.newaxis, :])
+    return without_dc(np.ascontiguousarray(block.T))
+
+
+# Offsets below -50 dBFS are left alone: they hide no speech, and they are of the order
+# of what speech itself averages to (asymmetric glottal pulses), not a converter's DC.
+NEGLIGIBLE_DC = 10 ** (-50 / 20)
+_DC_CHUNK = 256  # samples whose mean is one estimate of the offset
+
+
+def without_dc(channels: np.ndarray) -> np.ndarray:
+    """``channels`` ``(channels, samples)`` minus each channel's DC offset.
+
+    A cheap converter's constant offset lifts every frame's energy and hides
+    zero crossings, so the voice-activity detector misses the speech on it and
+    the features describe the offset. The offset is the median of the means of
+    256-sample chunks (robust to speech and clicks); below :data:`NEGLIGIBLE_DC`
+    the channel is returned as it is, untouched to the last bit.
+    """
+    n = channels.shape[-1] // _DC_CHUNK * _DC_CHUNK
+    if n == 0:
+        return channels
+    chunks = channels[:, :n].reshape(channels.shape[0], -1, _DC_CHUNK)
+    offset = np.median(chunks.mean(axis=-1), axis=-1)
+    offset[np.abs(offset) < NEGLIGIBLE_DC] = 0.0
+    if not offset.any():
+        return channels
+    return channels - offset[:, np.newaxis].astype(channels.dtype)

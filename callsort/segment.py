@@ -55,6 +55,12 @@ def speech_segments(
     e = uniform_filter1d(np.maximum(energy_db, _SILENCE_DB).astype(np.float64), _SMOOTH_FRAMES)
     floor = float(np.percentile(e, s.noise_floor_percentile))
     peak = float(np.percentile(e, 99.5))
+    if peak - floor < s.start_db:
+        # Speech can be under 0.5 % of a long recording (a few turns in an hour on
+        # hold): then take the peak among the frames that rise above the floor.
+        loud = e[e > floor + s.start_db]
+        if loud.size >= round(s.min_speech_s / s.frame_s):
+            peak = float(np.percentile(loud, 99.5))
     if peak - floor < s.start_db or peak <= _SILENCE_DB + s.start_db:
         return []  # nothing rises above the floor: silence or a steady sound throughout
     start_threshold = max(floor + s.start_db, peak - s.dynamic_range_db)

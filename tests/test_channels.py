@@ -77,3 +77,27 @@ def test_mix_of_six_channels():
 def test_mono_in_mix_mode_is_passed_through():
     block = numbered_block(20, 1)
     np.testing.assert_array_equal(analysis_channels(block, MIX), block.T)
+
+
+# DC offset ----------------------------------------------------------------------------------
+
+
+def test_a_dc_offset_is_taken_out_of_each_channel_on_its_own(make_speech):
+    speech = make_speech(2.0, seed=1)
+    block = np.stack([speech + 0.3, speech - 0.05, speech], axis=1).astype(np.float32)
+    out = analysis_channels(block, SPLIT)
+    np.testing.assert_allclose(out[0], speech, atol=2e-3)
+    np.testing.assert_allclose(out[1], speech, atol=2e-3)
+    np.testing.assert_array_equal(out[2], speech)  # no offset: untouched
+
+
+def test_mix_of_offset_channels_has_no_offset(make_speech):
+    speech = make_speech(2.0, seed=2)
+    out = analysis_channels(np.stack([speech + 0.2, speech + 0.4], axis=1), MIX)
+    np.testing.assert_allclose(out[0], speech, atol=2e-3)
+
+
+@pytest.mark.parametrize("offset", [0.0, 1e-3, -2e-3])
+def test_offsets_below_minus_50_dbfs_leave_the_samples_untouched(make_speech, offset):
+    block = (make_speech(2.0, seed=3) + offset).astype(np.float32)[:, None]
+    np.testing.assert_array_equal(analysis_channels(block, SPLIT), block.T)
