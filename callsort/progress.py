@@ -166,6 +166,9 @@ def print_metrics(metrics: dict, *, classes: Sequence[str]) -> None:
         for c, row in zip(classes, m["confusion"]):
             table.add_row(c, *map(str, row), f"{m['per_class_f1'][c]:.3f}")
         results.print(table)
+    for k, fold in enumerate(metrics.get("tuning", {}).get("per_fold", [])):
+        chosen = ", ".join(f"{n}={v}" for n, v in fold["chosen"].items() if v is not None)
+        results.print(f"fold {k}: the search inside its training speakers chose {chosen}")
 
 
 def print_card(model) -> None:

@@ -20,7 +20,8 @@ import os
 import re
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +45,7 @@ CONDITIONS = ("clean", "telephone")
 """Audio conditions: as recorded, and through the telephone chain."""
 TEST_CONDITIONS = (*CONDITIONS, "noise20", "noise10")
 AUGMENTED = "augmented"
+PERTURBED = "perturbed"  # gain, speed and pitch (augment.perturbed)
 """A training-only condition: random background noise, half of it through the telephone."""
 """Conditions a model can be tested under: also white noise at 20 and 10 dB SNR."""
 NO_SPEECH = "(no speech)"
@@ -191,6 +193,10 @@ def _compute_clip_features(
         from callsort.augment import augmented
 
         y = augmented(y, seed=_name_seed(path) ^ 0x5EED)
+    elif condition == PERTURBED:
+        from callsort.augment import perturbed
+
+        y = perturbed(y, seed=_name_seed(path) ^ 0x5BEED)
     elif condition.startswith("noise") and condition in TEST_CONDITIONS:
         # the same noise for a clip every time: a stable seed from its file name
         y = add_noise(y, snr_db=float(condition[len("noise") :]), seed=_name_seed(path))
@@ -267,6 +273,9 @@ MIX_KINDS = ("one", "mostly", "minority", "two")
 """Pseudo-calls a test clip is placed in (see :func:`pseudo_call`)."""
 CALL_CLIPS = 8
 """Clips in a pseudo-call: a RAVDESS actor has 8 clips of each of the four emotions."""
+WHOLE_SPEAKER = "speaker"
+"""All of a speaker's test clips as one context (balanced across emotions, so optimistic):
+reported beside the pseudo-call kinds, never pooled with them."""
 
 
 def pseudo_call(i: int, clips: Sequence[Clip], *, kind: str, rng: np.random.Generator) -> list[int]:
@@ -320,9 +329,10 @@ def cross_validate(
     *,
     classes: Sequence[str],
     config: TrainingConfig,
-    make_model: Callable[[], object],
+    make_model: Callable[[TrainingConfig], object],
     feature_names: Sequence[str],
     on_fold: Callable[[int, dict], None] | None = None,
+    choose_config: Callable[[np.ndarray], tuple[TrainingConfig, list[dict]]] | None = None,
 ) -> dict:
     """The speaker-independent protocol: per-fold and pooled figures per test condition.
 
@@ -333,23 +343,35 @@ def cross_validate(
     speaker (:data:`MIX_KINDS`), normalised within that pseudo-call only; the
     figures are pooled over the kinds, and each kind is reported too.
     Probabilities are calibrated by a temperature fitted, for each fold, on the
-    out-of-fold segment predictions of the other folds.
+    out-of-fold segment predictions of the other folds. ``choose_config``, given
+    a fold's training clip indices, returns the config to fit that fold with and
+    the search behind the choice (nested tuning, see :func:`tuned_config`).
     """
     folds = speaker_folds([c.speaker for c in clips], config.n_folds)
     speakers = np.array([c.speaker for c in clips])
     labels = np.array([c.label for c in clips])
     kinds = MIX_KINDS if config.channel_normalisation else ("clip",)
+    # reported beside the pooled kinds, never in them: normalised over all of the
+    # speaker's test clips, balanced across emotions (the optimistic protocol)
+    extra_kinds = (WHOLE_SPEAKER,) if config.channel_normalisation else ()
     features_all, features = features, {c: f for c, f in features.items() if c in TEST_CONDITIONS}
     # out-of-fold clip probabilities per condition and kind, and segment probabilities
     clip_proba = {
-        (c, k): np.full((len(clips), len(classes)), np.nan) for c in features for k in kinds
+        (c, k): np.full((len(clips), len(classes)), np.nan)
+        for c in features
+        for k in (*kinds, *extra_kinds)
     }
     segment_proba: dict[str, list] = {c: [None] * len(folds) for c in features}
     segment_truth: dict[str, list] = {c: [None] * len(folds) for c in features}
+    tuning: list[dict] = []
     for k, test_speakers in enumerate(folds):
         test = np.flatnonzero(np.isin(speakers, test_speakers))
         train = np.flatnonzero(~np.isin(speakers, test_speakers))
-        model, prior = _fit(clips, features_all, train, config, make_model, feature_names)
+        fold_config = config
+        if choose_config is not None:
+            fold_config, search = choose_config(train)
+            tuning.append({"chosen": _tuned_fields(fold_config), "search": search})
+        model, prior = _fit(clips, features_all, train, fold_config, make_model, feature_names)
         for cond, feats in features.items():
             seg_p, seg_y = [], []
             for kind in kinds:
@@ -360,6 +382,9 @@ def cross_validate(
                 seg_y.append(np.repeat(labels[test], [len(f.X) for f in test_feats]))
             segment_proba[cond][k] = np.concatenate(seg_p)
             segment_truth[cond][k] = np.concatenate(seg_y)
+            for kind in extra_kinds:
+                test_feats = _test_features(clips, feats, test, kind, prior, config.seed)
+                clip_proba[cond, kind][test] = _clip_and_segment_proba(model, test_feats)[0]
         if on_fold:
             fold_report: dict = {"test_speakers": list(test_speakers)}
             for cond in features:
@@ -385,6 +410,8 @@ def cross_validate(
             else None
         ),
     }
+    if tuning:
+        result["tuning"] = {"inner_folds": INNER_FOLDS, "per_fold": tuning}
     fold_of = np.empty(len(clips), dtype=int)
     for k, test_speakers in enumerate(folds):
         fold_of[np.isin(speakers, test_speakers)] = k
@@ -427,7 +454,7 @@ def cross_validate(
                         4,
                     )
                 }
-                for kind in kinds
+                for kind in (*kinds, *extra_kinds)
             }
         entry["calibration"] = _calibration_report(
             segment_proba[cond], segment_truth[cond], classes
@@ -445,6 +472,16 @@ def cross_validate(
 def _test_features(clips, feats, test, kind, prior, seed) -> list[ClipFeatures]:
     if kind == "clip":
         return [feats[i] for i in test]
+    if kind == WHOLE_SPEAKER:
+        return [
+            in_context(
+                feats,
+                int(i),
+                [int(j) for j in test if clips[j].speaker == clips[i].speaker],
+                prior=prior,
+            )
+            for i in test
+        ]
     test_clips = [clips[i] for i in test]
     out = []
     for n, i in enumerate(test):
@@ -542,7 +579,7 @@ def fit_final(
     features: dict[str, list[ClipFeatures]],
     *,
     config: TrainingConfig,
-    make_model: Callable[[], object],
+    make_model: Callable[[TrainingConfig], object],
     feature_names: Sequence[str],
 ):
     """Fit one model on every clip given; returns it and its population prior (or None)."""
@@ -581,9 +618,76 @@ def _fit(clips, features, index, config, make_model, feature_names):
         X, y, _ = stack_segments(clips_here, feats)
         X_parts.append(X)
         y_parts.append(y)
-    model = make_model()
+    model = make_model(config)
     model.fit(np.concatenate(X_parts), np.concatenate(y_parts), feature_names=feature_names)
     return model, prior
+
+
+# Candidates of the nested search (TrainingConfig fields); the defaults come first and
+# win ties. Few on purpose: with about 1.5 points of run-to-run noise per protocol
+# run, a large search would mostly pick noise.
+TUNING_CANDIDATES: tuple[dict, ...] = (
+    {},
+    {"n_estimators": 600, "model_params": {"num_leaves": 7, "min_data_in_leaf": 20}},
+    {"model_params": {"num_leaves": 31, "min_data_in_leaf": 5}},
+    {"model_params": {"feature_fraction": 0.1}},
+    {"model_params": {"lambda_l2": 10.0, "min_data_in_leaf": 30}},
+    {"n_estimators": 800, "model_params": {"learning_rate": 0.025}},
+    {"n_estimators": 600, "model_params": {"extra_trees": True}},
+    {"max_features": 300},
+)
+INNER_FOLDS = 4
+
+
+def _tuned_fields(config: TrainingConfig) -> dict:
+    return {
+        "n_estimators": config.n_estimators,
+        "model_params": config.model_params,
+        "max_features": config.max_features,
+    }
+
+
+def tuned_config(
+    clips: Sequence[Clip],
+    features: dict[str, list[ClipFeatures]],
+    index: np.ndarray,
+    config: TrainingConfig,
+    *,
+    make_model: Callable[[TrainingConfig], object],
+    feature_names: Sequence[str],
+    on_candidate: Callable[[dict], None] | None = None,
+) -> tuple[TrainingConfig, list[dict]]:
+    """The candidate of :data:`TUNING_CANDIDATES` that scores best inside ``index``.
+
+    Only the clips at ``index`` are used: they are cut into :data:`INNER_FOLDS`
+    speaker folds and each candidate runs the whole protocol on them (pseudo-calls
+    and all); the score is the mean of clean and telephone macro-F1. Returns the
+    config with the winning fields, and every candidate's inner figures.
+    """
+    subset = [clips[i] for i in index]
+    keep = {*CONDITIONS, *config.train_conditions}
+    sub_features = {c: [f[i] for i in index] for c, f in features.items() if c in keep}
+    search = []
+    for candidate in TUNING_CANDIDATES:
+        inner = replace(config, tune=False, n_folds=INNER_FOLDS, calibrate=False, **candidate)
+        metrics = cross_validate(
+            subset,
+            sub_features,
+            classes=config.classes,
+            config=inner,
+            make_model=make_model,
+            feature_names=feature_names,
+        )
+        row = {
+            "candidate": candidate,
+            **{c: metrics[c]["macro_f1"] for c in CONDITIONS},
+            "score": round(float(np.mean([metrics[c]["macro_f1"] for c in CONDITIONS])), 4),
+        }
+        search.append(row)
+        if on_candidate:
+            on_candidate(row)
+    best = max(range(len(search)), key=lambda i: (search[i]["score"], -i))
+    return replace(config, **TUNING_CANDIDATES[best]), search
 
 
 def folds_text(folds: Sequence[Sequence[str]]) -> str:
@@ -610,6 +714,11 @@ class TrainingConfig:
     prior_weight: float = 5.0  # segments the population prior counts as
     contexts_per_clip: int = 1  # pseudo-calls each training clip is normalised in
     calibrate: bool = True  # temperature-scale the probabilities
+    model_params: dict | None = None  # LightGBM parameters over model.DEFAULT_PARAMS
+    max_features: int | None = None  # feature selection inside each fit (EmotionClassifier)
+    # choose n_estimators / model_params / max_features by a search inside the
+    # training speakers (tuned_config); the evaluation nests it in every fold
+    tune: bool = False
 
 
 @dataclass(frozen=True)
@@ -660,16 +769,37 @@ def evaluate_protocol(
     *,
     jobs: int,
     on_fold: Callable[[int, dict], None] | None = None,
+    on_candidate: Callable[[dict], None] | None = None,
 ) -> dict:
-    """Cross-validated figures of ``config`` on every speaker of the run."""
+    """Cross-validated figures of ``config`` on every speaker of the run.
+
+    With ``config.tune`` the search of :func:`tuned_config` is nested in every
+    fold: it sees that fold's training speakers only.
+    """
+    make_model = partial(_classifier, jobs=jobs)
+    choose = None
+    if config.tune:
+
+        def choose(train_index: np.ndarray):
+            return tuned_config(
+                run.clips,
+                run.features,
+                train_index,
+                config,
+                make_model=make_model,
+                feature_names=run.feature_names,
+                on_candidate=on_candidate,
+            )
+
     return cross_validate(
         run.clips,
         run.features,
         classes=config.classes,
         config=config,
-        make_model=lambda: _classifier(config, jobs),
+        make_model=make_model,
         feature_names=run.feature_names,
         on_fold=on_fold,
+        choose_config=choose,
     )
 
 
@@ -692,11 +822,21 @@ def train_model(
     keep = [i for i, c in enumerate(run.clips) if c.speaker not in held_out]
     clips = [run.clips[i] for i in keep]
     features = {cond: [f[i] for i in keep] for cond, f in run.features.items()}
+    search = None
+    if config.tune:
+        config, search = tuned_config(
+            clips,
+            features,
+            np.arange(len(clips)),
+            config,
+            make_model=partial(_classifier, jobs=jobs),
+            feature_names=run.feature_names,
+        )
     classifier, prior = fit_final(
         clips,
         features,
         config=config,
-        make_model=lambda: _classifier(config, jobs),
+        make_model=partial(_classifier, jobs=jobs),
         feature_names=run.feature_names,
     )
     if config.calibrate:
@@ -720,6 +860,7 @@ def train_model(
             "held_out_speakers": sorted(held_out),
             "label_counts": {c: sum(x.label == c for x in clips) for c in config.classes},
             "config": asdict(config),
+            **({"tuning": search} if search is not None else {}),
             "command": "callsort train DATA_DIR --out MODEL_DIR"
             + (f" --holdout-speakers {','.join(sorted(held_out))}" if held_out else ""),
         },
@@ -760,11 +901,13 @@ def library_versions() -> dict[str, str]:
     return out
 
 
-def _classifier(config: TrainingConfig, jobs: int):
+def _classifier(config: TrainingConfig, *, jobs: int):
     from callsort.model import EmotionClassifier
 
     return EmotionClassifier(
         n_estimators=config.n_estimators,
+        params=config.model_params,
+        max_features=config.max_features,
         classes=config.classes,
         random_state=config.seed,
         n_jobs=jobs,

@@ -720,6 +720,28 @@ def test_train_info_label_evaluate_on_synthetic_data(synth_data, tmp_path):
     assert "figures match the card" in result.output
 
 
+def test_train_tune_searches_inside_the_training_speakers(synth_data, tmp_path, monkeypatch):
+    from callsort import training
+
+    useless = {"n_estimators": 50, "model_params": {"min_data_in_leaf": 10_000}}  # no split
+    monkeypatch.setattr(training, "TUNING_CANDIDATES", (useless, {"n_estimators": 50}))
+    model_dir = tmp_path / "model"
+    common = ("--classes", ",".join(SYNTH_CLASSES), "--jobs", 1, "--cache", tmp_path / "cache")
+    result = invoke("train", synth_data, "--out", model_dir, "--no-telephone", "--tune", *common)
+    assert result.exit_code == 0, shown(result)
+    card = json.loads((model_dir / "card.json").read_text())
+    # the final model's search ran on all its speakers; the evaluation nested one per fold
+    search = card["training"]["tuning"]
+    assert [row["candidate"] for row in search] == [useless, {"n_estimators": 50}]
+    assert search[1]["score"] > search[0]["score"]
+    assert card["training"]["config"]["model_params"] is None  # the useless one lost
+    assert len(card["metrics"]["tuning"]["per_fold"]) == len(SYNTH_SPEAKERS)
+    assert "fold 5: the search inside its training speakers chose n_estimators=50" in (
+        result.output
+    )
+    assert card["metrics"]["clean"]["macro_f1"] >= 0.8
+
+
 def test_evaluate_check_card_fails_on_different_figures(synth_data, tmp_path):
     model_dir, cache = tmp_path / "model", tmp_path / "cache"
     common = ("--classes", ",".join(SYNTH_CLASSES), "--jobs", 1, "--cache", cache)

@@ -1,4 +1,4 @@
-"""Protocol pieces: pseudo-calls, clips without speech, calibration scores."""
+"""Protocol pieces: pseudo-calls, clips without speech, calibration, nested tuning."""
 
 from __future__ import annotations
 
@@ -8,15 +8,22 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from callsort import training
+from callsort.model import EmotionClassifier
 from callsort.training import (
     CALL_CLIPS,
+    INNER_FOLDS,
     MIX_KINDS,
     NO_SPEECH,
     Clip,
+    ClipFeatures,
+    TrainingConfig,
     calibration_scores,
+    cross_validate,
     predicted_labels,
     pseudo_call,
     temperature_scaled,
+    tuned_config,
 )
 
 EMOTIONS = ("angry", "calm", "happy", "sad")
@@ -71,3 +78,86 @@ def test_temperature_above_one_softens():
     p = np.array([[0.9, 0.05, 0.03, 0.02]])
     assert temperature_scaled(p, 2.0)[0, 0] < 0.9
     np.testing.assert_allclose(temperature_scaled(p, 1.0), p)
+
+
+# nested tuning ----------------------------------------------------------------------------
+
+SPEAKERS = tuple(f"{s:02d}" for s in range(1, 7))
+
+
+def separable_clips(seed: int = 0):
+    """6 speakers x 2 classes x 4 clips of 2 segments; column 0 is the speaker's number,
+    column 1 carries the class, the rest is noise."""
+    rng = np.random.default_rng(seed)
+    clips, feats = [], []
+    for speaker in SPEAKERS:
+        for label in ("low", "high"):
+            for take in range(4):
+                X = rng.standard_normal((2, 6)).astype(np.float32)
+                X[:, 0] = int(speaker)
+                X[:, 1] += 3.0 if label == "high" else 0.0
+                clips.append(
+                    Clip(path=Path(f"{speaker}-{label}-{take}.wav"), label=label, speaker=speaker)
+                )
+                feats.append(ClipFeatures(X=X, durations_s=np.array([1.0, 1.0], np.float32)))
+    # the tuning scores clean and telephone test audio: the same features stand for both
+    return clips, {"clean": feats, "telephone": feats}
+
+
+def test_nested_search_never_sees_the_test_speakers_and_picks_the_better_candidate(monkeypatch):
+    useless = {"model_params": {"min_data_in_leaf": 10_000}}  # can never split: chance
+    useful = {"n_estimators": 40}
+    monkeypatch.setattr(training, "TUNING_CANDIDATES", (useless, useful))
+    clips, features = separable_clips()
+    config = TrainingConfig(
+        classes=("low", "high"),
+        train_conditions=("clean",),
+        channel_normalisation=False,
+        n_estimators=20,
+        tune=True,
+    )
+    speakers_seen: list[set[int]] = []
+
+    def make_model(cfg: TrainingConfig) -> EmotionClassifier:
+        model = training._classifier(cfg, jobs=1)
+        fit = model.fit
+
+        def recording_fit(X, y, **kwargs):
+            speakers_seen.append({int(v) for v in np.unique(X[:, 0])})
+            return fit(X, y, **kwargs)
+
+        model.fit = recording_fit
+        return model
+
+    def choose(train_index):
+        return tuned_config(
+            clips,
+            features,
+            train_index,
+            config,
+            make_model=make_model,
+            feature_names=list("abcdef"),
+        )
+
+    result = cross_validate(
+        clips,
+        features,
+        classes=config.classes,
+        config=config,
+        make_model=make_model,
+        feature_names=list("abcdef"),
+        choose_config=choose,
+    )
+    fits_per_fold = 2 * INNER_FOLDS + 1  # every candidate in every inner fold, then the fold's fit
+    assert len(speakers_seen) == len(SPEAKERS) * fits_per_fold
+    for k, speaker in enumerate(SPEAKERS):
+        fold_fits = speakers_seen[k * fits_per_fold : (k + 1) * fits_per_fold]
+        assert all(int(speaker) not in seen for seen in fold_fits)  # the test speaker
+        assert fold_fits[-1] == {int(s) for s in SPEAKERS} - {int(speaker)}
+    per_fold = result["tuning"]["per_fold"]
+    assert len(per_fold) == len(SPEAKERS)
+    for fold in per_fold:
+        scores_ = {str(row["candidate"]): row["score"] for row in fold["search"]}
+        assert scores_[str(useful)] > scores_[str(useless)]
+        assert fold["chosen"]["n_estimators"] == 40 and fold["chosen"]["model_params"] is None
+    assert result["clean"]["macro_f1"] > 0.9
