@@ -36,7 +36,7 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "bagging_freq": 1,
     "lambda_l2": 1.0,
     # extremely randomised split thresholds: what the nested search of the accuracy
-    # benchmark chose in 5 of 6 folds (benchmarks/ACCURACY.md, rows tuned and extra-trees)
+    # benchmark chose in 5 of 6 folds (benchmarks/ACCURACY.md, rows tuned and shipped)
     "extra_trees": True,
 }
 
