@@ -43,15 +43,17 @@ def without_dc(channels: np.ndarray) -> np.ndarray:
     A cheap converter's constant offset lifts every frame's energy and hides
     zero crossings, so the voice-activity detector misses the speech on it and
     the features describe the offset. The offset is the median of the means of
-    256-sample chunks (robust to speech and clicks); below :data:`NEGLIGIBLE_DC`
-    the channel is returned as it is, untouched to the last bit.
+    256-sample chunks (robust to speech and clicks); below :data:`NEGLIGIBLE_DC`,
+    or beyond full scale, the channel is returned as it is, untouched to the last bit.
     """
     n = channels.shape[-1] // _DC_CHUNK * _DC_CHUNK
     if n == 0:
         return channels
     chunks = channels[:, :n].reshape(channels.shape[0], -1, _DC_CHUNK)
-    offset = np.median(chunks.mean(axis=-1), axis=-1)
-    offset[np.abs(offset) < NEGLIGIBLE_DC] = 0.0
+    with np.errstate(invalid="ignore"):  # a damaged float file's NaN or inf samples
+        offset = np.median(chunks.mean(axis=-1, dtype=np.float64), axis=-1)
+    # beyond full scale it is no converter's offset but a damaged file: left alone
+    offset[~((np.abs(offset) >= NEGLIGIBLE_DC) & (np.abs(offset) <= 1.0))] = 0.0
     if not offset.any():
         return channels
     return channels - offset[:, np.newaxis].astype(channels.dtype)

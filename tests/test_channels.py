@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -101,3 +103,17 @@ def test_mix_of_offset_channels_has_no_offset(make_speech):
 def test_offsets_below_minus_50_dbfs_leave_the_samples_untouched(make_speech, offset):
     block = (make_speech(2.0, seed=3) + offset).astype(np.float32)[:, None]
     np.testing.assert_array_equal(analysis_channels(block, SPLIT), block.T)
+
+
+def test_damaged_float_samples_give_no_warning():
+    # a damaged float file: garbage up to float32's limit, and inf and NaN samples
+    huge = np.full((4096, 1), 3e38, dtype=np.float32)
+    huge[::7] = -3e38
+    broken = huge.copy()
+    broken[5], broken[9] = np.inf, np.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out_huge = analysis_channels(huge, SPLIT)
+        out_broken = analysis_channels(broken, SPLIT)
+    np.testing.assert_array_equal(out_huge, huge.T)  # beyond full scale: no offset
+    np.testing.assert_array_equal(out_broken, broken.T)  # none can be measured
