@@ -53,13 +53,14 @@ def speech_segments(
     if energy_db.size == 0:
         return []
     e = uniform_filter1d(np.maximum(energy_db, _SILENCE_DB).astype(np.float64), _SMOOTH_FRAMES)
+    min_frames = round(s.min_speech_s / s.frame_s)
     floor = float(np.percentile(e, s.noise_floor_percentile))
     peak = float(np.percentile(e, 99.5))
     if peak - floor < s.start_db:
         # Speech can be under 0.5 % of a long recording (a few turns in an hour on
         # hold): then take the peak among the frames that rise above the floor.
         loud = e[e > floor + s.start_db]
-        if loud.size >= round(s.min_speech_s / s.frame_s):
+        if loud.size >= min_frames:
             peak = float(np.percentile(loud, 99.5))
     if peak - floor < s.start_db or peak <= _SILENCE_DB + s.start_db:
         return []  # nothing rises above the floor: silence or a steady sound throughout
@@ -69,7 +70,6 @@ def speech_segments(
     runs = _runs(e > stay_threshold)
     runs = [(a, b) for a, b in runs if e[a:b].max() > start_threshold]
     runs = _merge_close(runs, gap=round(s.min_pause_s / s.frame_s))
-    min_frames = round(s.min_speech_s / s.frame_s)
     runs = [
         (a, b)
         for a, b in runs
