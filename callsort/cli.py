@@ -8,6 +8,7 @@ the output folder's lock; 70 internal error.
 from __future__ import annotations
 
 import gc
+import os
 import sys
 import time
 from enum import Enum
@@ -106,7 +107,19 @@ def label(
     ] = 4.0,
     jobs: Annotated[int, typer.Option("--jobs", "-j", help="Worker processes; 0: all cores.")] = 0,
     model: Annotated[
-        Path | None, typer.Option(help="Model folder (default: the shipped model).")
+        str | None,
+        typer.Option(
+            help="'default' (Whisper base encoder + hand-made features), 'fast' (hand-made "
+            "features only, about 3x faster) or a model folder."
+        ),
+    ] = None,
+    encoder_dir: Annotated[
+        Path | None,
+        typer.Option(
+            envvar="CALLSORT_ENCODER_DIR",
+            help="Your own CTranslate2 copy of Whisper base (e.g. a faster-whisper base "
+            "folder), used if it reproduces callsort's reference embedding.",
+        ),
     ] = None,
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="No progress or summary (errors still shown).")
@@ -243,6 +256,7 @@ def label(
 
         start_workers(jobs)  # a batch: the workers' imports overlap this process's start
     with _user_errors():
+        _use_encoder_dir(encoder_dir)
         fmt = [f.strip().lower() for f in formats.split(",") if f.strip()]
         if not fmt or set(fmt) - set(FORMATS):
             raise UsageError(f"--format takes a comma-separated subset of {', '.join(FORMATS)}")
@@ -304,10 +318,17 @@ def _label(paths, out, options, progress):
 
 @app.command()
 def train(
-    data_dir: Annotated[
-        Path, typer.Argument(help="RAVDESS-layout folder, or one with labels.csv.")
+    data_dirs: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Corpus folders (RAVDESS layout, or with labels.csv), each with its own speakers."
+        ),
     ],
     out: Annotated[Path, typer.Option("--out", "-o", help="Model folder to write.")],
+    fast: Annotated[
+        bool,
+        typer.Option("--fast", help="The fast model: hand-made features only, no encoder."),
+    ] = False,
     classes: Annotated[str, typer.Option(help="Comma-separated classes.")] = "angry,calm,happy,sad",
     holdout_speakers: Annotated[
         str, typer.Option(help="Speakers left out of the final model, e.g. 23,24.")
@@ -336,11 +357,15 @@ def train(
     jobs: Annotated[int, typer.Option("--jobs", "-j", help="Processes; 0: all cores.")] = 0,
     cache: Annotated[Path | None, typer.Option(help="Feature cache folder.")] = None,
     licence: Annotated[str | None, typer.Option(help="Licence note for the card.")] = None,
+    encoder_dir: Annotated[
+        Path | None,
+        typer.Option(envvar="CALLSORT_ENCODER_DIR", help="Your own copy of Whisper base."),
+    ] = None,
 ) -> None:
     """Train a model, cross-validate it by speaker, and write it with its card.
 
-    Example (the shipped model):
-    [bold]callsort train ../shared/datasets/ravdess-speech-16k --out callsort/models/default --holdout-speakers 23,24[/bold]
+    Example (the shipped models: scripts/train_shipped_models.sh):
+    [bold]callsort train ../shared/datasets/ravdess-speech-16k ../shared/datasets/nemo-speech-16k --out callsort/models/default --holdout-speakers 23,24[/bold]
     """
     from callsort import training
     from callsort.model import save_model
@@ -355,16 +380,17 @@ def train(
             no_channel_normalisation,
             tune=tune,
         )
+        _use_encoder_dir(encoder_dir)
         n_jobs = _jobs(jobs)
-        run = _extract(data_dir, config, n_jobs, cache)
-        metrics = training.evaluate_protocol(run, config, jobs=n_jobs)
+        run = _extract(data_dirs, config, n_jobs, cache, fast=fast)
+        metrics = training.corpus_protocols(run, config, jobs=n_jobs, on_fold=_print_fold)
         classifier, card = training.train_model(
             run,
             config,
-            data_dir=data_dir,
+            data_dir=data_dirs,
             metrics=metrics,
             jobs=n_jobs,
-            licence=licence or training.default_licence(data_dir),
+            licence=licence or training.default_licence(data_dirs),
         )
         save_model(classifier, card, out)
         print_metrics(metrics, classes=config.classes)
@@ -373,9 +399,13 @@ def train(
 
 @app.command()
 def evaluate(
-    data_dir: Annotated[
-        Path, typer.Argument(help="RAVDESS-layout folder, or one with labels.csv.")
+    data_dirs: Annotated[
+        list[Path],
+        typer.Argument(help="Corpus folders (RAVDESS layout, or with labels.csv)."),
     ],
+    fast: Annotated[
+        bool, typer.Option("--fast", help="Hand-made features only, no encoder.")
+    ] = False,
     classes: Annotated[str, typer.Option(help="Comma-separated classes.")] = "angry,calm,happy,sad",
     calm_from_neutral: Annotated[bool, typer.Option(help="Calm also from neutral clips.")] = False,
     no_telephone: Annotated[
@@ -399,6 +429,17 @@ def evaluate(
     tolerance: Annotated[
         float, typer.Option(help="Largest accepted difference with --check-card.")
     ] = 0.01,
+    headline_only: Annotated[
+        bool,
+        typer.Option(
+            "--headline-only",
+            help="Only the first corpus's speaker folds (the card's headline figures).",
+        ),
+    ] = False,
+    encoder_dir: Annotated[
+        Path | None,
+        typer.Option(envvar="CALLSORT_ENCODER_DIR", help="Your own copy of Whisper base."),
+    ] = None,
 ) -> None:
     """Run the speaker-independent protocol (6 folds by speaker) and print the figures.
 
@@ -413,16 +454,15 @@ def evaluate(
         config = _training_config(
             classes, "", calm_from_neutral, no_telephone, no_channel_normalisation, tune=tune
         )
+        _use_encoder_dir(encoder_dir)
         n_jobs = _jobs(jobs)
-        run = _extract(data_dir, config, n_jobs, cache)
-        metrics = training.evaluate_protocol(
+        run = _extract(data_dirs, config, n_jobs, cache, fast=fast)
+        metrics = training.corpus_protocols(
             run,
             config,
             jobs=n_jobs,
-            on_fold=lambda k, r: results.print(
-                f"fold {k} (speakers {','.join(r['test_speakers'])}): "
-                + ", ".join(f"{c} macro-F1 {r[c]['macro_f1']:.3f}" for c in training.CONDITIONS)
-            ),
+            headline_only=headline_only,
+            on_fold=_print_fold,
         )
         print_metrics(metrics, classes=config.classes)
         if json_out:
@@ -441,22 +481,27 @@ def evaluate(
 
 @app.command()
 def info(
-    model: Annotated[Path | None, typer.Option(help="Model folder (default: shipped).")] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(help="'default', 'fast' or a model folder (default: both shipped)."),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the whole card as JSON.")] = False,
 ) -> None:
     """Show the model in use: version, classes, training data and measured accuracy.
 
     Example: [bold]callsort info[/bold]
     """
-    from callsort.model import load_model
+    from callsort.model import SHIPPED_MODELS, load_model
     from callsort.progress import print_card
 
     with _user_errors():
-        loaded = load_model(model)
-        if as_json:
-            typer.echo(loaded.card.to_json(), nl=False)
-        else:
-            print_card(loaded)
+        names = [model] if model is not None else list(SHIPPED_MODELS)
+        for name in names:
+            loaded = load_model(name)
+            if as_json:
+                typer.echo(loaded.card.to_json(), nl=False)
+            else:
+                print_card(loaded, title=f"callsort model {name}" if model is None else None)
 
 
 class ExportFormat(str, Enum):
@@ -606,24 +651,46 @@ def _jobs(jobs: int) -> int:
     return jobs or default_jobs()
 
 
-def _extract(data_dir, config, jobs, cache):
+def _extract(data_dirs, config, jobs, cache, *, fast: bool):
     from callsort import training
+    from callsort.encoder import WHISPER_BASE
     from callsort.progress import clip_progress
+    from callsort.settings import FeatureSettings
 
     n = len(
-        training.find_clips(
-            data_dir, classes=config.classes, calm_from_neutral=config.calm_from_neutral
+        training.find_corpora(
+            data_dirs, classes=config.classes, calm_from_neutral=config.calm_from_neutral
         )
     )
     conditions = dict.fromkeys([*training.CONDITIONS, *config.train_conditions])
     with clip_progress(total=n * len(conditions)) as advance:
         return training.extract(
-            data_dir,
+            data_dirs,
             config,
             jobs=jobs,
             cache_dir=cache or training.default_cache_dir(),
             on_done=advance,
+            feature_settings=FeatureSettings(encoder=None if fast else WHISPER_BASE),
         )
+
+
+def _print_fold(protocol: str, k: int, report: dict) -> None:
+    from callsort.progress import results
+    from callsort.training import CONDITIONS
+
+    results.print(
+        f"{protocol}, fold {k} ({len(report['test_speakers'])} test speakers): "
+        + ", ".join(f"{c} macro-F1 {report[c]['macro_f1']:.3f}" for c in CONDITIONS)
+    )
+
+
+def _use_encoder_dir(encoder_dir: Path | None) -> None:
+    """Hand ``--encoder-dir`` to this process's encoder and to the workers it starts."""
+    if encoder_dir is None:
+        return
+    if not (encoder_dir / "model.bin").is_file():
+        raise UsageError(f"--encoder-dir: {encoder_dir / 'model.bin'} not found")
+    os.environ["CALLSORT_ENCODER_DIR"] = str(encoder_dir.resolve())
 
 
 class _user_errors:

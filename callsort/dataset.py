@@ -104,6 +104,7 @@ def fingerprint(model_dir: Path, settings: AnalysisSettings) -> Fingerprint:
     described = {
         "fingerprint_version": FINGERPRINT_VERSION,
         "booster_sha256": booster_sha,
+        "head_sha256": card.get("head_sha256", ""),
         "classes": classes,
         "feature_settings": feature_settings,
         "feature_names": hashlib.sha256(

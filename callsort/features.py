@@ -64,7 +64,17 @@ def feature_names(settings: FeatureSettings) -> list[str]:
             names.extend(f"{base}_{stat}" for stat in STATISTICS)
     if settings.prosody:
         names.extend(SEGMENT_MEASURES)
+    if settings.encoder is not None:
+        names.extend(_encoder_names(settings.encoder))
     return names
+
+
+def _encoder_names(name: str) -> list[str]:
+    from callsort.encoder import WHISPER_BASE, embedding_names
+
+    if name != WHISPER_BASE:
+        raise ValueError(f"unknown encoder {name!r} (callsort knows {WHISPER_BASE!r})")
+    return embedding_names()
 
 
 def segment_features(y: np.ndarray, *, settings: FeatureSettings) -> np.ndarray:
@@ -78,8 +88,17 @@ def segment_features(y: np.ndarray, *, settings: FeatureSettings) -> np.ndarray:
     with np.errstate(all="ignore"):
         descriptors, power = _spectral_descriptors(y, settings=settings)
         if not settings.prosody:
-            return summarise(descriptors)
-        return np.concatenate(prosody_features(y, descriptors, power, settings=settings))
+            handmade = summarise(descriptors)
+        else:
+            handmade = np.concatenate(prosody_features(y, descriptors, power, settings=settings))
+    if settings.encoder is None:
+        return handmade
+    from callsort.encoder import load_encoder
+
+    _encoder_names(settings.encoder)
+    level = settings.reference_level_db
+    embedding = load_encoder().embed([_at_level(y, level) if level is not None else y])[0]
+    return np.concatenate([handmade, embedding])
 
 
 def frame_descriptors(y: np.ndarray, *, settings: FeatureSettings) -> list[np.ndarray]:

@@ -276,7 +276,7 @@ def _label_dataset(paths, root: Path, *, started: float, **o) -> LabelRun:
     )
     from callsort.engines import analyse_stream
     from callsort.lock import OutputLock
-    from callsort.model import default_model_dir
+    from callsort.model import model_folder as model_folder_of
     from callsort.runlog import RunLog, new_run_id, write_summary
     from callsort.schema import arrow_schema, call_columns, segment_columns
 
@@ -296,7 +296,7 @@ def _label_dataset(paths, root: Path, *, started: float, **o) -> LabelRun:
         recordings = [_absolute(r) for r in recordings]
     # the manifest and the tables key recordings by the name they store (valid UTF-8)
     recordings = [_replace(r, name=table_name(r.name)) for r in recordings]
-    model_folder = Path(o["model_dir"]) if o["model_dir"] is not None else default_model_dir()
+    model_folder = model_folder_of(o["model_dir"])
     fp = fingerprint(model_folder, o["settings"])  # refuses a folder that is not a model
     # before the output folder is touched; the local engine then uses this model
     checked_model = None if o["dry_run"] else _check_model(model_folder)

@@ -171,14 +171,23 @@ def print_metrics(metrics: dict, *, classes: Sequence[str]) -> None:
         results.print(f"fold {k}: the search inside its training speakers chose {chosen}")
 
 
-def print_card(model) -> None:
+def print_card(model, *, title: str | None = None) -> None:
     """The model in use, as ``callsort info`` shows it."""
     card = model.card
-    table = Table(title="callsort model", show_header=False, title_justify="left")
+    table = Table(title=title or "callsort model", show_header=False, title_justify="left")
     table.add_row("version", card.version)
     table.add_row("folder", str(model.path))
     table.add_row("classes", ", ".join(card.classes))
-    table.add_row("features", f"{len(card.feature_names)} per segment")
+    encoder = card.feature_settings.get("encoder")
+    table.add_row(
+        "features",
+        f"{len(card.feature_names)} per segment"
+        + (
+            f" ({encoder} encoder's embedding through a linear head, stacked)"
+            if encoder
+            else " (hand-made, no encoder)"
+        ),
+    )
     if card.normalisation is not None:
         table.add_row(
             "channel normalisation",
@@ -200,9 +209,16 @@ def print_card(model) -> None:
         if m:
             how = " in pseudo-calls" if card.metrics.get("channel_normalisation") else ""
             table.add_row(
-                f"{cond} (6-fold CV{how})",
+                f"{cond} ({card.metrics.get('n_folds', 6)}-fold CV{how})",
                 f"accuracy {m['accuracy']:.3f}, macro-F1 {m['macro_f1']:.3f}",
             )
+    for name, m in card.metrics.get("other_protocols", {}).items():
+        table.add_row(
+            name,
+            ", ".join(
+                f"{c} macro-F1 {m[c]['macro_f1']:.3f}" for c in ("clean", "telephone") if c in m
+            ),
+        )
     if card.metrics.get("protocol"):
         table.add_row("protocol", card.metrics["protocol"])
     table.add_row("created", card.created_at)

@@ -72,6 +72,8 @@ class FeatureSettings:
     f0_min_hz: float = 70.0
     f0_max_hz: float = 400.0
     pitch_every_frames: int = 2  # pitch every 20 ms (two STFT hops)
+    # learned features after the hand-made ones: None, or "whisper-base" (callsort.encoder)
+    encoder: str | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)

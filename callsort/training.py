@@ -42,17 +42,21 @@ RAVDESS_EMOTIONS = {
 }
 _RAVDESS_NAME = re.compile(r"^(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)$")
 CONDITIONS = ("clean", "telephone")
-"""Audio conditions: as recorded, and through the telephone chain."""
-TEST_CONDITIONS = (*CONDITIONS, "noise20", "noise10")
+"""Audio conditions: the corpus file as it is, and the clip written as an 8 kHz G.711
+mu-law WAV (300-3400 Hz) and read back through ``callsort label``'s decode path."""
+CODEC_CONDITIONS = ("alaw", "gsm", "g721")
+"""Other telephone files, read the same way: A-law, GSM 06.10 and G.721 ADPCM WAV."""
+TEST_CONDITIONS = (*CONDITIONS, *CODEC_CONDITIONS, "noise20", "noise10")
 """Conditions a model can be tested under: also white noise at 20 and 10 dB SNR."""
 AUGMENTED = "augmented"
-"""A training-only condition: random background noise, half of it through the telephone."""
+"""A training-only condition: random background noise, half of it written as a telephone
+file in one of the four codecs."""
 PERTURBED = "perturbed"
 """A training-only condition: another gain, speed and pitch (augment.perturbed); measured
 and left out of the default (benchmarks/ACCURACY.md)."""
 NO_SPEECH = "(no speech)"
 """What a clip in which the voice-activity detector finds no speech is predicted as."""
-FEATURE_CACHE_VERSION = 3  # bump when feature code changes without a settings change
+FEATURE_CACHE_VERSION = 4  # bump when feature code changes without a settings change
 
 
 @dataclass(frozen=True)
@@ -62,6 +66,7 @@ class Clip:
     path: Path
     label: str
     speaker: str
+    corpus: str = ""  # the training folder's name
 
 
 @dataclass(frozen=True)
@@ -75,7 +80,11 @@ class ClipFeatures:
 def find_clips(
     folder: Path | str, *, classes: Sequence[str] = DEFAULT_CLASSES, calm_from_neutral: bool = False
 ) -> list[Clip]:
-    """Labelled clips in ``folder`` whose label is one of ``classes``, sorted by path."""
+    """Labelled clips in ``folder`` whose label is one of ``classes``, sorted by path.
+
+    A corpus with no calm clip at all (nEMO) has its neutral clips stand for calm
+    when calm is a class: the nearest it recorded (measured in ACCURACY.md).
+    """
     folder = Path(folder)
     if not folder.is_dir():
         raise DatasetError(f"not a folder: {folder}")
@@ -85,12 +94,40 @@ def find_clips(
         if labels_csv.is_file()
         else _ravdess_clips(folder, calm_from_neutral=calm_from_neutral)
     )
-    clips = sorted((c for c in clips if c.label in classes), key=lambda c: str(c.path))
+    if "calm" in classes and not any(c.label == "calm" for c in clips):
+        clips = [replace(c, label="calm") if c.label == "neutral" else c for c in clips]
+    corpus = folder.resolve().name
+    clips = sorted(
+        (replace(c, corpus=corpus) for c in clips if c.label in classes), key=lambda c: str(c.path)
+    )
     if not clips:
         raise DatasetError(
             f"no labelled clips of classes {list(classes)} in {folder} "
             "(expected RAVDESS file names or a labels.csv with path,label[,speaker])"
         )
+    return clips
+
+
+def find_corpora(
+    folders: Sequence[Path | str],
+    *,
+    classes: Sequence[str] = DEFAULT_CLASSES,
+    calm_from_neutral: bool = False,
+) -> list[Clip]:
+    """The clips of several corpora, each folder with its own speakers."""
+    clips: list[Clip] = []
+    owner: dict[str, str] = {}
+    for folder in folders:
+        found = find_clips(folder, classes=classes, calm_from_neutral=calm_from_neutral)
+        for clip in found:
+            if owner.setdefault(clip.speaker, clip.corpus) != clip.corpus:
+                raise DatasetError(
+                    f"speaker {clip.speaker!r} appears in {owner[clip.speaker]} and in "
+                    f"{clip.corpus}: each corpus needs speaker ids of its own"
+                )
+        clips.extend(found)
+    if len({c.corpus for c in clips}) < len(folders):
+        raise DatasetError("the same corpus folder name is given twice")
     return clips
 
 
@@ -186,15 +223,22 @@ def _compute_clip_features(
     path: Path, condition: str, settings: AnalysisSettings, feature_settings: FeatureSettings
 ) -> ClipFeatures:
     from callsort.analysis import decode_mono, waveform_segments
-    from callsort.augment import add_noise, telephone
+    from callsort.augment import add_noise
 
     y = decode_mono(path)
     if condition == "telephone":
-        y = telephone(y)
+        y = through_telephone_file(y, codec="mulaw")
+    elif condition in CODEC_CONDITIONS:
+        y = through_telephone_file(y, codec=condition)
     elif condition == AUGMENTED:
-        from callsort.augment import augmented
+        from callsort.augment import TELEPHONE_CODECS, augmented
 
-        y = augmented(y, seed=_name_seed(path) ^ 0x5EED)
+        seed = _name_seed(path) ^ 0x5EED
+        y = augmented(y, seed=seed, telephone_chain=False)
+        rng = np.random.default_rng([seed, 1])
+        if rng.random() < 0.5:
+            codecs = sorted(TELEPHONE_CODECS)
+            y = through_telephone_file(y, codec=codecs[int(rng.integers(len(codecs)))])
     elif condition == PERTURBED:
         from callsort.augment import perturbed
 
@@ -209,6 +253,19 @@ def _compute_clip_features(
     segments, X = waveform_segments(y, settings=settings, feature_settings=feature_settings)
     durations = np.array([end - start for start, end in segments], dtype=np.float32)
     return ClipFeatures(X=X.astype(np.float32), durations_s=durations)
+
+
+def through_telephone_file(y: np.ndarray, *, codec: str) -> np.ndarray:
+    """16 kHz ``y`` written as an 8 kHz telephone WAV in ``codec`` and decoded again by
+    ``callsort label``'s own path (what an archive's file gives the model)."""
+    import tempfile
+
+    from callsort.analysis import decode_mono
+    from callsort.augment import write_telephone_file
+
+    with tempfile.TemporaryDirectory(prefix="callsort-telephone-") as folder:
+        path = write_telephone_file(y, Path(folder) / f"{codec}.wav", codec=codec)
+        return decode_mono(path)
 
 
 def _name_seed(path: Path) -> int:
@@ -335,6 +392,7 @@ def cross_validate(
     feature_names: Sequence[str],
     on_fold: Callable[[int, dict], None] | None = None,
     choose_config: Callable[[np.ndarray], tuple[TrainingConfig, list[dict]]] | None = None,
+    folds: Sequence[Sequence[str]] | None = None,
 ) -> dict:
     """The speaker-independent protocol: per-fold and pooled figures per test condition.
 
@@ -348,8 +406,13 @@ def cross_validate(
     out-of-fold segment predictions of the other folds. ``choose_config``, given
     a fold's training clip indices, returns the config to fit that fold with and
     the search behind the choice (nested tuning, see :func:`tuned_config`).
+    ``folds`` (lists of test speakers) default to ``config.n_folds`` folds of all
+    speakers; only the clips of their speakers are scored, every other clip
+    only ever trains (a second corpus, or the held-out corpus's complement).
     """
-    folds = speaker_folds([c.speaker for c in clips], config.n_folds)
+    if folds is None:
+        folds = speaker_folds([c.speaker for c in clips], config.n_folds)
+    folds = [list(f) for f in folds]
     speakers = np.array([c.speaker for c in clips])
     labels = np.array([c.label for c in clips])
     kinds = MIX_KINDS if config.channel_normalisation else ("clip",)
@@ -414,9 +477,14 @@ def cross_validate(
     }
     if tuning:
         result["tuning"] = {"inner_folds": INNER_FOLDS, "per_fold": tuning}
-    fold_of = np.empty(len(clips), dtype=int)
+    fold_of = np.full(len(clips), -1)
     for k, test_speakers in enumerate(folds):
         fold_of[np.isin(speakers, test_speakers)] = k
+    tested = np.flatnonzero(fold_of >= 0)
+    result["n_clips"] = len(tested)
+    result["n_training_only_clips"] = len(clips) - len(tested)
+    labels, fold_of = labels[tested], fold_of[tested]
+    clip_proba = {key: p[tested] for key, p in clip_proba.items()}
     for cond in features:
         truth = np.concatenate([labels] * len(kinds))
         fold = np.concatenate([fold_of] * len(kinds))
@@ -604,7 +672,7 @@ def _fit(clips, features, index, config, make_model, feature_names):
         prior = population_prior(pooled, weight=config.prior_weight)
         feature_names = normalised_names(feature_names)
     subset = [clips[i] for i in index]
-    X_parts, y_parts = [], []
+    X_parts, y_parts, group_parts = [], [], []
     for n_cond, cond in enumerate(config.train_conditions):
         feats = [features[cond][i] for i in index]
         clips_here = subset
@@ -621,11 +689,17 @@ def _fit(clips, features, index, config, make_model, feature_names):
                         context = pseudo_call(n, subset, kind=kind, rng=rng)
                     feats.append(in_context(raw, n, context, prior=prior))
                     clips_here.append(subset[n])
-        X, y, _ = stack_segments(clips_here, feats)
+        X, y, owner = stack_segments(clips_here, feats)
         X_parts.append(X)
         y_parts.append(y)
+        group_parts.append(np.array([clips_here[i].speaker for i in owner], dtype=object))
     model = make_model(config)
-    model.fit(np.concatenate(X_parts), np.concatenate(y_parts), feature_names=feature_names)
+    model.fit(
+        np.concatenate(X_parts),
+        np.concatenate(y_parts),
+        feature_names=feature_names,
+        groups=np.concatenate(group_parts),
+    )
     return model, prior
 
 
@@ -714,7 +788,7 @@ class TrainingConfig:
     # PERTURBED copies (augment.perturbed) were measured and left out (ACCURACY.md)
     train_conditions: tuple[str, ...] = (*CONDITIONS, AUGMENTED)
     calm_from_neutral: bool = False
-    n_estimators: int = 600
+    n_estimators: int = 300
     n_folds: int = 6
     holdout_speakers: tuple[str, ...] = ()
     seed: int = 0
@@ -745,7 +819,7 @@ class ProtocolRun:
 
 
 def extract(
-    data_dir: Path | str,
+    data_dir: Path | str | Sequence[Path | str],
     config: TrainingConfig,
     *,
     jobs: int,
@@ -754,12 +828,16 @@ def extract(
     conditions: Sequence[str] = CONDITIONS,
     feature_settings: FeatureSettings | None = None,
 ) -> ProtocolRun:
-    """Find the clips and compute their features under every condition (cached)."""
+    """Find the clips of one or more corpus folders and compute their features under
+    every condition (cached)."""
     from callsort.features import feature_names
 
     settings, feature_settings = AnalysisSettings(), feature_settings or FeatureSettings()
     conditions = tuple(dict.fromkeys([*conditions, *config.train_conditions]))
-    clips = find_clips(data_dir, classes=config.classes, calm_from_neutral=config.calm_from_neutral)
+    folders = [data_dir] if isinstance(data_dir, (str, Path)) else list(data_dir)
+    clips = find_corpora(
+        folders, classes=config.classes, calm_from_neutral=config.calm_from_neutral
+    )
     features = {
         cond: clip_features(
             clips,
@@ -782,8 +860,10 @@ def evaluate_protocol(
     jobs: int,
     on_fold: Callable[[int, dict], None] | None = None,
     on_candidate: Callable[[dict], None] | None = None,
+    folds: Sequence[Sequence[str]] | None = None,
 ) -> dict:
-    """Cross-validated figures of ``config`` on every speaker of the run.
+    """Cross-validated figures of ``config`` on every speaker of the run (or on the
+    test speakers of ``folds``; see :func:`cross_validate`).
 
     With ``config.tune`` the search of :func:`tuned_config` is nested in every
     fold: it sees that fold's training speakers only.
@@ -812,14 +892,69 @@ def evaluate_protocol(
         feature_names=run.feature_names,
         on_fold=on_fold,
         choose_config=choose,
+        folds=folds,
     )
+
+
+def corpus_folds(clips: Sequence[Clip], corpus: str, *, n_folds: int) -> list[list[str]]:
+    """Speaker folds inside one corpus: ``n_folds``, or fewer so that each fold tests at
+    least 3 speakers (nEMO's 9 speakers: 3 folds)."""
+    speakers = sorted({c.speaker for c in clips if c.corpus == corpus})
+    return speaker_folds(speakers, max(1, min(n_folds, len(speakers) // 3)))
+
+
+def corpus_protocols(
+    run: ProtocolRun,
+    config: TrainingConfig,
+    *,
+    jobs: int,
+    headline_only: bool = False,
+    on_fold: Callable[[str, int, dict], None] | None = None,
+) -> dict:
+    """The protocols of a run over one or more corpora.
+
+    For each corpus: folds by speaker inside it (every other speaker, of every
+    corpus, trains), and, with several corpora, leave-one-corpus-out (the other
+    corpora train, every clip of this one tests). The first corpus's folds are the
+    headline: their figures stand at the top level, as with one corpus; the rest
+    are under ``other_protocols``.
+    """
+    corpora = list(dict.fromkeys(c.corpus for c in run.clips))
+    runs: dict[str, dict] = {}
+    for corpus in corpora[:1] if headline_only else corpora:
+        folds = corpus_folds(run.clips, corpus, n_folds=config.n_folds)
+        name = f"{corpus}: {len(folds)} folds by speaker"
+        runs[name] = evaluate_protocol(
+            run,
+            config,
+            jobs=jobs,
+            folds=folds,
+            on_fold=(lambda k, r, n=name: on_fold(n, k, r)) if on_fold else None,
+        )
+    if not headline_only and len(corpora) > 1:
+        for corpus in corpora:
+            speakers = sorted({c.speaker for c in run.clips if c.corpus == corpus})
+            name = f"{corpus}: trained without it"
+            runs[name] = evaluate_protocol(
+                run,
+                config,
+                jobs=jobs,
+                folds=[speakers],
+                on_fold=(lambda k, r, n=name: on_fold(n, k, r)) if on_fold else None,
+            )
+    headline, *others = runs
+    metrics = dict(runs[headline])
+    metrics["headline"] = headline
+    metrics["n_folds"] = len(corpus_folds(run.clips, corpora[0], n_folds=config.n_folds))
+    metrics["other_protocols"] = {name: runs[name] for name in others}
+    return metrics
 
 
 def train_model(
     run: ProtocolRun,
     config: TrainingConfig,
     *,
-    data_dir: Path | str,
+    data_dir: Path | str | Sequence[Path | str],
     metrics: dict,
     jobs: int,
     licence: str,
@@ -865,7 +1000,15 @@ def train_model(
         temperature=classifier.temperature,
         segmentation_settings=asdict(run.settings.segmentation),
         training={
-            "data": Path(data_dir).name,
+            "data": ", ".join(Path(d).name for d in _folders(data_dir)),
+            "corpora": [
+                {
+                    "name": Path(d).resolve().name,
+                    "n_clips": sum(c.corpus == Path(d).resolve().name for c in clips),
+                    "licence": default_licence(d),
+                }
+                for d in _folders(data_dir)
+            ],
             "n_clips": len(clips),
             "n_segments": int(sum(len(f.X) for f in features[CONDITIONS[0]])),
             "speakers": speakers,
@@ -873,7 +1016,10 @@ def train_model(
             "label_counts": {c: sum(x.label == c for x in clips) for c in config.classes},
             "config": asdict(config),
             **({"tuning": search} if search is not None else {}),
-            "command": "callsort train DATA_DIR --out MODEL_DIR"
+            "command": "callsort train "
+            + " ".join(Path(d).name for d in _folders(data_dir))
+            + " --out MODEL_DIR"
+            + ("" if run.feature_settings.encoder else " --model fast")
             + (f" --holdout-speakers {','.join(sorted(held_out))}" if held_out else ""),
         },
         metrics=metrics,
@@ -893,11 +1039,43 @@ RAVDESS_LICENCE = (
 )
 
 
-def default_licence(data_dir: Path | str) -> str:
-    """The RAVDESS notice for a RAVDESS-layout folder; otherwise a prompt to state one."""
-    if (Path(data_dir) / "labels.csv").is_file():
+def _folders(data_dir: Path | str | Sequence[Path | str]) -> list[Path]:
+    return [Path(data_dir)] if isinstance(data_dir, (str, Path)) else [Path(d) for d in data_dir]
+
+
+def default_licence(data_dir: Path | str | Sequence[Path | str]) -> str:
+    """The licence notice of each corpus: its README's "Licence" section when it has
+    one, the RAVDESS notice for a RAVDESS-layout folder, else a prompt to state one."""
+    folders = _folders(data_dir)
+    if len(folders) > 1:
+        return "\n\n".join(f"{f.resolve().name}: {default_licence(f)}" for f in folders)
+    folder = folders[0]
+    section = _readme_licence(folder / "README.md")
+    if section:
+        return (
+            f"{section} This model is a derived work of these recordings and is distributed "
+            "under the same terms."
+        )
+    if (folder / "labels.csv").is_file():
         return "Trained on user-supplied data; its licence applies."
     return RAVDESS_LICENCE
+
+
+def _readme_licence(readme: Path) -> str:
+    """The text of a README's "## Licence..." section, on one line ('' if none)."""
+    try:
+        lines = readme.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return ""
+    out: list[str] = []
+    inside = False
+    for line in lines:
+        if line.startswith("## "):
+            inside = line[3:].strip().lower().startswith(("licence", "license"))
+            continue
+        if inside and line.strip():
+            out.append(line.strip())
+    return " ".join(out)
 
 
 def library_versions() -> dict[str, str]:

@@ -403,3 +403,65 @@ def test_default_model_loads_and_matches_the_feature_layout():
     proba = model.classifier.predict_proba(np.zeros((2, len(card.feature_names)), np.float32))
     assert proba.shape == (2, len(card.classes))
     np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-9)
+
+
+# --- the linear head on an encoder's embedding (stacking) ---------------------------------
+
+
+def embedding_blobs(seed: int = 0, *, n_groups: int = 8, n_per_class: int = N_PER_CLASS):
+    """Hand-made columns that carry nothing, embedding columns that carry the label
+    (weakly, spread over 40 dimensions, as an encoder's do), speakers as groups."""
+    rng = np.random.default_rng(seed)
+    n = len(LABELS) * n_per_class
+    which = np.tile(np.arange(len(LABELS)), n_per_class)
+    direction = rng.normal(size=(len(LABELS), 40))
+    embedding = 0.6 * direction[which] + rng.standard_normal((n, 40))
+    handmade = rng.standard_normal((n, 5))
+    names = [f"h{i}" for i in range(5)] + [f"enc_mean_{i}" for i in range(40)]
+    groups = np.arange(n) // (n // n_groups)
+    X = np.hstack([handmade, embedding]).astype(np.float32)
+    return X, np.array(LABELS)[which], names, groups
+
+
+def test_embedding_columns_go_through_the_linear_head():
+    X_all, y_all, names, groups = embedding_blobs(n_groups=16, n_per_class=2 * N_PER_CLASS)
+    train, test = groups < 8, groups >= 8  # later speakers are new to the model
+    X, y, groups = X_all[train], y_all[train], groups[train]
+    model = EmotionClassifier(n_estimators=40, classes=COLUMN_ORDER).fit(
+        X, y, feature_names=names, groups=groups
+    )
+    assert model.head_ is not None
+    assert list(model.head_.columns) == list(range(5, 45))
+    booster_inputs = model.booster_.feature_name()
+    assert booster_inputs == [*names[:5], *(f"head_logp_{c}" for c in COLUMN_ORDER)]
+    accuracy = np.mean(model.predict(X_all[test]) == y_all[test])
+    # the label is in the embedding only: above chance (0.25) only through the head
+    assert accuracy > 0.6
+    gain = dict(zip(booster_inputs, model.booster_.feature_importance("gain")))
+    assert sum(gain[f"head_logp_{c}"] for c in COLUMN_ORDER) > 0.8 * sum(gain.values())
+
+
+def test_a_model_with_a_head_saves_and_loads_to_the_same_probabilities(tmp_path):
+    X, y, names, groups = embedding_blobs()
+    model = EmotionClassifier(n_estimators=20, classes=COLUMN_ORDER).fit(
+        X, y, feature_names=names, groups=groups
+    )
+    folder = save_model(model, card_for(model), tmp_path / "m")
+    assert sorted(p.name for p in folder.iterdir()) == ["card.json", "head.npz", "model.txt"]
+    loaded = load_model(folder)
+    np.testing.assert_allclose(
+        loaded.classifier.predict_proba(X), model.predict_proba(X), rtol=1e-6, atol=1e-9
+    )
+    head = folder / "head.npz"
+    head.write_bytes(head.read_bytes()[:-10])
+    with pytest.raises(ModelError, match="head.npz does not match its card"):
+        load_model(folder)
+
+
+def test_saving_a_model_without_a_head_removes_an_old_head(tmp_path, fitted):
+    X, y, names, groups = embedding_blobs()
+    with_head = EmotionClassifier(n_estimators=5).fit(X, y, feature_names=names, groups=groups)
+    folder = save_model(with_head, card_for(with_head), tmp_path / "m")
+    save_model(fitted, card_for(fitted), folder)
+    assert not (folder / "head.npz").exists()
+    assert load_model(folder).classifier.head_ is None

@@ -161,3 +161,43 @@ def test_nested_search_never_sees_the_test_speakers_and_picks_the_better_candida
         assert scores_[str(useful)] > scores_[str(useless)]
         assert fold["chosen"]["n_estimators"] == 40 and fold["chosen"]["model_params"] is None
     assert result["clean"]["macro_f1"] > 0.9
+
+
+def test_telephone_training_copies_are_what_label_reads_from_an_8khz_mulaw_file(
+    tmp_path, make_speech
+):
+    """The telephone condition must give the features `callsort label` computes on an
+    archive's 8 kHz mu-law WAV: studio clips start and end in digital silence, which a
+    real G.711 file keeps as zeros and the old in-memory chain turned into a -81 dB
+    hiss, moving the noise floor and so the segments (the 8 kHz skew of issue 12)."""
+    import scipy.signal
+    import soundfile as sf
+
+    from callsort.analysis import decode_mono, waveform_segments
+    from callsort.settings import AnalysisSettings, FeatureSettings
+
+    sr = 16_000
+    rng = np.random.default_rng(7)
+    speech = make_speech(2.2, rms=0.02, seed=4) + 3e-4 * rng.standard_normal(int(2.2 * sr))
+    silence = np.zeros(sr)
+    clip = np.concatenate([silence, speech, silence]).astype(np.float32)
+    clip_path = tmp_path / "03-01-02-01-01-01-01.flac"
+    sf.write(clip_path, clip, sr, subtype="PCM_16")
+
+    # the archive's file, made here with scipy alone: 8 kHz, 300-3400 Hz, G.711 mu-law
+    narrow = scipy.signal.resample_poly(clip.astype(np.float64), 1, 2)
+    band = scipy.signal.butter(4, (300, 3400), btype="bandpass", fs=8_000, output="sos")
+    archive = tmp_path / "call.wav"
+    sf.write(archive, scipy.signal.sosfilt(band, narrow), 8_000, subtype="ULAW")
+
+    settings, fs = AnalysisSettings(), FeatureSettings()
+    labelled_segments, labelled = waveform_segments(
+        decode_mono(archive), settings=settings, feature_settings=fs
+    )
+    trained = training._compute_clip_features(clip_path, "telephone", settings, fs)
+    assert len(labelled_segments) == len(trained.X) >= 1
+    durations = np.array([b - a for a, b in labelled_segments])
+    np.testing.assert_allclose(trained.durations_s, durations, atol=0.03)
+    # the same features, up to the two resamplers' and filters' differences
+    spread = np.abs(labelled).mean(axis=0) + 1e-3
+    assert np.median(np.abs(trained.X - labelled) / spread) < 0.05
