@@ -361,6 +361,9 @@ def train(
         Path | None,
         typer.Option(envvar="CALLSORT_ENCODER_DIR", help="Your own copy of Whisper base."),
     ] = None,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Also write the card's figures here.")
+    ] = None,
 ) -> None:
     """Train a model, cross-validate it by speaker, and write it with its card.
 
@@ -393,6 +396,10 @@ def train(
             licence=licence or training.default_licence(data_dirs),
         )
         save_model(classifier, card, out)
+        if json_out:
+            import json
+
+            json_out.write_text(json.dumps(metrics, indent=1) + "\n", encoding="utf-8")
         print_metrics(metrics, classes=config.classes)
         results.print(f"model {card.version} written to {out}")
 
@@ -662,7 +669,9 @@ def _extract(data_dirs, config, jobs, cache, *, fast: bool):
             data_dirs, classes=config.classes, calm_from_neutral=config.calm_from_neutral
         )
     )
-    conditions = dict.fromkeys([*training.CONDITIONS, *config.train_conditions])
+    conditions = dict.fromkeys(
+        [*training.CONDITIONS, *training.CODEC_CONDITIONS, *config.train_conditions]
+    )
     with clip_progress(total=n * len(conditions)) as advance:
         return training.extract(
             data_dirs,
@@ -670,6 +679,7 @@ def _extract(data_dirs, config, jobs, cache, *, fast: bool):
             jobs=jobs,
             cache_dir=cache or training.default_cache_dir(),
             on_done=advance,
+            conditions=(*training.CONDITIONS, *training.CODEC_CONDITIONS),
             feature_settings=FeatureSettings(encoder=None if fast else WHISPER_BASE),
         )
 

@@ -166,6 +166,20 @@ def print_metrics(metrics: dict, *, classes: Sequence[str]) -> None:
         for c, row in zip(classes, m["confusion"]):
             table.add_row(c, *map(str, row), f"{m['per_class_f1'][c]:.3f}")
         results.print(table)
+    protocols = {metrics.get("headline", "headline"): metrics, **metrics.get("other_protocols", {})}
+    conditions = [c for c in ("clean", "telephone", "alaw", "gsm", "g721") if c in metrics]
+    table = Table(title="macro-F1 by protocol and test audio", title_justify="left")
+    table.add_column("protocol")
+    table.add_column("clips", justify="right")
+    for c in conditions:
+        table.add_column(c, justify="right")
+    for name, m in protocols.items():
+        table.add_row(
+            name,
+            str(m.get("n_clips", "")),
+            *(f"{m[c]['macro_f1']:.3f}" if c in m else "" for c in conditions),
+        )
+    results.print(table)
     for k, fold in enumerate(metrics.get("tuning", {}).get("per_fold", [])):
         chosen = ", ".join(f"{n}={v}" for n, v in fold["chosen"].items() if v is not None)
         results.print(f"fold {k}: the search inside its training speakers chose {chosen}")

@@ -897,10 +897,13 @@ def evaluate_protocol(
 
 
 def corpus_folds(clips: Sequence[Clip], corpus: str, *, n_folds: int) -> list[list[str]]:
-    """Speaker folds inside one corpus: ``n_folds``, or fewer so that each fold tests at
-    least 3 speakers (nEMO's 9 speakers: 3 folds)."""
+    """Speaker folds inside one corpus: ``n_folds`` when it is the only corpus; beside
+    others, fewer if need be so that each fold tests at least 3 speakers (nEMO's 9
+    speakers: 3 folds, each trained on the other 6 and every speaker of the others)."""
     speakers = sorted({c.speaker for c in clips if c.corpus == corpus})
-    return speaker_folds(speakers, max(1, min(n_folds, len(speakers) // 3)))
+    if len({c.corpus for c in clips}) > 1:
+        n_folds = max(2, min(n_folds, len(speakers) // 3))
+    return speaker_folds(speakers, n_folds)
 
 
 def corpus_protocols(
