@@ -129,10 +129,21 @@ def _stamp(path: Path | str) -> tuple[int, int]:
     except OSError as exc:
         raise DecodeError(_reason(path, exc)) from None
     if stat.S_ISDIR(st.st_mode):
-        raise DecodeError(_ERRNO_REASONS[errno.EISDIR])
+        raise DecodeError(_folder_reason(path))
     if not stat.S_ISREG(st.st_mode):
         raise DecodeError("not a regular file (a named pipe, device or socket)")
     return st.st_size, st.st_mtime_ns
+
+
+def _folder_reason(path: Path | str) -> str:
+    """Why a folder was handed over as a recording: usually one that cannot be listed."""
+    try:
+        with os.scandir(path):
+            pass
+    except OSError as exc:
+        why = _ERRNO_REASONS.get(exc.errno, exc.strerror or str(exc))
+        return f"folder that cannot be listed ({why}): its recordings, if any, are not labelled"
+    return _ERRNO_REASONS[errno.EISDIR]
 
 
 def resampled_blocks(

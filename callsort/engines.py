@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from callsort.discover import Recording
@@ -134,7 +135,7 @@ def _analyse_on_dask(
         running = as_completed()
 
         def submit(recording: Recording) -> None:
-            absolute = Recording(path=Path(os.path.abspath(recording.path)), name=recording.name)
+            absolute = replace(recording, path=Path(os.path.abspath(recording.path)))
             future = client.submit(
                 analyse_on_worker,
                 absolute,

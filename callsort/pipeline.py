@@ -16,12 +16,11 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from dataclasses import replace as _replace
 from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from callsort.discover import Recording, find_recordings
+from callsort.discover import Recording, find_recordings, table_name
 from callsort.errors import CallsortError
 from callsort.errors import UsageError as CallsortUsage
 from callsort.settings import AnalysisSettings
@@ -186,7 +185,7 @@ def label(
         recordings = [_absolute(r) for r in recordings]
     if on_start:
         on_start(recordings)
-    order = {r.name: i for i, r in enumerate(recordings)}
+    order = {r.recording_id: i for i, r in enumerate(recordings)}
     results: list[RecordingResult] = []
 
     def collect(result: RecordingResult) -> None:
@@ -206,7 +205,7 @@ def label(
         file_timeout_s=file_timeout_s,
         expected_model_sha=_model_sha(model.path) if engine == "dask" else "",
     )
-    results.sort(key=lambda r: order[r.recording])
+    results.sort(key=lambda r: order[r.recording_id])
     classes, version = model.classes, model.version
     segments = segments_table(results, classes=classes, model_version=version)
     calls = calls_table(results, classes=classes, model_version=version)
@@ -224,9 +223,7 @@ def label(
 
 
 def _absolute(recording: Recording) -> Recording:
-    from dataclasses import replace
-
-    return replace(recording, name=Path(os.path.abspath(recording.path)).as_posix())
+    return Recording(path=recording.path, name=Path(os.path.abspath(recording.path)).as_posix())
 
 
 def _check_model(folder: Path) -> Model:
@@ -294,8 +291,6 @@ def _label_dataset(paths, root: Path, *, started: float, **o) -> LabelRun:
     recordings = find_recordings(paths, include=o["include"], exclude=o["exclude"], skip=[root])
     if o["absolute_paths"]:
         recordings = [_absolute(r) for r in recordings]
-    # the manifest and the tables key recordings by the name they store (valid UTF-8)
-    recordings = [_replace(r, name=table_name(r.name)) for r in recordings]
     model_folder = Path(o["model_dir"]) if o["model_dir"] is not None else default_model_dir()
     fp = fingerprint(model_folder, o["settings"])  # refuses a folder that is not a model
     # before the output folder is touched; the local engine then uses this model
@@ -503,7 +498,7 @@ def _analyse_into(
     ``model``: the model in ``model_folder``, already loaded (else loaded here).
     """
     kept_segments, kept_calls, kept_results = kept
-    by_name = {p.recording.name: p for p in pending}
+    by_id = {p.recording.recording_id: p for p in pending}
     batch: list = []
     last_commit = [time.monotonic()]
     if o["engine"] == "local":
@@ -542,7 +537,7 @@ def _analyse_into(
         last_commit[0] = time.monotonic()
 
     def take(result: RecordingResult) -> None:
-        item = by_name[result.recording]
+        item = by_id[result.recording_id]
         batch.append((item, result))
         if result.ok:
             counts["ok"] += 1
@@ -1034,7 +1029,7 @@ def _analyse_one(recording: Recording) -> RecordingResult:
         reason = f"unexpected error: {type(exc).__name__}: {exc}"
         return _failure(recording, reason, time.perf_counter() - started)
     return RecordingResult(
-        recording=table_name(recording.name),
+        recording=recording.name,
         recording_id=recording.recording_id,
         analysis=analysis,
         error="",
@@ -1047,27 +1042,13 @@ def _failure(recording: Recording, reason: str, seconds: float) -> RecordingResu
     from callsort.tables import RecordingResult
 
     return RecordingResult(
-        recording=table_name(recording.name),
+        recording=recording.name,
         recording_id=recording.recording_id,
         analysis=None,
         error=_without_paths(reason, recording),
         processing_s=seconds,
         processed_at=datetime.now(timezone.utc),
     )
-
-
-def table_name(name: str) -> str:
-    """``name`` as valid UTF-8 for the tables.
-
-    File names are bytes; those that are not UTF-8 reach Python with
-    surrogate escapes, which Parquet and CSV cannot store. Undecodable bytes
-    are written as ``\\xNN``; ``recording_id`` still hashes the raw bytes.
-    """
-    try:
-        name.encode("utf-8")
-    except UnicodeEncodeError:
-        return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-    return name
 
 
 def _without_paths(reason: str, recording: Recording) -> str:

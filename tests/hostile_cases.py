@@ -497,6 +497,10 @@ def markdown() -> str:
         "| a named pipe or a device given by name | `error` `not a regular file (a named pipe, "
         "device or socket)`, at once (tests/test_decode.py); inside folders only files and "
         "symlinks are listed |",
+        "| a subfolder that cannot be listed (no read permission) | an `error` row named "
+        "after the folder: `folder that cannot be listed (permission denied): its "
+        "recordings, if any, are not labelled` (tests/test_hostile.py); an input folder "
+        "given by name that cannot be listed is a usage error, exit code 2 |",
         "| the output folder is inside an input folder | it is never scanned |",
         "| paths in the tables | relative to the input root; absolute only with "
         "`--absolute-paths`; error reasons never carry the full path |",
