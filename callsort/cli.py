@@ -17,7 +17,7 @@ from typing import Annotated
 import typer
 
 from callsort import __version__
-from callsort.errors import CallsortError, UsageError
+from callsort.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, CallsortError, UsageError
 
 app = typer.Typer(
     name="callsort",
@@ -28,7 +28,6 @@ app = typer.Typer(
     rich_markup_mode="rich",
 )
 EXIT_FAILED_RECORDINGS = 1
-EXIT_INTERNAL = 70
 _state = {"debug": False, "own_process": False}
 
 
@@ -287,6 +286,13 @@ def label(
             raise typer.Exit(0)
         if not quiet:
             print_summary(run, out)
+        if run.summary_error:  # even with --quiet: cron must hear of it
+            typer.secho(
+                f"callsort: {run.summary_error}; the tables were written, exit code "
+                f"{run.exit_code}",
+                err=True,
+                fg="red",
+            )
     raise typer.Exit(run.exit_code)
 
 
@@ -653,7 +659,7 @@ def main() -> None:
         app()
     except KeyboardInterrupt:
         typer.secho("callsort: interrupted", err=True)
-        sys.exit(130)
+        sys.exit(EXIT_INTERRUPTED)
     except Exception as exc:
         if _state["debug"] or "--debug" in sys.argv:
             raise

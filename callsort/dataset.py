@@ -218,7 +218,9 @@ def plan(
     A recording is analysed when it is new, its size or modification time
     changed (with ``verify_hash``, also when its bytes' hash differs or was never
     taken), the fingerprint of model and settings changed, or ``force``. An
-    unchanged recording that failed is tried again only with ``retry_failed``.
+    unchanged recording that failed is tried again only with ``retry_failed``,
+    unless callsort itself failed on it (status ``internal_error``): that one
+    is tried again by every run.
     """
     pending: list[Pending] = []
     skipped = outside = from_mtime = 0
@@ -250,6 +252,8 @@ def plan(
                 sha = _try_sha(recording.path)
                 if not known[2] or known[2] != sha:
                     reason = "content"
+            if not reason and known[4] == INTERNAL_ERROR_STATUS:
+                reason = "retry"  # callsort failed on it, not the file: always tried again
             if not reason and known[4] != "ok" and retry_failed:
                 reason = "retry"
             if not reason:
@@ -271,6 +275,16 @@ def _try_sha(path: Path) -> str:
         return file_sha256(path)
     except OSError:
         return ""
+
+
+INTERNAL_ERROR_STATUS = "internal_error"
+"""Manifest status of a recording callsort itself failed on (a bug): retried by every run."""
+
+
+def _status(result) -> str:
+    if result.analysis is not None:
+        return "ok"
+    return INTERNAL_ERROR_STATUS if getattr(result, "internal", False) else "error"
 
 
 # --- the dataset --------------------------------------------------------------------------
@@ -428,7 +442,7 @@ class DatasetStore:
                     "mtime_ns": pending.mtime_ns,
                     "content_sha256": pending.content_sha256,
                     "fingerprint": fingerprint,
-                    "status": "ok" if analysis is not None else "error",
+                    "status": _status(result),
                     "error": result.error,
                     "date": pending.date,
                     "duration_s": round(analysis.duration_s, 3) if analysis is not None else None,

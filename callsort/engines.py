@@ -20,7 +20,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from callsort.discover import Recording
-from callsort.errors import UsageError
+from callsort.errors import CallsortError, ModelError, UsageError
 from callsort.settings import AnalysisSettings
 
 ENGINES = ("local", "dask")
@@ -155,6 +155,8 @@ def _analyse_on_dask(
             recording = by_future.pop(future)
             try:
                 result = future.result()
+            except CallsortError:  # a worker that cannot start (its model): abort, as locally
+                raise
             except Exception as exc:  # the task or its worker failed
                 result = _failure(recording, f"worker failed: {exc!r}", 0.0)
             future.release()
@@ -171,7 +173,12 @@ def _analyse_on_dask(
 def analyse_on_worker(
     recording: Recording, model_dir: str | None, settings: AnalysisSettings, model_sha: str
 ):
-    """The Dask task: load the model once per worker process, then analyse one recording."""
+    """The Dask task: load the model once per worker process, then analyse one recording.
+
+    A worker whose model differs from the client's (``model_sha``) raises
+    :class:`~callsort.errors.ModelError`, which aborts the run before its batch
+    is committed, as a local worker that cannot load the model does.
+    """
     from callsort import pipeline
     from callsort.model import default_model_dir
 
@@ -185,7 +192,7 @@ def analyse_on_worker(
             found = _sha256(folder / MODEL_FILE)
             if found != model_sha:
                 state.clear()
-                raise RuntimeError(
+                raise ModelError(
                     f"the worker's model {folder} differs from the client's "
                     f"(checksum {found[:12]} != {model_sha[:12]}): install the same callsort "
                     "on every worker, or pass --model a folder they share"

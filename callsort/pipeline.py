@@ -21,7 +21,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from callsort.discover import Recording, find_recordings, table_name
-from callsort.errors import CallsortError
+from callsort.errors import (
+    EXIT_INTERNAL,
+    EXIT_INTERRUPTED,
+    CallsortError,
+    DatasetWriteError,
+)
 from callsort.errors import UsageError as CallsortUsage
 from callsort.settings import AnalysisSettings
 
@@ -70,6 +75,7 @@ class LabelRun:
     summary_file: Path | None = None
     dry_run: bool = False
     notes: tuple[str, ...] = ()  # recovery and lock takeover, for the user
+    summary_error: str = ""  # why runs/<run_id>.json could not be written, if it could not
 
     @property
     def n_failed(self) -> int:
@@ -77,6 +83,8 @@ class LabelRun:
 
     @property
     def exit_code(self) -> int:
+        if self.summary_error:  # the tables are committed, but cron must hear of it
+            return DatasetWriteError.exit_code
         return 1 if self.failures else 0
 
 
@@ -332,13 +340,15 @@ def _label_dataset(paths, root: Path, *, started: float, **o) -> LabelRun:
     kept_segments: list[pa.Table] = []
     kept_calls: list[pa.Table] = []
     kept_results: list[RecordingResult] = []
-    exit_code = 70
+    exit_code = EXIT_INTERNAL
     error = ""
     summary_file = None
+    summary_error = ""
     written: list[Path] = []
     try:
         try:
-            lock.acquire()
+            with _writing(root):
+                lock.acquire()
         except CallsortError as exc:
             log.event("refused", reason=str(exc), exit_code=exc.exit_code)
             raise
@@ -351,7 +361,9 @@ def _label_dataset(paths, root: Path, *, started: float, **o) -> LabelRun:
                 )
                 state["notes"].append(note)
                 log.event("stale_lock_taken_over", holder=lock.stale)
-            for note in dataset.prepare():
+            with _writing(root):
+                notes = dataset.prepare()
+            for note in notes:
                 state["notes"].append(note)
                 log.event("recovered", what=note)
             old = [n for n in ("segments.parquet", "calls.parquet") if (root / n).is_file()]
@@ -396,18 +408,16 @@ def _label_dataset(paths, root: Path, *, started: float, **o) -> LabelRun:
                     analyse_stream=analyse_stream,
                     model=checked_model,
                 )
-            written = _finish_tables(dataset, o, changed=counts["batches"] > 0)
+            with _writing(root):
+                written = _finish_tables(dataset, o, changed=counts["batches"] > 0)
             exit_code = 1 if state["failures"] else 0
         except CallsortError as exc:
             exit_code, error = exc.exit_code, str(exc)
             raise
-        except OSError as exc:
-            exit_code, error = 2, (
-                f"cannot write to the dataset {root}: {exc.strerror or exc}; "
-                "what was committed before stays as it was"
-            )
-            raise CallsortError(error) from None
-        except BaseException as exc:
+        except KeyboardInterrupt:
+            exit_code, error = EXIT_INTERRUPTED, "interrupted (Ctrl-C)"
+            raise
+        except BaseException as exc:  # a bug, or a system error outside the dataset's files
             error = f"{type(exc).__name__}: {exc}"
             raise
         finally:
@@ -443,8 +453,14 @@ def _label_dataset(paths, root: Path, *, started: float, **o) -> LabelRun:
             if lock._fd is not None:  # only a run that held the lock writes into the dataset
                 try:
                     summary_file = write_summary(root, run_id, summary)
-                except OSError:
-                    summary_file = None
+                except OSError as exc:
+                    summary_error = (
+                        f"cannot write the run summary {root / 'runs' / (run_id + '.json')}: "
+                        f"{exc.strerror or exc}"
+                    )
+                    summary["error"] = "; ".join(e for e in (error, summary_error) if e)
+                    if exit_code in (0, 1):
+                        summary["exit_code"] = DatasetWriteError.exit_code
             log.event(
                 "run_finished",
                 **{
@@ -474,6 +490,7 @@ def _label_dataset(paths, root: Path, *, started: float, **o) -> LabelRun:
         dataset=root,
         run_id=run_id,
         summary_file=summary_file,
+        summary_error=summary_error,
         notes=tuple(state["notes"]),
     )
 
@@ -513,14 +530,15 @@ def _analyse_into(
     def commit() -> None:
         if not batch:
             return
-        segments, calls = dataset.commit(
-            batch,
-            classes=fp.classes,
-            model_version=fp.model_version,
-            fingerprint=fp.value,
-            run_id=run_id,
-            sequence=counts["batches"],
-        )
+        with _writing(dataset.root):
+            segments, calls = dataset.commit(
+                batch,
+                classes=fp.classes,
+                model_version=fp.model_version,
+                fingerprint=fp.value,
+                run_id=run_id,
+                sequence=counts["batches"],
+            )
         counts["batches"] += 1
         log.event(
             "batch_committed",
@@ -573,6 +591,22 @@ def _analyse_into(
         file_timeout_s=o["file_timeout_s"],
     )
     commit()
+
+
+@contextlib.contextmanager
+def _writing(root: Path):
+    """Writing into the dataset: an ``OSError`` here is the dataset's, exit code 2.
+
+    Only these steps are wrapped; an ``OSError`` anywhere else (the worker pool,
+    the analysis) is not a dataset that cannot be written, and stays what it is.
+    """
+    try:
+        yield
+    except OSError as exc:
+        raise DatasetWriteError(
+            f"cannot write to the dataset {root}: {exc.strerror or exc}; "
+            "what was committed before stays as it was"
+        ) from None
 
 
 def _finish_tables(dataset, o, *, changed: bool) -> list[Path]:
@@ -1025,9 +1059,9 @@ def _analyse_one(recording: Recording) -> RecordingResult:
         return _failure(recording, str(exc), time.perf_counter() - started)
     except MemoryError:
         return _failure(recording, "out of memory", time.perf_counter() - started)
-    except Exception as exc:  # a bug or a library failure: report it, keep the batch going
-        reason = f"unexpected error: {type(exc).__name__}: {exc}"
-        return _failure(recording, reason, time.perf_counter() - started)
+    except Exception as exc:  # callsort failed, not the file: report it, keep the batch going
+        reason = f"{INTERNAL_ERROR}: {type(exc).__name__}: {exc}"
+        return _failure(recording, reason, time.perf_counter() - started, internal=True)
     return RecordingResult(
         recording=recording.name,
         recording_id=recording.recording_id,
@@ -1038,7 +1072,13 @@ def _analyse_one(recording: Recording) -> RecordingResult:
     )
 
 
-def _failure(recording: Recording, reason: str, seconds: float) -> RecordingResult:
+INTERNAL_ERROR = "internal error in callsort, not a fault of the file (the next run tries it again)"
+"""How an error row starts when callsort itself failed on the recording (a bug)."""
+
+
+def _failure(
+    recording: Recording, reason: str, seconds: float, *, internal: bool = False
+) -> RecordingResult:
     from callsort.tables import RecordingResult
 
     return RecordingResult(
@@ -1048,6 +1088,7 @@ def _failure(recording: Recording, reason: str, seconds: float) -> RecordingResu
         error=_without_paths(reason, recording),
         processing_s=seconds,
         processed_at=datetime.now(timezone.utc),
+        internal=internal,
     )
 
 

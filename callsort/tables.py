@@ -36,6 +36,7 @@ class RecordingResult:
     error: str
     processing_s: float
     processed_at: datetime
+    internal: bool = False  # callsort failed on it (a bug), not the file: the next run retries
 
     @property
     def ok(self) -> bool:

@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from callsort.dataset import MANIFEST, DatasetStore
+from callsort.errors import CallsortError
 from callsort.lock import LOCK_FILE, LockedError, OutputLock
 from callsort.model import load_model
 from callsort.pipeline import label
@@ -532,3 +533,118 @@ def test_internal_reader_matches_pyarrow(archive, tmp_path):
     run(archive, out)
     table = DatasetStore(out).read("calls").to_pandas()
     assert len(table) == len(read(out, "calls"))
+
+
+# --- failures named for what they are -----------------------------------------------------
+
+
+def _summary(out: Path) -> dict:
+    (path,) = (out / "runs").glob("*.json")
+    return json.loads(path.read_text())
+
+
+def test_an_oserror_outside_the_dataset_is_not_reported_as_a_dataset_write(
+    archive, tmp_path, monkeypatch
+):
+    """The worker pool cannot start a process (too many open files): an internal error."""
+    import errno
+
+    from callsort import pipeline
+
+    def no_more_processes(self):
+        raise OSError(errno.EMFILE, "Too many open files")
+
+    monkeypatch.setattr(pipeline._WorkerPool, "_spawn", no_more_processes)
+    out = tmp_path / "dataset"
+    with pytest.raises(OSError, match="Too many open files") as caught:
+        label([archive], out=out, jobs=2)
+    assert not isinstance(caught.value, CallsortError)
+    summary = _summary(out)
+    assert summary["exit_code"] == 70
+    assert "cannot write to the dataset" not in summary["error"]
+    assert "Too many open files" in summary["error"]
+
+
+def test_a_dataset_that_cannot_be_written_is_still_exit_code_2(archive, tmp_path):
+    out = tmp_path / "dataset"
+    (out / "calls").mkdir(parents=True)
+    (out / "segments").write_text("a file where a folder must be")
+    with pytest.raises(CallsortError, match="cannot write to the dataset") as caught:
+        run(archive, out)
+    assert caught.value.exit_code == 2
+
+
+def test_ctrl_c_is_recorded_as_exit_code_130(archive, tmp_path):
+    def interrupt(result):
+        raise KeyboardInterrupt
+
+    out = tmp_path / "dataset"
+    with pytest.raises(KeyboardInterrupt):
+        run(archive, out, on_result=interrupt)
+    summary = _summary(out)
+    assert summary["exit_code"] == 130
+    assert "interrupted" in summary["error"]
+
+
+def test_ctrl_c_exits_130_and_the_summary_agrees(crash_archive, tmp_path):
+    out = tmp_path / "dataset"
+    args = [sys.executable, "-m", "callsort", "label", str(crash_archive[0]), "--out", str(out)]
+    args += ["-j", "1", "-q", "--batch-size", "1"]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (out / MANIFEST).exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert _summary(out)["exit_code"] == 130
+
+
+def test_a_summary_that_cannot_be_written_is_said_and_changes_the_exit_code(archive, tmp_path):
+    out = tmp_path / "dataset"
+    out.mkdir()
+    (out / "runs").write_text("a file where the runs folder must be")
+    result = run(archive, out)
+    assert result.n_ok == len(AUDIO) and not result.failures
+    assert "cannot write the run summary" in result.summary_error
+    assert result.exit_code == 2
+    assert_exactly_once(out, set(AUDIO))  # the tables themselves were committed
+    proc = run_cli("label", archive, "--out", out, "-q", "--force", "-j", 1)
+    assert proc.returncode == 2, proc.stderr
+    assert "cannot write the run summary" in proc.stderr
+    assert "the tables were written" in proc.stderr
+
+
+def test_a_recording_callsort_fails_on_is_reported_so_and_retried_by_the_next_run(
+    archive, tmp_path, monkeypatch
+):
+    """A bug in callsort (here: segmentation raising on one file) is not the file's fault."""
+    from callsort import analysis
+
+    real = analysis.speech_segments
+    broken = archive / "broken.wav"
+    broken.write_bytes(b"RIFF....not a wave file")
+    calls = {"n": 0}
+
+    def buggy(energy, zcr, *, settings):
+        calls["n"] += 1
+        if calls["n"] == 1:  # the first channel of the first recording analysed
+            raise ZeroDivisionError("a bug")
+        return real(energy, zcr, settings=settings)
+
+    monkeypatch.setattr(analysis, "speech_segments", buggy)
+    out = tmp_path / "dataset"
+    first = run(archive, out)
+    (victim, reason), *rest = [f for f in first.failures if f[0] != "broken.wav"]
+    assert not rest
+    assert reason.startswith("internal error in callsort, not a fault of the file")
+    assert "ZeroDivisionError: a bug" in reason
+    rows = manifest(out).set_index("recording")
+    assert rows.loc[victim, "status"] == "internal_error"
+    assert rows.loc["broken.wav", "status"] == "error"
+
+    second = run(archive, out)  # no --retry-failed: only callsort's own failure is tried again
+    assert [(p.recording.name, p.reason) for p in second.planned] == [(victim, "retry")]
+    assert second.n_ok == 1 and not second.failures
+    assert manifest(out).set_index("recording").loc[victim, "status"] == "ok"
+    assert_exactly_once(out, {*AUDIO, "broken.wav"})
