@@ -40,7 +40,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -474,11 +473,11 @@ class DatasetStore:
             *(["rename", a, b] for a, b in manifest_renames),
         ]
         journal = {"run_id": run_id, "sequence": sequence, "steps": steps, "staging": staging.name}
-        _crash_point("staged")
+        _reached("staged")
         tmp = self.internal / f".{JOURNAL}.{uuid.uuid4().hex}.tmp"
         _write_durably(tmp, json.dumps(journal, indent=1).encode("utf-8"))
         os.replace(tmp, self.journal)
-        _crash_point("journal")
+        _reached("journal")
         self._apply(journal)
         self._manifest = new_manifest
         return segments, calls
@@ -503,8 +502,8 @@ class DatasetStore:
                 with contextlib.suppress(OSError):
                     target.parent.rmdir()  # a partition left empty
             if n == 0:
-                _crash_point("applying")
-        _crash_point("applied")
+                _reached("applying")
+        _reached("applied")
         self.journal.unlink(missing_ok=True)
         shutil.rmtree(self.staging / journal.get("staging", "-"), ignore_errors=True)
         with contextlib.suppress(OSError):
@@ -557,7 +556,7 @@ class DatasetStore:
                     if writer is None:
                         writer = pacsv.CSVWriter(str(tmp), rows.schema)
                     writer.write_table(rows)
-                    _crash_point("csv")
+                    _reached("csv")
                 if writer is not None:
                     writer.close()
         except OSError as exc:
@@ -606,21 +605,7 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
-def _crash_point(name: str) -> None:
-    """Fault injection for the crash-safety tests: ``CALLSORT_CRASH_AT=name[:n]``.
-
-    Kills this process with SIGKILL the n-th time (default: first) the commit
-    protocol reaches ``name``. Does nothing unless the variable is set.
-    """
-    wanted = os.environ.get("CALLSORT_CRASH_AT")
-    if not wanted:
-        return
-    point, _, count = wanted.partition(":")
-    if point != name:
-        return
-    _crash_counts[name] = _crash_counts.get(name, 0) + 1
-    if _crash_counts[name] >= int(count or 1):
-        os.kill(os.getpid(), signal.SIGKILL)
-
-
-_crash_counts: dict[str, int] = {}
+def _reached(step: str) -> None:
+    """A named step of the commit protocol (``staged``, ``journal``, ``applying``,
+    ``applied``, ``csv``); does nothing. The crash-safety tests replace it in the
+    process they run (tests/crash_run.py) to kill that process at a chosen step."""

@@ -62,9 +62,11 @@ def run(archive: Path, out: Path, **options) -> object:
     return label([archive], out=out, jobs=1, **options)
 
 
-def run_cli(*args: object, env: dict | None = None, cwd: Path | None = None):
+def run_cli(*args: object, env: dict | None = None, cwd: Path | None = None, crash_at: str = ""):
+    """``python -m callsort ARGS``; with ``crash_at`` (``STEP[:N]``), killed at that commit step."""
+    command = [str(REPO / "tests" / "crash_run.py"), crash_at] if crash_at else ["-m", "callsort"]
     return subprocess.run(
-        [sys.executable, "-m", "callsort", *map(str, args)],
+        [sys.executable, *command, *map(str, args)],
         capture_output=True,
         text=True,
         timeout=300,
@@ -448,7 +450,7 @@ def test_sigkill_at_any_commit_step_then_rerun_gives_every_recording_once(
     common = ("label", archive, "--out", out, "-j", 1, "-q", "--batch-size", 2)
     # each run is killed at another step of the commit protocol; the next run recovers
     for point in ("staged:2", "journal:1", "applying:2", "applied:1", "applying:1"):
-        proc = run_cli(*common, env={"CALLSORT_CRASH_AT": point})
+        proc = run_cli(*common, crash_at=point)
         assert proc.returncode == -signal.SIGKILL, (point, proc.returncode, proc.stderr)
         _no_duplicates_visible(out)
     proc = run_cli(*common)
@@ -469,7 +471,7 @@ def test_sigkill_at_any_commit_step_then_rerun_gives_every_recording_once(
     stale = pd.read_csv(out / "calls.csv")
     (archive / "extra").mkdir(exist_ok=True)
     shutil.copy2(SAMPLES / VOICEMAIL, archive / "extra" / "late.flac")
-    proc = run_cli(*common, env={"CALLSORT_CRASH_AT": "csv"})
+    proc = run_cli(*common, crash_at="csv")
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     assert "extra/late.flac" not in set(pd.read_csv(out / "calls.csv")["recording"])
     assert run_cli(*common).returncode in (0, 1)
@@ -486,11 +488,19 @@ def test_sigkill_at_any_commit_step_then_rerun_gives_every_recording_once(
 
     # reprocessing (rows replaced in old files) killed midway, then a plain rerun
     for point in ("applying:1", "staged:2"):
-        proc = run_cli(*common, "--force", env={"CALLSORT_CRASH_AT": point})
+        proc = run_cli(*common, "--force", crash_at=point)
         assert proc.returncode == -signal.SIGKILL, (point, proc.stderr)
         _no_duplicates_visible(out)
     assert run_cli(*common).returncode in (0, 1)
     assert_exactly_once(out, recordings, expected)
+
+
+def test_no_environment_variable_can_kill_a_run(archive, tmp_path):
+    """Crash points are the tests' (tests/crash_run.py), not something a run's environment sets."""
+    out = tmp_path / "dataset"
+    proc = run_cli("label", archive, "--out", out, "-j", 1, "-q", env={"CALLSORT_CRASH_AT": "staged"})
+    assert proc.returncode == 0, (proc.returncode, proc.stderr)
+    assert_exactly_once(out, set(AUDIO))
 
 
 def test_sigkill_from_outside_during_a_run_then_rerun(crash_archive, tmp_path, reference):
