@@ -24,9 +24,6 @@ from callsort.errors import CallsortError, ModelError, UsageError
 from callsort.settings import AnalysisSettings
 
 ENGINES = ("local", "dask")
-LOCAL_CHUNK = 500
-"""The local engine runs its pool over this many recordings at a time, so that the
-pool's list of results stays small for archives of any size."""
 
 
 def analyse_stream(
@@ -48,18 +45,17 @@ def analyse_stream(
     :func:`callsort.pipeline.analyse_all`); Dask has its own task controls.
     """
     if engine == "local":
-        from callsort.pipeline import analyse_all
+        from callsort.pipeline import analyse_each
 
-        for start in range(0, len(recordings), LOCAL_CHUNK):
-            analyse_all(
-                recordings[start : start + LOCAL_CHUNK],
-                model_dir=model_dir,
-                settings=settings,
-                jobs=jobs,
-                on_result=on_result,
-                model=model,
-                file_timeout_s=file_timeout_s,
-            )
+        analyse_each(  # one pool for the whole run; no result is kept here
+            recordings,
+            model_dir=model_dir,
+            settings=settings,
+            jobs=jobs,
+            record=lambda _, result: on_result(result),
+            model=model,
+            file_timeout_s=file_timeout_s,
+        )
     elif engine == "dask":
         _analyse_on_dask(
             recordings,

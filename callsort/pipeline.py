@@ -656,14 +656,41 @@ def analyse_all(
     result with the reason; the worker is replaced and the others go on.
     """
     results: list[RecordingResult | None] = [None] * len(recordings)
-    if not recordings:
-        return []
 
-    def record(index: int, result: RecordingResult) -> None:
+    def keep(index: int, result: RecordingResult) -> None:
         results[index] = result
         if on_result:
             on_result(result)
 
+    analyse_each(
+        recordings,
+        model_dir=model_dir,
+        settings=settings,
+        jobs=jobs,
+        record=keep,
+        model=model,
+        file_timeout_s=file_timeout_s,
+    )
+    return results  # type: ignore[return-value]
+
+
+def analyse_each(
+    recordings: Sequence[Recording],
+    *,
+    model_dir: Path,
+    settings: AnalysisSettings,
+    jobs: int,
+    record: Callable[[int, RecordingResult], None],
+    model: Model | None = None,
+    file_timeout_s: float | None = DEFAULT_FILE_TIMEOUT_S,
+) -> None:
+    """:func:`analyse_all` keeping nothing: ``record(index, result)`` as each completes.
+
+    One pool of ``jobs`` workers for all the recordings, each worker loading the
+    model once, however many recordings there are.
+    """
+    if not recordings:
+        return
     timeout = file_timeout_s if file_timeout_s and file_timeout_s > 0 else None
     if jobs <= 1 or len(recordings) <= 1:
         from threadpoolctl import threadpool_limits
@@ -672,7 +699,7 @@ def analyse_all(
         with threadpool_limits(limits=1):  # as in a worker; the caller's limits come back after
             for index, recording in enumerate(recordings):
                 record(index, _analyse_in_this_process(recording, timeout))
-        return results  # type: ignore[return-value]
+        return
 
     import threading
 
@@ -683,7 +710,6 @@ def analyse_all(
     _WorkerPool(model_dir, settings, size=min(jobs, len(recordings))).run(
         recordings, record=record, timeout_s=timeout
     )
-    return results  # type: ignore[return-value]
 
 
 @dataclass
