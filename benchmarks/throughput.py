@@ -535,7 +535,7 @@ def in_process(archive: Archive, *, compare_calls: int, smile) -> dict:
                 ]
             channels = [
                 ChannelAnalysis(name=name, segments=segs, probabilities=p)
-                for name, segs, p in zip(names, segments, probabilities)
+                for name, segs, p in zip(names, segments, probabilities, strict=True)
             ]
             results.append(
                 RecordingResult(

@@ -320,7 +320,7 @@ class DatasetStore:
         table = self.manifest_table()
         cols = ["recording", "size_bytes", "mtime_ns", "content_sha256", "fingerprint", "status"]
         data = table.select(cols).to_pydict()
-        return {name: values for name, *values in zip(*(data[c] for c in cols))}
+        return {name: values for name, *values in zip(*(data[c] for c in cols), strict=True)}
 
     # crash recovery
 

@@ -163,7 +163,7 @@ def print_metrics(metrics: dict, *, classes: Sequence[str]) -> None:
         for c in classes:
             table.add_column(c, justify="right")
         table.add_column("F1", justify="right")
-        for c, row in zip(classes, m["confusion"]):
+        for c, row in zip(classes, m["confusion"], strict=True):
             table.add_row(c, *map(str, row), f"{m['per_class_f1'][c]:.3f}")
         results.print(table)
     for k, fold in enumerate(metrics.get("tuning", {}).get("per_fold", [])):

@@ -68,7 +68,7 @@ def test_label_returns_dataframes_and_writes_nothing(labelled, tmp_path):
     assert (calls["status"] == "ok").all()
     assert len(segments) == calls["n_segments"].sum()
     escalated = calls[calls["escalated"]]
-    assert list(zip(escalated["recording"], escalated["channel"])) == [
+    assert list(zip(escalated["recording"], escalated["channel"], strict=True)) == [
         ("call_01_escalation.wav", "customer")
     ]
     assert not any(SAMPLES.glob("*.parquet"))

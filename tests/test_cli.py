@@ -186,7 +186,7 @@ def test_parquet_schema_and_csv_header(clean, classes, name, columns):
 
 def test_calls_one_row_per_recording_and_channel(clean):
     calls = clean.calls
-    rows = sorted(zip(calls["recording"], calls["channel"]))
+    rows = sorted(zip(calls["recording"], calls["channel"], strict=True))
     expected = sorted(
         [(r, ch) for r in STEREO_CALLS for ch in ("left", "right")] + [(VOICEMAIL, "mono")]
     )
@@ -291,7 +291,7 @@ def test_agreement_with_ground_truth(clean, tmp_path_factory):
     for s in seg.itertuples():
         t = truth[(truth["recording"] == s.recording) & (truth["channel"] == s.channel)]
         total += s.end_s - s.start_s
-        inside += sum(_overlap(s.start_s, s.end_s, a, b) for a, b in zip(t.start_s, t.end_s))
+        inside += sum(_overlap(s.start_s, s.end_s, a, b) for a, b in zip(t.start_s, t.end_s, strict=True))
 
     lines = [
         "segment-level agreement with sample_recordings/ground_truth.csv "
@@ -349,7 +349,7 @@ def test_channels_mix_gives_one_channel_per_file(tmp_path, clean):
     ]
     got = read_tables(out)
     calls = got.calls
-    assert sorted(zip(calls["recording"], calls["channel"])) == sorted(
+    assert sorted(zip(calls["recording"], calls["channel"], strict=True)) == sorted(
         [(r, "mix") for r in STEREO_CALLS] + [(VOICEMAIL, "mono")]
     )
     assert (calls["status"] == "ok").all()

@@ -291,7 +291,7 @@ def test_date_partitions_dry_run_since_and_max_files(dated_archive, tmp_path):
         "date=2026-11-25",
     ]
     calls = read(out, "calls")
-    dates = dict(zip(calls["recording"], calls["date"].astype(str)))
+    dates = dict(zip(calls["recording"], calls["date"].astype(str), strict=True))
     assert dates["misc/vm_undated.flac"] == "2026-01-02"  # from the file's mtime
     assert dates["2026-11-25/vm_2026-11-25.flac"] == "2026-11-25"
     assert_exactly_once(out, set(dates))

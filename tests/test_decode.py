@@ -148,7 +148,7 @@ def test_same_rate_passes_blocks_through_unchanged():
     blocks = [np.ones((2, 10), np.float32), np.zeros((2, 5), np.float32)]
     out = list(resampled_blocks(iter(blocks), from_hz=TARGET_SR, to_hz=TARGET_SR))
     assert len(out) == 2
-    assert all(a is b for a, b in zip(out, blocks))
+    assert all(a is b for a, b in zip(out, blocks, strict=True))
 
 
 def test_empty_stream_resamples_to_nothing():

@@ -153,7 +153,7 @@ def harmonic_tone(f0_hz: float, seconds: float = 1.0, *, noise: float = 0.0) -> 
 
 
 def prosody_of(y: np.ndarray) -> dict[str, float]:
-    return dict(zip(feature_names(SETTINGS), segment_features(y, settings=SETTINGS)))
+    return dict(zip(feature_names(SETTINGS), segment_features(y, settings=SETTINGS), strict=True))
 
 
 @pytest.mark.parametrize("f0_hz", [110.0, 220.0])

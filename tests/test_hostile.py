@@ -263,7 +263,7 @@ def test_a_few_turns_in_a_long_quiet_recording_are_found(tmp_path):
     run = label([path], out=None, jobs=1)
     segments = run.segments.to_pandas()
     assert run.calls.to_pandas()["n_segments"].iloc[0] == len(segments) == 2
-    for (start, end), (_, row) in zip(turns, segments.iterrows()):
+    for (start, end), (_, row) in zip(turns, segments.iterrows(), strict=True):
         assert abs(row["start_s"] - start) < 0.1 and abs(row["end_s"] - end) < 0.1
 
 

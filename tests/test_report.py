@@ -80,7 +80,7 @@ def test_embedded_data_matches_the_tables(nightly, tables):
     speech = sum(data["calls"]["sp"])
     assert speech == pytest.approx(ok["speech_s"].sum(), rel=1e-3)
     angry = data["labels"].index("angry")
-    angry_s = sum(s / 1000 * sp for s, sp in zip(data["calls"]["sh"][angry], data["calls"]["sp"]))
+    angry_s = sum(s / 1000 * sp for s, sp in zip(data["calls"]["sh"][angry], data["calls"]["sp"], strict=True))
     assert angry_s == pytest.approx((ok["share_angry"] * ok["speech_s"]).sum(), rel=1e-2)
 
 
