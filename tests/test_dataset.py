@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import date
 from pathlib import Path
 
 import pandas as pd
@@ -301,8 +302,56 @@ def test_date_partitions_dry_run_since_and_max_files(dated_archive, tmp_path):
     assert len(pd.read_parquet(out / "calls")) == 4
 
 
+def readme_sql() -> list[str]:
+    """Every SQL statement of the README's sql blocks, comments left in."""
+    import re
+
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```sql\n(.*?)```", readme, re.S)
+    return [s.strip() for block in blocks for s in block.split(";") if s.strip()]
+
+
+def test_every_sql_query_of_the_readme_runs_on_a_real_dataset(tmp_path, monkeypatch):
+    """The README's DuckDB queries, on a dataset labelled today (the "last week" query has
+    rows), with a recording dated 2026-11-25 (the one-day query) and one that fails."""
+    import duckdb
+
+    archive = tmp_path / "archive"
+    (archive / "2026-11-25").mkdir(parents=True)
+    for name in AUDIO:
+        shutil.copy(SAMPLES / name, archive / name)
+    shutil.copy(SAMPLES / VOICEMAIL, archive / "2026-11-25" / "vm.flac")
+    (archive / "broken.wav").write_bytes(b"RIFF....not a wave file")
+    dataset = tmp_path / "data" / "callsort"
+    label([archive], out=dataset, jobs=1, date_pattern=r"(\d{4}-\d{2}-\d{2})/")
+    reports = tmp_path / "reports"
+    shutil.copytree(dataset, reports)  # the What-you-get query reads reports/
+    statements = readme_sql()
+    assert len(statements) == 6
+    monkeypatch.chdir(tmp_path)  # reports/... is relative, as after the quick start
+    con = duckdb.connect()
+    found = iter(
+        [con.sql(sql.replace("/data/callsort", str(dataset))).fetchall() for sql in statements]
+    )
+    escalated = next(found)
+    assert escalated and escalated[0][:2] == ("call_01_escalation.wav", "right"), escalated
+    last_week = next(found)
+    assert [(r[1], r[2]) for r in last_week] == [("call_01_escalation.wav", "right")]
+    per_day = next(found)
+    assert sorted(str(r[0]) for r in per_day) == ["2026-11-25", str(date.today())]
+    assert all(0.0 <= r[1] <= 1.0 for r in per_day)
+    one_day = next(found)
+    day = manifest(dataset).query("date == '2026-11-25'")
+    assert sum(n for _, n in one_day) == int(day["n_segments"].sum()) > 0
+    failed = next(found)
+    assert [r[0] for r in failed] == ["broken.wav"]
+    (run_row,) = next(found)
+    assert run_row[1:5] == (1, len(AUDIO) + 1, 1, 0)  # exit code 1: broken.wav failed
+
+
 def test_duckdb_reads_the_dataset_as_the_readme_says(dated_archive, tmp_path):
-    duckdb = pytest.importorskip("duckdb", reason="DuckDB is not a dependency; install it to run")
+    import duckdb
+
     out = tmp_path / "dataset"
     run(dated_archive, out, date_pattern=r"(\d{4}-\d{2}-\d{2})/")
     calls = f"read_parquet('{out}/calls/*/*.parquet', hive_partitioning = true)"
@@ -498,7 +547,9 @@ def test_sigkill_at_any_commit_step_then_rerun_gives_every_recording_once(
 def test_no_environment_variable_can_kill_a_run(archive, tmp_path):
     """Crash points are the tests' (tests/crash_run.py), not something a run's environment sets."""
     out = tmp_path / "dataset"
-    proc = run_cli("label", archive, "--out", out, "-j", 1, "-q", env={"CALLSORT_CRASH_AT": "staged"})
+    proc = run_cli(
+        "label", archive, "--out", out, "-j", 1, "-q", env={"CALLSORT_CRASH_AT": "staged"}
+    )
     assert proc.returncode == 0, (proc.returncode, proc.stderr)
     assert_exactly_once(out, set(AUDIO))
 
