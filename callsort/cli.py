@@ -233,6 +233,10 @@ def label(
     from callsort.writers import FORMATS
 
     jobs = jobs or _jobs(0)
+    if not quiet and not dry_run:
+        from callsort.progress import print_first_run_note
+
+        print_first_run_note()  # before the workers start importing librosa
     if (
         _state.get("own_process")
         and not dry_run

@@ -739,3 +739,30 @@ def test_shipped_model_card_reproduces_on_the_corpus(tmp_path):
     result = invoke("evaluate", CORPUS, "--check-card", REPO / "callsort" / "models" / "default")
     assert result.exit_code == 0, shown(result)
     assert "figures match the card" in result.output
+
+
+# --- the first run after install ----------------------------------------------------------
+
+
+def test_the_first_run_after_install_says_why_it_is_slow(tmp_path, monkeypatch):
+    """librosa compiles its numba code on its first import (15 s): the user is told."""
+    from callsort import progress
+
+    fresh = tmp_path / "librosa"
+    (fresh / "util" / "__pycache__").mkdir(parents=True)
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path / "numba"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    assert progress.librosa_not_compiled(fresh)
+    tag = f"py{sys.version_info.major}{sys.version_info.minor}"
+    (fresh / "util" / "__pycache__" / f"utils._localmax-1035.{tag}.nbi").touch()
+    assert not progress.librosa_not_compiled(fresh)
+    import librosa.util  # noqa: F401  (compiles and caches, if nothing did before)
+
+    assert not progress.librosa_not_compiled()  # the installed librosa, found as it is
+
+    monkeypatch.setattr(progress, "librosa_not_compiled", lambda librosa_dir=None: True)
+    result = invoke("label", SAMPLES / VOICEMAIL, "--out", tmp_path / "out", "-j", 1)
+    assert result.exit_code == 0, shown(result)
+    assert "first run after install: librosa is compiling" in result.output
+    quiet = invoke("label", SAMPLES / VOICEMAIL, "--out", tmp_path / "out", "-j", 1, "-q")
+    assert "first run" not in quiet.output
