@@ -8,8 +8,9 @@ once into ``benchmarks/cache/`` and reused):
 
 Each file is the stereo demo calls of ``sample_recordings/`` looped to
 ``--minutes`` (60): as an 8 kHz stereo MP3, as a 44.1 kHz stereo MP3 (music
-rate, the largest decode) and, for comparison, as the 8 kHz stereo mu-law WAV
-that ``benchmarks/nightly.py`` measures. Each is labelled by ``callsort label
+rate, the largest decode) and, for comparison, as a 44.1 kHz stereo 16-bit WAV
+and as the 8 kHz stereo mu-law WAV that ``benchmarks/nightly.py`` measures
+(built by its code, into the same cache). Each is labelled by ``callsort label
 FILE --out DIR --jobs 1`` in a fresh process, which analyses it itself; its
 peak resident set size comes from ``wait4``. ``whole_decode_mb`` is what one
 read of the whole file as float32 holds (how MP3 was read before it was read
@@ -24,66 +25,22 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import sys
 import tempfile
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 
 import soundfile as sf
+from nightly import CACHE, CALL_SR, LAST_CPU_S, REPO, callsort, demo_loop, long_call
 
-REPO = Path(__file__).resolve().parents[1]
-CACHE = REPO / "benchmarks" / "cache"
 RESULTS = REPO / "benchmarks" / "results" / "mp3_memory.json"
-SAMPLES = REPO / "sample_recordings"
-CALL_SR = 8000
 MP3 = {"format": "MP3", "subtype": "MPEG_LAYER_III"}
-
-
-def demo_loop(minutes: float, rate: int, path: Path, **format_options) -> Path:
-    """The stereo demo calls looped to ``minutes`` at ``rate``, written block by block."""
-    n = round(minutes * 60 * rate)
-    if path.is_file() and abs(sf.info(str(path)).frames - n) < rate:
-        return path
-    import soxr
-
-    CACHE.mkdir(parents=True, exist_ok=True)
-    demo = [
-        sf.read(str(p), dtype="float32", always_2d=True)[0]
-        for p in sorted(SAMPLES.glob("call_*.wav"))
-    ]
-    if rate != CALL_SR:
-        demo = [soxr.resample(a, CALL_SR, rate) for a in demo]
-    tmp = path.with_name(f"partial-{path.name}")
-    written = 0
-    with sf.SoundFile(str(tmp), "w", rate, 2, **format_options) as f:
-        while written < n:
-            for audio in demo:
-                chunk = audio[: n - written]
-                f.write(chunk)
-                written += len(chunk)
-                if written >= n:
-                    break
-    os.replace(tmp, path)
-    return path
 
 
 def label(path: Path) -> dict:
     """``callsort label PATH --jobs 1`` in a fresh process: its peak RSS and wall time."""
     with tempfile.TemporaryDirectory() as out:
-        started = time.perf_counter()
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "callsort", "label", str(path), "--out", out, "-j", "1", "-q"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
-        _, status, usage = os.wait4(proc.pid, 0)
-        wall = time.perf_counter() - started
-        stderr = proc.stderr.read().decode() if proc.stderr else ""
-        code = os.waitstatus_to_exitcode(status)
-        if code != 0:
-            raise SystemExit(f"callsort label {path} exited {code}:\n{stderr}")
+        _, wall, peak_mb = callsort("label", path, "--out", out, "--jobs", 1, "--quiet")
         summary = json.loads(next(Path(out, "runs").glob("*.json")).read_text())
     info = sf.info(str(path))
     return {
@@ -94,9 +51,10 @@ def label(path: Path) -> dict:
         "duration_s": round(info.duration, 1),
         "file_mb": round(path.stat().st_size / 2**20, 1),
         "whole_decode_mb": round(info.frames * info.channels * 4 / 2**20, 1),
-        "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
+        "peak_rss_mb": round(peak_mb, 1),
         "wall_s": round(wall, 1),
-        "cpu_s": round(usage.ru_utime + usage.ru_stime, 1),
+        "cpu_s": round(LAST_CPU_S[0], 1),
+        "exit_code": summary["exit_code"],
         "audio_hours": summary["audio_hours"],
     }
 
@@ -107,10 +65,11 @@ def main() -> None:
     args = parser.parse_args()
     m = f"{args.minutes:g}min"
     files = {
-        f"mp3_8k_stereo_{m}": demo_loop(args.minutes, CALL_SR, CACHE / f"demo-8k-{m}.mp3", **MP3),
-        f"mp3_44k_stereo_{m}": demo_loop(args.minutes, 44100, CACHE / f"demo-44k-{m}.mp3", **MP3),
-        f"wav_ulaw_8k_stereo_{m}": demo_loop(
-            args.minutes, CALL_SR, CACHE / f"demo-8k-{m}.wav", format="WAV", subtype="ULAW"
+        f"mp3_8k_stereo_{m}": demo_loop(CACHE / f"demo-8k-{m}.mp3", args.minutes, CALL_SR, **MP3),
+        f"mp3_44k_stereo_{m}": demo_loop(CACHE / f"demo-44k-{m}.mp3", args.minutes, 44100, **MP3),
+        f"wav_ulaw_8k_stereo_{m}": long_call(args.minutes),
+        f"wav_44k_stereo_{m}": demo_loop(
+            CACHE / f"demo-44k-{m}.wav", args.minutes, 44100, format="WAV", subtype="PCM_16"
         ),
     }
     results = {}
@@ -122,14 +81,14 @@ def main() -> None:
             f"{r['whole_decode_mb']:7.1f} MB)  wall {r['wall_s']:6.1f} s",
             flush=True,
         )
-    import callsort
+    from callsort import __version__
 
     RESULTS.write_text(
         json.dumps(
             {
                 "command": " ".join(["python benchmarks/mp3_memory.py", *sys.argv[1:]]),
                 "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                "callsort_version": callsort.__version__,
+                "callsort_version": __version__,
                 "libsndfile": sf.__libsndfile_version__,
                 "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
                 f"load {os.getloadavg()[0]:.1f}",
