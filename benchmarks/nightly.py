@@ -60,20 +60,31 @@ TARGETS = {"peak_rss_mb_per_worker": 500.0, "noop_rerun_s_per_10k_rows": 1.0}
 def long_call(minutes: float) -> Path:
     """A stereo 8 kHz mu-law WAV of ``minutes``: the stereo demo calls looped, written block by block."""
     target = CACHE / f"nightly-stereo-{minutes:g}min.wav"
-    n = round(minutes * 60 * CALL_SR)
-    if target.is_file() and sf.info(str(target)).frames == n:
+    return demo_loop(target, minutes, CALL_SR, format="WAV", subtype="ULAW")
+
+
+def demo_loop(target: Path, minutes: float, rate: int, **format_options) -> Path:
+    """The stereo demo calls looped to ``minutes`` at ``rate`` into ``target`` (reused when
+    it is there), written block by block; ``format_options`` for ``soundfile.SoundFile``."""
+    n = round(minutes * 60 * rate)
+    if target.is_file() and abs(sf.info(str(target)).frames - n) < rate:
         return target
     CACHE.mkdir(parents=True, exist_ok=True)
     demo = [
         sf.read(str(p), dtype="float32", always_2d=True) for p in sorted(SAMPLES.glob("call_*.wav"))
     ]
     assert all(sr == CALL_SR and a.shape[1] == 2 for a, sr in demo), "demo calls are 8 kHz stereo"
-    tmp = target.with_suffix(".tmp")
+    audio = [a for a, _ in demo]
+    if rate != CALL_SR:
+        import soxr
+
+        audio = [soxr.resample(a, CALL_SR, rate) for a in audio]
+    tmp = target.with_name(f"partial-{target.name}")  # the extension tells the format
     written = 0
-    with sf.SoundFile(str(tmp), "w", CALL_SR, 2, subtype="ULAW", format="WAV") as f:
+    with sf.SoundFile(str(tmp), "w", rate, 2, **format_options) as f:
         while written < n:
-            for audio, _ in demo:
-                chunk = audio[: n - written]
+            for a in audio:
+                chunk = a[: n - written]
                 f.write(chunk)
                 written += len(chunk)
                 if written >= n:

@@ -21,8 +21,10 @@ machine's background load (absolute times are not):
 * ``callsort label ARCHIVE --jobs 1`` and ``--jobs 2``, each a fresh process,
   run alternately ``--repeats`` times, best run kept: recording-seconds per
   wall-second, CPU seconds of the process tree, peak memory;
-* a per-stage breakdown (decode, resample, segment, features, predict, write),
-  calling callsort's own functions in this process on one core;
+* a per-stage breakdown (decode, resample, segment, features, predict, the
+  rest of the analysis, write): callsort's own ``analyse_recording`` with its
+  steps timed, and ``DatasetStore.commit`` in batches, in this process on one
+  core;
 * on the same speech segments: callsort's features, openSMILE eGeMAPSv02
   functionals and notebook-style per-file librosa statistics, plus the floor
   (soundfile decode and resample only);
@@ -346,9 +348,11 @@ def end_to_end(archive: Archive, repeats: int) -> dict:
     for repeat in range(repeats):
         for jobs in ("1", "2"):
             with tempfile.TemporaryDirectory(prefix="callsort-bench-") as out:
+                log = Path(out) / "run.jsonl"
                 args = ["label", str(archive.calls_dir), "--out", out, "--jobs", jobs, "--quiet"]
-                run = run_command(args)
+                run = run_command([*args, "--log-file", str(log)])
                 run.update(_tables_summary(Path(out)))
+                run["analysis_s"] = _analysis_span(log)
             run["x_realtime"] = archive.duration_s / run["wall_s"]
             runs[jobs].append(run)
             print(
@@ -361,6 +365,17 @@ def end_to_end(archive: Archive, repeats: int) -> dict:
         best = min(found, key=lambda r: r["wall_s"])
         result[f"jobs{jobs}"] = {**best, "runs": found}
     return result
+
+
+def _analysis_span(log: Path) -> float:
+    """Seconds from the run's ``run_started`` event to its last ``recording`` event: the
+    analysis itself, without the start (imports, workers loading the model) or the end."""
+    from datetime import datetime
+
+    events = [json.loads(line) for line in log.read_text().splitlines()]
+    started = next(e["time"] for e in events if e["event"] == "run_started")
+    last = [e["time"] for e in events if e["event"] == "recording"][-1]
+    return (datetime.fromisoformat(last) - datetime.fromisoformat(started)).total_seconds()
 
 
 def _tables_summary(out: Path) -> dict:
@@ -447,133 +462,222 @@ def opensmile_extractor() -> Callable[[np.ndarray, int], np.ndarray] | None:
     return lambda y, sr: smile.process_signal(y, sr).to_numpy()[0]
 
 
+class Stages:
+    """Exclusive wall and CPU seconds per stage, timed around callsort's own functions.
+
+    ``wrap`` times a function, ``wrap_iter`` each step of the generator a function
+    returns (decoding happens as resampling pulls blocks); time in a stage called
+    from inside another is billed to the inner one only.
+    """
+
+    def __init__(self) -> None:
+        self.wall: dict[str, float] = {}
+        self.cpu: dict[str, float] = {}
+        self._stack: list[list] = []
+
+    def _bill(self, frame: list) -> None:
+        wall, cpu = time.perf_counter(), time.process_time()
+        self.wall[frame[0]] = self.wall.get(frame[0], 0.0) + wall - frame[1]
+        self.cpu[frame[0]] = self.cpu.get(frame[0], 0.0) + cpu - frame[2]
+        frame[1], frame[2] = wall, cpu
+
+    def _enter(self, name: str) -> None:
+        if self._stack:
+            self._bill(self._stack[-1])
+        self._stack.append([name, time.perf_counter(), time.process_time()])
+
+    def _exit(self) -> None:
+        self._bill(self._stack.pop())
+        if self._stack:  # the outer stage resumes now
+            self._stack[-1][1:] = [time.perf_counter(), time.process_time()]
+
+    def wrap(self, name: str, function: Callable) -> Callable:
+        def timed(*args, **kwargs):
+            self._enter(name)
+            try:
+                return function(*args, **kwargs)
+            finally:
+                self._exit()
+
+        return timed
+
+    def wrap_iter(self, name: str, function: Callable) -> Callable:
+        def timed(*args, **kwargs):
+            iterator = iter(function(*args, **kwargs))
+            while True:
+                self._enter(name)
+                try:
+                    item = next(iterator)
+                except StopIteration:
+                    return
+                finally:
+                    self._exit()
+                yield item
+
+        return timed
+
+
+@contextmanager
+def _timing_the_product(stages: Stages, seen: Callable[[np.ndarray], None]) -> Iterator[None]:
+    """callsort's analysis, each step timed as a stage, in this process; ``seen(y)`` for
+    every segment's audio, so that the other extractors get the very same segments."""
+    from callsort import analysis
+    from callsort.model import Model
+
+    def features(y, **options):
+        seen(y)
+        return analysis_features(y, **options)
+
+    analysis_features = stages.wrap("features", analysis.segment_features)
+    patches = {
+        (analysis, "probe"): stages.wrap("decode", analysis.probe),
+        (analysis, "read_blocks"): stages.wrap_iter("decode", analysis.read_blocks),
+        (analysis, "resampled_blocks"): stages.wrap_iter("resample", analysis.resampled_blocks),
+        (analysis, "frame_measures"): stages.wrap("segment", analysis.frame_measures),
+        (analysis, "speech_segments"): stages.wrap("segment", analysis.speech_segments),
+        (analysis, "segment_features"): features,
+        (Model, "channel_proba"): stages.wrap("predict", Model.channel_proba),
+    }
+    originals = {key: getattr(*key) for key in patches}
+    for (owner, name), timed in patches.items():
+        setattr(owner, name, timed)
+    try:
+        yield
+    finally:
+        for (owner, name), original in originals.items():
+            setattr(owner, name, original)
+
+
 def in_process(archive: Archive, *, compare_calls: int, smile) -> dict:
     """Per-stage times over the whole archive, and the extractors on the same segments.
 
     Runs on one core with BLAS and OpenMP pools limited to one thread, as in
-    callsort's workers. The stages call callsort's own functions in the order
-    ``analyse_recording`` does; the openSMILE and notebook extractors run on
-    the segments of the first ``compare_calls`` calls, interleaved call by call
-    with callsort's features on the same segments, so load changes hit all alike.
+    callsort's workers. Each call goes through callsort's own
+    ``analyse_recording``, with its steps timed where it calls them (see
+    :class:`Stages`; what it does between them is ``other``), and the results are
+    committed to a dataset by ``DatasetStore.commit`` in batches, as ``callsort
+    label`` does, with ``calls.csv`` regenerated at the end (``write``). The
+    openSMILE and notebook extractors run on the segments of the first
+    ``compare_calls`` calls, interleaved call by call with callsort's features on
+    the same segments, so load changes hit all alike.
     """
     import soxr
     from threadpoolctl import threadpool_limits
 
-    from callsort.analysis import ChannelAnalysis, RecordingAnalysis
-    from callsort.channels import analysis_channels, channel_names
-    from callsort.decode import probe, read_blocks, resampled_blocks
-    from callsort.discover import recording_id
-    from callsort.features import feature_names, segment_features
-    from callsort.model import load_model
-    from callsort.segment import frame_measures, speech_segments
+    from callsort.analysis import analyse_recording
+    from callsort.dataset import DatasetStore, Pending, fingerprint, recording_date
+    from callsort.discover import Recording
+    from callsort.features import segment_features
+    from callsort.model import default_model_dir, load_model
+    from callsort.pipeline import DEFAULT_BATCH
     from callsort.settings import AnalysisSettings
-    from callsort.tables import RecordingResult, calls_table, segments_table
-    from callsort.writers import write_table
+    from callsort.tables import RecordingResult
 
     watch = Stopwatch()
     with watch("model load"):
         model = load_model()
     settings = AnalysisSettings()
-    feature_settings = model.feature_settings
-    frame_length = round(settings.segmentation.frame_s * ANALYSIS_SR)
-    n_features = len(feature_names(feature_settings))  # per segment, before normalisation
+    fp = fingerprint(default_model_dir(), settings)
     warm = np.random.default_rng(0).standard_normal(8000).astype(np.float32) * 0.1
-    segment_features(warm, settings=feature_settings)  # lazy imports, as the workers do
+    segment_features(warm, settings=model.feature_settings)  # lazy imports, as the workers do
     extractors = {"notebook": notebook_features}
     if smile is not None:
         extractors["opensmile"] = smile
         smile(warm, ANALYSIS_SR)
     notebook_features(warm, ANALYSIS_SR)
-    compare = {"callsort": Stopwatch(), **{name: Stopwatch() for name in extractors}}
+    compare = {name: Stopwatch() for name in extractors}
+    callsort_compared = {"wall_s": 0.0, "cpu_s": 0.0}
     compared = {"segments": 0, "speech_s": 0.0, "calls": 0}
     floor = Stopwatch()
+    stages = Stages()
+    segments_now: list[np.ndarray] = []
 
-    results = []
+    batch: list[tuple] = []
     n_segments = 0
     speech_s = 0.0
-    with threadpool_limits(limits=1):
-        for index, path in enumerate(archive.calls):
-            with floor("decode + resample"):
-                y, sr = sf.read(path, dtype="float32")
-                soxr.resample(y, sr, ANALYSIS_SR)
-            del y
-            started = time.perf_counter()
-            with watch("decode"):
-                info = probe(path)
-                block_frames = max(int(settings.block_s * info.sample_rate), 1)
-                raw = [
-                    analysis_channels(b, settings.channels)
-                    for b in read_blocks(path, block_frames=block_frames)
-                ]
-            with watch("resample"):
-                blocks = list(
-                    resampled_blocks(iter(raw), from_hz=info.sample_rate, to_hz=ANALYSIS_SR)
+    with (
+        threadpool_limits(limits=1),
+        tempfile.TemporaryDirectory(prefix="callsort-bench-") as out,
+    ):
+        store = DatasetStore(Path(out))
+        store.prepare()
+        sequence = 0
+        with _timing_the_product(stages, segments_now.append):
+            for index, path in enumerate(archive.calls):
+                with floor("decode + resample"):
+                    y, sr = sf.read(path, dtype="float32")
+                    soxr.resample(y, sr, ANALYSIS_SR)
+                del y
+                segments_now.clear()
+                features_before = (
+                    stages.wall.get("features", 0.0),
+                    stages.cpu.get("features", 0.0),
                 )
-            with watch("segment"):
-                audio = np.concatenate(blocks, axis=1)
-                usable = audio.shape[1] // frame_length * frame_length
-                energy, zcr = frame_measures(audio[:, :usable], frame_length=frame_length)
-                names = channel_names(info.n_channels, settings.channels)
-                segments = [
-                    speech_segments(energy[c], zcr[c], settings=settings.segmentation)
-                    for c in range(len(names))
-                ]
-            cuts = [
-                [audio[c, round(a * ANALYSIS_SR) : round(b * ANALYSIS_SR)] for a, b in segs]
-                for c, segs in enumerate(segments)
-            ]
-            comparing = index < compare_calls
-            stopwatch = compare["callsort"] if comparing else Stopwatch()
-            with watch("features"), stopwatch("features"):
-                rows = [[segment_features(y, settings=feature_settings) for y in c] for c in cuts]
-            with watch("predict"):
-                probabilities = [
-                    model.channel_proba(
-                        np.stack(r) if r else np.zeros((0, n_features), np.float32)
-                    )
-                    for r in rows
-                ]
-            channels = [
-                ChannelAnalysis(name=name, segments=segs, probabilities=p)
-                for name, segs, p in zip(names, segments, probabilities)
-            ]
-            results.append(
-                RecordingResult(
-                    recording=path.name,
-                    recording_id=recording_id(path.name),
-                    analysis=RecordingAnalysis(
-                        info=info, duration_s=audio.shape[1] / ANALYSIS_SR, channels=channels
-                    ),
+                with watch("analysis"):
+                    started = time.perf_counter()
+                    analysis = analyse_recording(path, model=model, settings=settings)
+                recording = Recording(path=path, name=path.name)
+                st = path.stat()
+                pending = Pending(
+                    recording=recording,
+                    size_bytes=st.st_size,
+                    mtime_ns=st.st_mtime_ns,
+                    content_sha256="",
+                    date=recording_date(recording.name, st.st_mtime_ns, None)[0],
+                    reason="new",
+                )
+                result = RecordingResult(
+                    recording=recording.name,
+                    recording_id=recording.recording_id,
+                    analysis=analysis,
                     error="",
                     processing_s=time.perf_counter() - started,
                     processed_at=_now(),
                 )
-            )
-            flat = [y for c in cuts for y in c]
-            n_segments += len(flat)
-            speech_s += sum(len(y) for y in flat) / ANALYSIS_SR
-            if comparing:
-                for name, extract in extractors.items():
-                    with compare[name]("features"):
-                        for y in flat:
-                            extract(y, ANALYSIS_SR)
-                compared["segments"] += len(flat)
-                compared["speech_s"] += sum(len(y) for y in flat) / ANALYSIS_SR
-                compared["calls"] += 1
-            if (index + 1) % 10 == 0 or index + 1 == len(archive.calls):
-                print(f"  in-process: {index + 1}/{len(archive.calls)} calls", flush=True)
+                batch.append((pending, result))
+                if len(batch) >= DEFAULT_BATCH or index + 1 == len(archive.calls):
+                    with watch("write"):
+                        store.commit(
+                            batch,
+                            classes=model.classes,
+                            model_version=model.version,
+                            fingerprint=fp.value,
+                            run_id="benchmark",
+                            sequence=sequence,
+                        )
+                    batch, sequence = [], sequence + 1
+                n_segments += len(segments_now)
+                speech_s += sum(len(y) for y in segments_now) / ANALYSIS_SR
+                if index < compare_calls:
+                    callsort_compared["wall_s"] += stages.wall["features"] - features_before[0]
+                    callsort_compared["cpu_s"] += stages.cpu["features"] - features_before[1]
+                    for name, extract in extractors.items():
+                        with compare[name]("features"):
+                            for y in segments_now:
+                                extract(y, ANALYSIS_SR)
+                    compared["segments"] += len(segments_now)
+                    compared["speech_s"] += sum(len(y) for y in segments_now) / ANALYSIS_SR
+                    compared["calls"] += 1
+                if (index + 1) % 10 == 0 or index + 1 == len(archive.calls):
+                    print(f"  in-process: {index + 1}/{len(archive.calls)} calls", flush=True)
+        with watch("write"):
+            store.write_csv("calls")
 
-        with tempfile.TemporaryDirectory(prefix="callsort-bench-") as out, watch("write"):
-            classes, version = model.classes, model.version
-            segments_t = segments_table(results, classes=classes, model_version=version)
-            calls_t = calls_table(results, classes=classes, model_version=version)
-            write_table(segments_t, Path(out), "segments", formats=("parquet", "csv"))
-            write_table(calls_t, Path(out), "calls", formats=("parquet", "csv"))
-
-    stages = ("decode", "resample", "segment", "features", "predict", "write")
+    timed = ("decode", "resample", "segment", "features", "predict")
+    measured = {
+        s: {"wall_s": stages.wall.get(s, 0.0), "cpu_s": stages.cpu.get(s, 0.0)} for s in timed
+    }
+    other = {
+        "wall_s": watch.wall["analysis"] - sum(m["wall_s"] for m in measured.values()),
+        "cpu_s": watch.cpu["analysis"] - sum(m["cpu_s"] for m in measured.values()),
+    }
     return {
         "model_load_s": watch.wall["model load"],
-        "stages": {s: {"wall_s": watch.wall[s], "cpu_s": watch.cpu[s]} for s in stages},
+        "stages": {
+            **measured,
+            "other": other,
+            "write": {"wall_s": watch.wall["write"], "cpu_s": watch.cpu["write"]},
+        },
         "segments": n_segments,
         "speech_s": speech_s,
         "floor": {
@@ -582,8 +686,11 @@ def in_process(archive: Archive, *, compare_calls: int, smile) -> dict:
         },
         "compared": compared,
         "extractors": {
-            name: {"wall_s": w.wall.get("features", 0.0), "cpu_s": w.cpu.get("features", 0.0)}
-            for name, w in compare.items()
+            "callsort": callsort_compared,
+            **{
+                name: {"wall_s": w.wall.get("features", 0.0), "cpu_s": w.cpu.get("features", 0.0)}
+                for name, w in compare.items()
+            },
         },
     }
 
@@ -604,6 +711,7 @@ def collect_summary(archive: Archive, e2e: dict, stages: dict, cold: dict, args)
     cs = ex["callsort"]["wall_s"]
     ratios = {
         "jobs2_vs_jobs1_speedup": j1["wall_s"] / j2["wall_s"],
+        "analysis_jobs2_vs_jobs1_speedup": j1["analysis_s"] / j2["analysis_s"],
         "end_to_end_jobs2_x_realtime": j2["x_realtime"],
         "features_vs_opensmile_speedup": ex["opensmile"]["wall_s"] / cs
         if "opensmile" in ex
@@ -749,7 +857,10 @@ def markdown(summary: dict, *, repeats: int) -> str:
         "",
         f"callsort features are {r['features_vs_notebook_speedup']:.1f}x faster than the "
         f"notebook statistics on the same segments; the decode + resample floor alone runs "
-        f"{r['floor_vs_jobs1_end_to_end']:.0f}x faster than `--jobs 1` end to end.",
+        f"{r['floor_vs_jobs1_end_to_end']:.0f}x faster than `--jobs 1` end to end. "
+        f"The analysis alone (from the run's `run_started` event to its last `recording` "
+        f"event in `--log-file`) goes {r['analysis_jobs2_vs_jobs1_speedup']:.2f} times "
+        "faster on two workers than on one.",
     ]
     return "\n".join(lines)
 

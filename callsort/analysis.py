@@ -90,7 +90,7 @@ def analyse_recording(
         features[c][i] = segment_features(y, settings=feature_settings)
     channels = [
         ChannelAnalysis(name, segs, model.channel_proba(X))
-        for name, segs, X in zip(names, segments, features)
+        for name, segs, X in zip(names, segments, features, strict=True)
     ]
     return RecordingAnalysis(info=info, duration_s=duration_s, channels=channels)
 

@@ -18,7 +18,7 @@ from typing import Annotated
 import typer
 
 from callsort import __version__
-from callsort.errors import CallsortError, UsageError
+from callsort.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, CallsortError, UsageError
 
 app = typer.Typer(
     name="callsort",
@@ -29,7 +29,6 @@ app = typer.Typer(
     rich_markup_mode="rich",
 )
 EXIT_FAILED_RECORDINGS = 1
-EXIT_INTERNAL = 70
 _state = {"debug": False, "own_process": False}
 
 
@@ -247,6 +246,10 @@ def label(
     from callsort.writers import FORMATS
 
     jobs = jobs or _jobs(0)
+    if not quiet and not dry_run:
+        from callsort.progress import print_first_run_note
+
+        print_first_run_note()  # before the workers start importing librosa
     if (
         _state.get("own_process")
         and not dry_run
@@ -301,6 +304,13 @@ def label(
             raise typer.Exit(0)
         if not quiet:
             print_summary(run, out)
+        if run.summary_error:  # even with --quiet: cron must hear of it
+            typer.secho(
+                f"callsort: {run.summary_error}; the tables were written, exit code "
+                f"{run.exit_code}",
+                err=True,
+                fg="red",
+            )
     raise typer.Exit(run.exit_code)
 
 
@@ -730,7 +740,7 @@ def main() -> None:
         app()
     except KeyboardInterrupt:
         typer.secho("callsort: interrupted", err=True)
-        sys.exit(130)
+        sys.exit(EXIT_INTERRUPTED)
     except Exception as exc:
         if _state["debug"] or "--debug" in sys.argv:
             raise

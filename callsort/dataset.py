@@ -40,7 +40,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -219,7 +218,9 @@ def plan(
     A recording is analysed when it is new, its size or modification time
     changed (with ``verify_hash``, also when its bytes' hash differs or was never
     taken), the fingerprint of model and settings changed, or ``force``. An
-    unchanged recording that failed is tried again only with ``retry_failed``.
+    unchanged recording that failed is tried again only with ``retry_failed``,
+    unless callsort itself failed on it (status ``internal_error``): that one
+    is tried again by every run.
     """
     pending: list[Pending] = []
     skipped = outside = from_mtime = 0
@@ -251,6 +252,8 @@ def plan(
                 sha = _try_sha(recording.path)
                 if not known[2] or known[2] != sha:
                     reason = "content"
+            if not reason and known[4] == INTERNAL_ERROR_STATUS:
+                reason = "retry"  # callsort failed on it, not the file: always tried again
             if not reason and known[4] != "ok" and retry_failed:
                 reason = "retry"
             if not reason:
@@ -272,6 +275,16 @@ def _try_sha(path: Path) -> str:
         return file_sha256(path)
     except OSError:
         return ""
+
+
+INTERNAL_ERROR_STATUS = "internal_error"
+"""Manifest status of a recording callsort itself failed on (a bug): retried by every run."""
+
+
+def _status(result) -> str:
+    if result.analysis is not None:
+        return "ok"
+    return INTERNAL_ERROR_STATUS if getattr(result, "internal", False) else "error"
 
 
 # --- the dataset --------------------------------------------------------------------------
@@ -308,7 +321,7 @@ class DatasetStore:
         table = self.manifest_table()
         cols = ["recording", "size_bytes", "mtime_ns", "content_sha256", "fingerprint", "status"]
         data = table.select(cols).to_pydict()
-        return {name: values for name, *values in zip(*(data[c] for c in cols))}
+        return {name: values for name, *values in zip(*(data[c] for c in cols), strict=True)}
 
     # crash recovery
 
@@ -429,7 +442,7 @@ class DatasetStore:
                     "mtime_ns": pending.mtime_ns,
                     "content_sha256": pending.content_sha256,
                     "fingerprint": fingerprint,
-                    "status": "ok" if analysis is not None else "error",
+                    "status": _status(result),
                     "error": result.error,
                     "date": pending.date,
                     "duration_s": round(analysis.duration_s, 3) if analysis is not None else None,
@@ -461,11 +474,11 @@ class DatasetStore:
             *(["rename", a, b] for a, b in manifest_renames),
         ]
         journal = {"run_id": run_id, "sequence": sequence, "steps": steps, "staging": staging.name}
-        _crash_point("staged")
+        _reached("staged")
         tmp = self.internal / f".{JOURNAL}.{uuid.uuid4().hex}.tmp"
         _write_durably(tmp, json.dumps(journal, indent=1).encode("utf-8"))
         os.replace(tmp, self.journal)
-        _crash_point("journal")
+        _reached("journal")
         self._apply(journal)
         self._manifest = new_manifest
         return segments, calls
@@ -490,8 +503,8 @@ class DatasetStore:
                 with contextlib.suppress(OSError):
                     target.parent.rmdir()  # a partition left empty
             if n == 0:
-                _crash_point("applying")
-        _crash_point("applied")
+                _reached("applying")
+        _reached("applied")
         self.journal.unlink(missing_ok=True)
         shutil.rmtree(self.staging / journal.get("staging", "-"), ignore_errors=True)
         with contextlib.suppress(OSError):
@@ -544,7 +557,7 @@ class DatasetStore:
                     if writer is None:
                         writer = pacsv.CSVWriter(str(tmp), rows.schema)
                     writer.write_table(rows)
-                    _crash_point("csv")
+                    _reached("csv")
                 if writer is not None:
                     writer.close()
         except OSError as exc:
@@ -593,21 +606,7 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
-def _crash_point(name: str) -> None:
-    """Fault injection for the crash-safety tests: ``CALLSORT_CRASH_AT=name[:n]``.
-
-    Kills this process with SIGKILL the n-th time (default: first) the commit
-    protocol reaches ``name``. Does nothing unless the variable is set.
-    """
-    wanted = os.environ.get("CALLSORT_CRASH_AT")
-    if not wanted:
-        return
-    point, _, count = wanted.partition(":")
-    if point != name:
-        return
-    _crash_counts[name] = _crash_counts.get(name, 0) + 1
-    if _crash_counts[name] >= int(count or 1):
-        os.kill(os.getpid(), signal.SIGKILL)
-
-
-_crash_counts: dict[str, int] = {}
+def _reached(step: str) -> None:
+    """A named step of the commit protocol (``staged``, ``journal``, ``applying``,
+    ``applied``, ``csv``); does nothing. The crash-safety tests replace it in the
+    process they run (tests/crash_run.py) to kill that process at a chosen step."""

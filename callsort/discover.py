@@ -27,19 +27,42 @@ AUDIO_EXTENSIONS = frozenset(
 
 @dataclass(frozen=True)
 class Recording:
-    """A file to label: where it is and how it is named in the tables."""
+    """A file to label: where it is, how the tables name it, and its identity.
+
+    ``name`` is the path relative to the input root, with forward slashes; a
+    name given with undecodable bytes (surrogate escapes) is stored as
+    :func:`table_name` spells it, and ``recording_id`` (unless given) hashes
+    the raw bytes, so a recording has one name and one id whichever way it
+    was found.
+    """
 
     path: Path
-    name: str  # path relative to the input root, with forward slashes
+    name: str
+    recording_id: str = ""
 
-    @property
-    def recording_id(self) -> str:
-        return recording_id(self.name)
+    def __post_init__(self) -> None:
+        if not self.recording_id:
+            object.__setattr__(self, "recording_id", recording_id(self.name))
+        object.__setattr__(self, "name", table_name(self.name))
 
 
 def recording_id(name: str) -> str:
-    """Stable 16-hex-digit identifier of a recording's relative path."""
+    """Stable 16-hex-digit identifier of a recording's relative path (its bytes as on disk)."""
     return hashlib.sha1(name.encode("utf-8", "surrogateescape")).hexdigest()[:16]
+
+
+def table_name(name: str) -> str:
+    """``name`` as valid UTF-8 for the tables.
+
+    File names are bytes; those that are not UTF-8 reach Python with
+    surrogate escapes, which Parquet and CSV cannot store. Undecodable bytes
+    are written as ``\\xNN``; ``recording_id`` still hashes the raw bytes.
+    """
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return name
 
 
 def input_root(paths: Sequence[Path]) -> Path:
@@ -73,25 +96,56 @@ def find_recordings(
     root = input_root(resolved)
     skipped = {_real(Path(s)) for s in skip}
     found: dict[str, Recording] = {}
+    unlistable: set[Path] = set()
     for p in resolved:
         if p.is_dir():
-            candidates: Iterable[Path] = _walk(p, skipped)
+            candidates: Iterable[Path] = _walk(p, skipped, unlistable)
             explicit = False
         else:
             candidates = [p]
             explicit = True
         for file in candidates:
-            if not explicit and file.suffix.lower() not in AUDIO_EXTENSIONS:
+            if (
+                not explicit
+                and file.suffix.lower() not in AUDIO_EXTENSIONS
+                and file not in unlistable
+            ):
                 continue
             name = _relative_name(file, root)
             if not _wanted(name, include, exclude):
                 continue
             found.setdefault(name, Recording(path=file, name=name))
-    return [found[name] for name in sorted(found)]
+    return sorted(_distinct_names(found.values()), key=lambda r: r.name)
 
 
-def _walk(folder: Path, skipped: set[Path]) -> Iterator[Path]:
+def _distinct_names(recordings: Iterable[Recording]) -> list[Recording]:
+    """The recordings, none sharing a name in the tables.
+
+    Two files whose raw names differ can share a table name (``caf\\xe9.wav``
+    is also a valid file name); the ones that were not valid UTF-8 then get
+    their id appended, ``caf\\xe9.wav [1f0c...]``, so every recording has a row of
+    its own in the tables and the manifest.
+    """
+    by_name: dict[str, list[Recording]] = {}
+    for r in recordings:
+        by_name.setdefault(r.name, []).append(r)
+    out = []
+    for name, group in by_name.items():
+        for r in group:
+            if len(group) > 1 and recording_id(name) != r.recording_id:  # escaped, not literal
+                r = Recording(
+                    path=r.path, name=f"{name} [{r.recording_id}]", recording_id=r.recording_id
+                )
+            out.append(r)
+    return out
+
+
+def _walk(folder: Path, skipped: set[Path], unlistable: set[Path]) -> Iterator[Path]:
     """Files below ``folder``; each real folder entered at most once.
+
+    A subfolder that cannot be listed is yielded itself, and added to
+    ``unlistable``: analysing it fails with the reason, so its recordings do
+    not vanish without a word. ``folder`` itself unlistable is a usage error.
 
     Real folders are walked before symlinked ones, so a folder reachable both
     ways is named by its real path.
@@ -111,8 +165,12 @@ def _walk(folder: Path, skipped: set[Path]) -> Iterator[Path]:
         seen.add(key)
         try:
             entries = sorted(os.scandir(current), key=lambda e: e.name)
-        except OSError:
-            continue  # unreadable folder: nothing to list
+        except OSError as exc:
+            if current == folder:
+                raise UsageError(f"cannot list {folder}: {exc.strerror or exc}") from None
+            unlistable.add(current)
+            yield current
+            continue
         for entry in entries:
             try:
                 if entry.is_dir(follow_symlinks=True):

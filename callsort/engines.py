@@ -16,16 +16,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from callsort.discover import Recording
-from callsort.errors import UsageError
+from callsort.errors import CallsortError, ModelError, UsageError
 from callsort.settings import AnalysisSettings
 
 ENGINES = ("local", "dask")
-LOCAL_CHUNK = 500
-"""The local engine runs its pool over this many recordings at a time, so that the
-pool's list of results stays small for archives of any size."""
 
 
 def analyse_stream(
@@ -47,18 +45,17 @@ def analyse_stream(
     :func:`callsort.pipeline.analyse_all`); Dask has its own task controls.
     """
     if engine == "local":
-        from callsort.pipeline import analyse_all
+        from callsort.pipeline import analyse_each
 
-        for start in range(0, len(recordings), LOCAL_CHUNK):
-            analyse_all(
-                recordings[start : start + LOCAL_CHUNK],
-                model_dir=model_dir,
-                settings=settings,
-                jobs=jobs,
-                on_result=on_result,
-                model=model,
-                file_timeout_s=file_timeout_s,
-            )
+        analyse_each(  # one pool for the whole run; no result is kept here
+            recordings,
+            model_dir=model_dir,
+            settings=settings,
+            jobs=jobs,
+            record=lambda _, result: on_result(result),
+            model=model,
+            file_timeout_s=file_timeout_s,
+        )
     elif engine == "dask":
         _analyse_on_dask(
             recordings,
@@ -134,7 +131,7 @@ def _analyse_on_dask(
         running = as_completed()
 
         def submit(recording: Recording) -> None:
-            absolute = Recording(path=Path(os.path.abspath(recording.path)), name=recording.name)
+            absolute = replace(recording, path=Path(os.path.abspath(recording.path)))
             future = client.submit(
                 analyse_on_worker,
                 absolute,
@@ -154,6 +151,8 @@ def _analyse_on_dask(
             recording = by_future.pop(future)
             try:
                 result = future.result()
+            except CallsortError:  # a worker that cannot start (its model): abort, as locally
+                raise
             except Exception as exc:  # the task or its worker failed
                 result = _failure(recording, f"worker failed: {exc!r}", 0.0)
             future.release()
@@ -170,7 +169,12 @@ def _analyse_on_dask(
 def analyse_on_worker(
     recording: Recording, model_dir: str | None, settings: AnalysisSettings, model_sha: str
 ):
-    """The Dask task: load the model once per worker process, then analyse one recording."""
+    """The Dask task: load the model once per worker process, then analyse one recording.
+
+    A worker whose model differs from the client's (``model_sha``) raises
+    :class:`~callsort.errors.ModelError`, which aborts the run before its batch
+    is committed, as a local worker that cannot load the model does.
+    """
     from callsort import pipeline
     from callsort.model import default_model_dir
 
@@ -184,7 +188,7 @@ def analyse_on_worker(
             found = _sha256(folder / MODEL_FILE)
             if found != model_sha:
                 state.clear()
-                raise RuntimeError(
+                raise ModelError(
                     f"the worker's model {folder} differs from the client's "
                     f"(checksum {found[:12]} != {model_sha[:12]}): install the same callsort "
                     "on every worker, or pass --model a folder they share"

@@ -5,6 +5,12 @@ user; the CLI turns it into an exit code instead of a traceback.
 """
 
 
+EXIT_INTERNAL = 70
+"""Exit code of a run that stopped on an internal error (a bug, or an unexpected system error)."""
+EXIT_INTERRUPTED = 130
+"""Exit code of a run stopped by Ctrl-C (128 + SIGINT, as shells report it)."""
+
+
 class CallsortError(Exception):
     """An error with a message fit for the user."""
 
@@ -19,6 +25,12 @@ class UsageError(CallsortError):
 
 class DecodeError(CallsortError):
     """A recording could not be read as audio."""
+
+
+class DatasetWriteError(CallsortError):
+    """The dataset folder cannot be written (permission denied, disk full)."""
+
+    exit_code = 2
 
 
 class ModelError(CallsortError):

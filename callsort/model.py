@@ -373,7 +373,7 @@ class Model:
                 f"the model in {self.path} expects {len(expected)} features, this callsort "
                 f"computes {len(computed)}: the model was made for another feature layout"
             )
-        i = next(i for i, (a, b) in enumerate(zip(computed, expected)) if a != b)
+        i = next(i for i, (a, b) in enumerate(zip(computed, expected, strict=True)) if a != b)
         raise ModelError(
             f"the model in {self.path} expects its features in another order (feature {i} "
             f"is {expected[i]!r} on its card, {computed[i]!r} here): the model was made "

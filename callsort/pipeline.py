@@ -16,13 +16,17 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from dataclasses import replace as _replace
 from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from callsort.discover import Recording, find_recordings
-from callsort.errors import CallsortError
+from callsort.discover import Recording, find_recordings, table_name
+from callsort.errors import (
+    EXIT_INTERNAL,
+    EXIT_INTERRUPTED,
+    CallsortError,
+    DatasetWriteError,
+)
 from callsort.errors import UsageError as CallsortUsage
 from callsort.settings import AnalysisSettings
 
@@ -71,6 +75,7 @@ class LabelRun:
     summary_file: Path | None = None
     dry_run: bool = False
     notes: tuple[str, ...] = ()  # recovery and lock takeover, for the user
+    summary_error: str = ""  # why runs/<run_id>.json could not be written, if it could not
 
     @property
     def n_failed(self) -> int:
@@ -78,6 +83,8 @@ class LabelRun:
 
     @property
     def exit_code(self) -> int:
+        if self.summary_error:  # the tables are committed, but cron must hear of it
+            return DatasetWriteError.exit_code
         return 1 if self.failures else 0
 
 
@@ -186,7 +193,7 @@ def label(
         recordings = [_absolute(r) for r in recordings]
     if on_start:
         on_start(recordings)
-    order = {r.name: i for i, r in enumerate(recordings)}
+    order = {r.recording_id: i for i, r in enumerate(recordings)}
     results: list[RecordingResult] = []
 
     def collect(result: RecordingResult) -> None:
@@ -206,7 +213,7 @@ def label(
         file_timeout_s=file_timeout_s,
         expected_model_sha=_model_sha(model.path) if engine == "dask" else "",
     )
-    results.sort(key=lambda r: order[r.recording])
+    results.sort(key=lambda r: order[r.recording_id])
     classes, version = model.classes, model.version
     segments = segments_table(results, classes=classes, model_version=version)
     calls = calls_table(results, classes=classes, model_version=version)
@@ -224,9 +231,7 @@ def label(
 
 
 def _absolute(recording: Recording) -> Recording:
-    from dataclasses import replace
-
-    return replace(recording, name=Path(os.path.abspath(recording.path)).as_posix())
+    return Recording(path=recording.path, name=Path(os.path.abspath(recording.path)).as_posix())
 
 
 def _check_model(folder: Path) -> Model:
@@ -294,8 +299,6 @@ def _label_dataset(paths, root: Path, *, started: float, **o) -> LabelRun:
     recordings = find_recordings(paths, include=o["include"], exclude=o["exclude"], skip=[root])
     if o["absolute_paths"]:
         recordings = [_absolute(r) for r in recordings]
-    # the manifest and the tables key recordings by the name they store (valid UTF-8)
-    recordings = [_replace(r, name=table_name(r.name)) for r in recordings]
     model_folder = model_folder_of(o["model_dir"])
     fp = fingerprint(model_folder, o["settings"])  # refuses a folder that is not a model
     # before the output folder is touched; the local engine then uses this model
@@ -337,13 +340,15 @@ def _label_dataset(paths, root: Path, *, started: float, **o) -> LabelRun:
     kept_segments: list[pa.Table] = []
     kept_calls: list[pa.Table] = []
     kept_results: list[RecordingResult] = []
-    exit_code = 70
+    exit_code = EXIT_INTERNAL
     error = ""
     summary_file = None
+    summary_error = ""
     written: list[Path] = []
     try:
         try:
-            lock.acquire()
+            with _writing(root):
+                lock.acquire()
         except CallsortError as exc:
             log.event("refused", reason=str(exc), exit_code=exc.exit_code)
             raise
@@ -356,7 +361,9 @@ def _label_dataset(paths, root: Path, *, started: float, **o) -> LabelRun:
                 )
                 state["notes"].append(note)
                 log.event("stale_lock_taken_over", holder=lock.stale)
-            for note in dataset.prepare():
+            with _writing(root):
+                notes = dataset.prepare()
+            for note in notes:
                 state["notes"].append(note)
                 log.event("recovered", what=note)
             old = [n for n in ("segments.parquet", "calls.parquet") if (root / n).is_file()]
@@ -401,18 +408,16 @@ def _label_dataset(paths, root: Path, *, started: float, **o) -> LabelRun:
                     analyse_stream=analyse_stream,
                     model=checked_model,
                 )
-            written = _finish_tables(dataset, o, changed=counts["batches"] > 0)
+            with _writing(root):
+                written = _finish_tables(dataset, o, changed=counts["batches"] > 0)
             exit_code = 1 if state["failures"] else 0
         except CallsortError as exc:
             exit_code, error = exc.exit_code, str(exc)
             raise
-        except OSError as exc:
-            exit_code, error = 2, (
-                f"cannot write to the dataset {root}: {exc.strerror or exc}; "
-                "what was committed before stays as it was"
-            )
-            raise CallsortError(error) from None
-        except BaseException as exc:
+        except KeyboardInterrupt:
+            exit_code, error = EXIT_INTERRUPTED, "interrupted (Ctrl-C)"
+            raise
+        except BaseException as exc:  # a bug, or a system error outside the dataset's files
             error = f"{type(exc).__name__}: {exc}"
             raise
         finally:
@@ -448,8 +453,14 @@ def _label_dataset(paths, root: Path, *, started: float, **o) -> LabelRun:
             if lock._fd is not None:  # only a run that held the lock writes into the dataset
                 try:
                     summary_file = write_summary(root, run_id, summary)
-                except OSError:
-                    summary_file = None
+                except OSError as exc:
+                    summary_error = (
+                        f"cannot write the run summary {root / 'runs' / (run_id + '.json')}: "
+                        f"{exc.strerror or exc}"
+                    )
+                    summary["error"] = "; ".join(e for e in (error, summary_error) if e)
+                    if exit_code in (0, 1):
+                        summary["exit_code"] = DatasetWriteError.exit_code
             log.event(
                 "run_finished",
                 **{
@@ -479,6 +490,7 @@ def _label_dataset(paths, root: Path, *, started: float, **o) -> LabelRun:
         dataset=root,
         run_id=run_id,
         summary_file=summary_file,
+        summary_error=summary_error,
         notes=tuple(state["notes"]),
     )
 
@@ -503,7 +515,7 @@ def _analyse_into(
     ``model``: the model in ``model_folder``, already loaded (else loaded here).
     """
     kept_segments, kept_calls, kept_results = kept
-    by_name = {p.recording.name: p for p in pending}
+    by_id = {p.recording.recording_id: p for p in pending}
     batch: list = []
     last_commit = [time.monotonic()]
     if o["engine"] == "local":
@@ -518,14 +530,15 @@ def _analyse_into(
     def commit() -> None:
         if not batch:
             return
-        segments, calls = dataset.commit(
-            batch,
-            classes=fp.classes,
-            model_version=fp.model_version,
-            fingerprint=fp.value,
-            run_id=run_id,
-            sequence=counts["batches"],
-        )
+        with _writing(dataset.root):
+            segments, calls = dataset.commit(
+                batch,
+                classes=fp.classes,
+                model_version=fp.model_version,
+                fingerprint=fp.value,
+                run_id=run_id,
+                sequence=counts["batches"],
+            )
         counts["batches"] += 1
         log.event(
             "batch_committed",
@@ -542,7 +555,7 @@ def _analyse_into(
         last_commit[0] = time.monotonic()
 
     def take(result: RecordingResult) -> None:
-        item = by_name[result.recording]
+        item = by_id[result.recording_id]
         batch.append((item, result))
         if result.ok:
             counts["ok"] += 1
@@ -578,6 +591,22 @@ def _analyse_into(
         file_timeout_s=o["file_timeout_s"],
     )
     commit()
+
+
+@contextlib.contextmanager
+def _writing(root: Path):
+    """Writing into the dataset: an ``OSError`` here is the dataset's, exit code 2.
+
+    Only these steps are wrapped; an ``OSError`` anywhere else (the worker pool,
+    the analysis) is not a dataset that cannot be written, and stays what it is.
+    """
+    try:
+        yield
+    except OSError as exc:
+        raise DatasetWriteError(
+            f"cannot write to the dataset {root}: {exc.strerror or exc}; "
+            "what was committed before stays as it was"
+        ) from None
 
 
 def _finish_tables(dataset, o, *, changed: bool) -> list[Path]:
@@ -627,14 +656,41 @@ def analyse_all(
     result with the reason; the worker is replaced and the others go on.
     """
     results: list[RecordingResult | None] = [None] * len(recordings)
-    if not recordings:
-        return []
 
-    def record(index: int, result: RecordingResult) -> None:
+    def keep(index: int, result: RecordingResult) -> None:
         results[index] = result
         if on_result:
             on_result(result)
 
+    analyse_each(
+        recordings,
+        model_dir=model_dir,
+        settings=settings,
+        jobs=jobs,
+        record=keep,
+        model=model,
+        file_timeout_s=file_timeout_s,
+    )
+    return results  # type: ignore[return-value]
+
+
+def analyse_each(
+    recordings: Sequence[Recording],
+    *,
+    model_dir: Path,
+    settings: AnalysisSettings,
+    jobs: int,
+    record: Callable[[int, RecordingResult], None],
+    model: Model | None = None,
+    file_timeout_s: float | None = DEFAULT_FILE_TIMEOUT_S,
+) -> None:
+    """:func:`analyse_all` keeping nothing: ``record(index, result)`` as each completes.
+
+    One pool of ``jobs`` workers for all the recordings, each worker loading the
+    model once, however many recordings there are.
+    """
+    if not recordings:
+        return
     timeout = file_timeout_s if file_timeout_s and file_timeout_s > 0 else None
     if jobs <= 1 or len(recordings) <= 1:
         from threadpoolctl import threadpool_limits
@@ -643,7 +699,7 @@ def analyse_all(
         with threadpool_limits(limits=1):  # as in a worker; the caller's limits come back after
             for index, recording in enumerate(recordings):
                 record(index, _analyse_in_this_process(recording, timeout))
-        return results  # type: ignore[return-value]
+        return
 
     import threading
 
@@ -654,7 +710,6 @@ def analyse_all(
     _WorkerPool(model_dir, settings, size=min(jobs, len(recordings))).run(
         recordings, record=record, timeout_s=timeout
     )
-    return results  # type: ignore[return-value]
 
 
 @dataclass
@@ -1030,11 +1085,11 @@ def _analyse_one(recording: Recording) -> RecordingResult:
         return _failure(recording, str(exc), time.perf_counter() - started)
     except MemoryError:
         return _failure(recording, "out of memory", time.perf_counter() - started)
-    except Exception as exc:  # a bug or a library failure: report it, keep the batch going
-        reason = f"unexpected error: {type(exc).__name__}: {exc}"
-        return _failure(recording, reason, time.perf_counter() - started)
+    except Exception as exc:  # callsort failed, not the file: report it, keep the batch going
+        reason = f"{INTERNAL_ERROR}: {type(exc).__name__}: {exc}"
+        return _failure(recording, reason, time.perf_counter() - started, internal=True)
     return RecordingResult(
-        recording=table_name(recording.name),
+        recording=recording.name,
         recording_id=recording.recording_id,
         analysis=analysis,
         error="",
@@ -1043,31 +1098,24 @@ def _analyse_one(recording: Recording) -> RecordingResult:
     )
 
 
-def _failure(recording: Recording, reason: str, seconds: float) -> RecordingResult:
+INTERNAL_ERROR = "internal error in callsort, not a fault of the file (the next run tries it again)"
+"""How an error row starts when callsort itself failed on the recording (a bug)."""
+
+
+def _failure(
+    recording: Recording, reason: str, seconds: float, *, internal: bool = False
+) -> RecordingResult:
     from callsort.tables import RecordingResult
 
     return RecordingResult(
-        recording=table_name(recording.name),
+        recording=recording.name,
         recording_id=recording.recording_id,
         analysis=None,
         error=_without_paths(reason, recording),
         processing_s=seconds,
         processed_at=datetime.now(timezone.utc),
+        internal=internal,
     )
-
-
-def table_name(name: str) -> str:
-    """``name`` as valid UTF-8 for the tables.
-
-    File names are bytes; those that are not UTF-8 reach Python with
-    surrogate escapes, which Parquet and CSV cannot store. Undecodable bytes
-    are written as ``\\xNN``; ``recording_id`` still hashes the raw bytes.
-    """
-    try:
-        name.encode("utf-8")
-    except UnicodeEncodeError:
-        return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-    return name
 
 
 def _without_paths(reason: str, recording: Recording) -> str:

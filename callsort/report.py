@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import html
 import json
+import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import resources
@@ -205,15 +206,16 @@ def _render(
     )
     template = resources.files("callsort").joinpath("templates", "report.html").read_text("utf-8")
     pieces = {
-        "{{TITLE}}": html.escape(title),
-        "{{SUBTITLE}}": html.escape(subtitle),
-        "{{VERSION}}": html.escape(__version__),
-        "{{DATA}}": _script_json(payload),
+        "TITLE": lambda: html.escape(title),
+        "SUBTITLE": lambda: html.escape(subtitle),
+        "VERSION": lambda: html.escape(__version__),
+        "DATA": lambda: _script_json(payload),
+        "PLOTLY": lambda: plotly_js().replace("</script", "<\\/script"),
     }
-    for key, value in pieces.items():
-        template = template.replace(key, value)
-    before, after = template.split("{{PLOTLY}}")
-    return before + plotly_js().replace("</script", "<\\/script") + after, payload
+    # one pass over the template: what is put in is never searched for placeholders again,
+    # so no recording name or title can change how the page is built
+    page = re.sub(r"\{\{([A-Z]+)\}\}", lambda m: pieces[m.group(1)](), template)
+    return page, payload
 
 
 def _script_json(payload: dict[str, Any]) -> str:

@@ -37,7 +37,12 @@ def segment_columns(classes: Sequence[str] = DEFAULT_CLASSES) -> list[Column]:
     """Columns of the ``segments`` table (one row per speech segment)."""
     return [
         Column("recording", _STRING, "", "path of the recording relative to the input root"),
-        Column("recording_id", _STRING, "", "stable hash of `recording` (16 hex digits)"),
+        Column(
+            "recording_id",
+            _STRING,
+            "",
+            "stable hash of the recording's path as stored on disk (16 hex digits)",
+        ),
         Column("channel", _STRING, "", "analysis channel: mono, mix, or a channel name"),
         Column("segment_index", _INT, "", "0-based position of the segment within its channel"),
         Column("start_s", _FLOAT, "s", "segment start in the original recording"),
@@ -54,7 +59,12 @@ def call_columns(classes: Sequence[str] = DEFAULT_CLASSES) -> list[Column]:
     """Columns of the ``calls`` table (one row per recording and channel)."""
     return [
         Column("recording", _STRING, "", "path of the recording relative to the input root"),
-        Column("recording_id", _STRING, "", "stable hash of `recording` (16 hex digits)"),
+        Column(
+            "recording_id",
+            _STRING,
+            "",
+            "stable hash of the recording's path as stored on disk (16 hex digits)",
+        ),
         Column("channel", _STRING, "", "analysis channel; empty when the recording failed"),
         Column("status", _STRING, "", "ok, or error when the recording could not be analysed"),
         Column("error", _STRING, "", "why the recording failed; empty when ok"),
@@ -105,7 +115,12 @@ def manifest_columns() -> list[Column]:
     """Columns of ``manifest.parquet``: one row per recording ever committed to a dataset."""
     return [
         Column("recording", _STRING, "", "path of the recording relative to the archive root"),
-        Column("recording_id", _STRING, "", "stable hash of `recording` (16 hex digits)"),
+        Column(
+            "recording_id",
+            _STRING,
+            "",
+            "stable hash of the recording's path as stored on disk (16 hex digits)",
+        ),
         Column("size_bytes", _INT, "B", "file size when it was analysed"),
         Column("mtime_ns", _INT, "ns", "file modification time when it was analysed"),
         Column(
@@ -114,7 +129,13 @@ def manifest_columns() -> list[Column]:
         Column(
             "fingerprint", _STRING, "", "hash of the model and analysis settings that made its rows"
         ),
-        Column("status", _STRING, "", "ok, or error when the recording could not be analysed"),
+        Column(
+            "status",
+            _STRING,
+            "",
+            "ok; error when the recording could not be analysed; internal_error when "
+            "callsort itself failed on it (retried by the next run)",
+        ),
         Column("error", _STRING, "", "why the recording failed; empty when ok"),
         Column("date", _STRING, "", "the partition its rows live in (YYYY-MM-DD)"),
         Column("duration_s", _FLOAT, "s", "length of the recording; null when it failed"),

@@ -9,6 +9,8 @@ a loud one are treated alike.
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import numpy as np
 from scipy.ndimage import uniform_filter1d
 
@@ -89,7 +91,7 @@ def speech_segments(
 def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
     """Half-open ``[start, end)`` frame ranges where ``mask`` is true."""
     edges = np.diff(np.concatenate(([0], mask.astype(np.int8), [0])))
-    return list(zip(np.flatnonzero(edges == 1).tolist(), np.flatnonzero(edges == -1).tolist()))
+    return list(zip(np.flatnonzero(edges == 1).tolist(), np.flatnonzero(edges == -1).tolist(), strict=True))
 
 
 def _merge_close(runs: list[tuple[int, int]], *, gap: int) -> list[tuple[int, int]]:
@@ -116,4 +118,4 @@ def _windows(start: float, end: float, max_len: float) -> list[tuple[float, floa
     """Cut ``[start, end)`` into equal pieces no longer than ``max_len`` seconds."""
     n = max(1, int(np.ceil((end - start) / max_len - 1e-9)))
     edges = np.linspace(start, end, n + 1)
-    return [(float(a), float(b)) for a, b in zip(edges[:-1], edges[1:])]
+    return [(float(a), float(b)) for a, b in pairwise(edges)]

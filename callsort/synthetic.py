@@ -193,11 +193,11 @@ def synthetic_tables(
     calls = pa.table(
         {
             k: pa.array(list(v), type=c.type)
-            for (k, v), c in zip(call_cols.items(), call_columns(classes))
+            for (k, v), c in zip(call_cols.items(), call_columns(classes), strict=True)
         },
         schema=arrow_schema(call_columns(classes)),
     )
-    dates = {n: (start + timedelta(days=int(d))).isoformat() for n, d in zip(names, day_of_call)}
+    dates = {n: (start + timedelta(days=int(d))).isoformat() for n, d in zip(names, day_of_call, strict=True)}
     return segments, calls, dates
 
 

@@ -36,6 +36,7 @@ class RecordingResult:
     error: str
     processing_s: float
     processed_at: datetime
+    internal: bool = False  # callsort failed on it (a bug), not the file: the next run retries
 
     @property
     def ok(self) -> bool:
@@ -53,7 +54,7 @@ def segments_table(
             continue
         for channel in result.analysis.channels:
             labels = _labels(channel, classes)
-            for i, ((start, end), p) in enumerate(zip(channel.segments, channel.probabilities)):
+            for i, ((start, end), p) in enumerate(zip(channel.segments, channel.probabilities, strict=True)):
                 rows["recording"].append(result.recording)
                 rows["recording_id"].append(result.recording_id)
                 rows["channel"].append(channel.name)
@@ -63,7 +64,7 @@ def segments_table(
                 rows["duration_s"].append(round(end - start, 3))
                 rows["label"].append(labels[i])
                 rows["confidence"].append(float(p.max()))
-                for c, value in zip(classes, p):
+                for c, value in zip(classes, p, strict=True):
                     rows[f"p_{c}"].append(float(value))
                 rows["model_version"].append(model_version)
     return pa.table(rows, schema=arrow_schema(columns))

@@ -323,7 +323,7 @@ def scores(y_true: Sequence[str], y_pred: Sequence[str], classes: Sequence[str])
     return {
         "accuracy": round(float(accuracy_score(y_true, y_pred)), 4),
         "macro_f1": round(float(np.mean(per_class)), 4),
-        "per_class_f1": {c: round(float(v), 4) for c, v in zip(classes, per_class)},
+        "per_class_f1": {c: round(float(v), 4) for c, v in zip(classes, per_class, strict=True)},
         "confusion": confusion_matrix(y_true, y_pred, labels=list(classes)).tolist(),
     }
 

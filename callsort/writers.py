@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import errno
 import os
-import tempfile
+import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -29,22 +29,13 @@ _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 @contextmanager
 def atomic_path(target: Path) -> Iterator[Path]:
     """A temporary path beside ``target`` that replaces it on success."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    os.close(fd)
-    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; tables are for sharing
+    tmp = _temporary_beside(target)
     try:
         yield Path(tmp)
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def write_table(table: pa.Table, folder: Path, name: str, *, formats: Sequence[str]) -> list[Path]:
@@ -94,11 +85,22 @@ def write_tables(
 
 
 def _temporary_beside(target: Path) -> Path:
+    """A new empty file beside ``target``, with the mode a plain ``open`` would give it.
+
+    Created with mode 0666, which the system masks with the process umask (mkstemp's
+    0600 would hide the tables from the group); the umask itself is never read or
+    changed, which would race with other threads creating files.
+    """
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    os.close(fd)
-    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; tables are for sharing
-    return Path(tmp)
+    for _ in range(100):
+        tmp = target.parent / f".{target.name}.{uuid.uuid4().hex[:12]}.tmp"
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            continue
+        os.close(fd)
+        return tmp
+    raise FileExistsError(errno.EEXIST, "no free temporary name", str(target.parent))
 
 
 def _os_reason(exc: OSError) -> str:

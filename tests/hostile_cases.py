@@ -442,11 +442,12 @@ CASES: list[Case] = [
 
 KNOWN_GAPS = [
     (
-        "MP3 read in one block",
-        "to avoid a libsndfile 1.2 MP3 bug, MP3 is decoded in one go: memory "
-        "grows with an MP3's length (a 1-hour 44.1 kHz stereo MP3 decodes to 1.3 GB "
-        "of float32 samples, computed, not measured), unlike every other format. "
-        "libmpg123 also prints its own warnings about damaged MP3s on stderr.",
+        "a damaged MP3",
+        "libmpg123 prints its own warnings about it on stderr (the row is as above). "
+        "MP3 is read in blocks like every other format, each block after a seek a "
+        "little before it, to avoid a libsndfile 1.2 bug with consecutive reads "
+        "(tests/test_decode.py); a 1-hour MP3's peak memory is in "
+        "benchmarks/results/mp3_memory.json",
     ),
 ]
 
@@ -497,6 +498,10 @@ def markdown() -> str:
         "| a named pipe or a device given by name | `error` `not a regular file (a named pipe, "
         "device or socket)`, at once (tests/test_decode.py); inside folders only files and "
         "symlinks are listed |",
+        "| a subfolder that cannot be listed (no read permission) | an `error` row named "
+        "after the folder: `folder that cannot be listed (permission denied): its "
+        "recordings, if any, are not labelled` (tests/test_hostile.py); an input folder "
+        "given by name that cannot be listed is a usage error, exit code 2 |",
         "| the output folder is inside an input folder | it is never scanned |",
         "| paths in the tables | relative to the input root; absolute only with "
         "`--absolute-paths`; error reasons never carry the full path |",

@@ -30,7 +30,7 @@ def test_streamed_long_path_equals_in_memory_path(model):
     )
     assert in_memory.duration_s == pytest.approx(streamed.duration_s, abs=1e-3)
     assert [c.name for c in in_memory.channels] == ["left", "right"]
-    for a, b in zip(in_memory.channels, streamed.channels):
+    for a, b in zip(in_memory.channels, streamed.channels, strict=True):
         assert a.segments == b.segments
         assert len(a.segments) > 3
         np.testing.assert_allclose(a.probabilities, b.probabilities, atol=0.02)
@@ -42,7 +42,7 @@ def test_streamed_long_path_equals_in_memory_path(model):
 def test_block_size_does_not_change_the_analysis(model):
     small = analyse_recording(CALL, model=model, settings=AnalysisSettings(block_s=0.37))
     large = analyse_recording(CALL, model=model, settings=AnalysisSettings(block_s=600.0))
-    for a, b in zip(small.channels, large.channels):
+    for a, b in zip(small.channels, large.channels, strict=True):
         assert a.segments == b.segments
         np.testing.assert_allclose(a.probabilities, b.probabilities, atol=0.02)
 

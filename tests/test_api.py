@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -67,7 +68,7 @@ def test_label_returns_dataframes_and_writes_nothing(labelled, tmp_path):
     assert (calls["status"] == "ok").all()
     assert len(segments) == calls["n_segments"].sum()
     escalated = calls[calls["escalated"]]
-    assert list(zip(escalated["recording"], escalated["channel"])) == [
+    assert list(zip(escalated["recording"], escalated["channel"], strict=True)) == [
         ("call_01_escalation.wav", "customer")
     ]
     assert not any(SAMPLES.glob("*.parquet"))
@@ -123,3 +124,46 @@ def test_readme_python_example_runs(cli_out, tmp_path, monkeypatch, capsys):
     assert "partitioned True" in printed
     assert namespace["angry_minutes"] > 0
     assert namespace["model"].classes == ["angry", "calm", "happy", "sad"]
+
+
+def _speech_file(path: Path, seed: int) -> None:
+    import soundfile as sf
+    from conftest import speech_like
+
+    with sf.SoundFile(os.fsencode(path), "w", 16_000, 1, "PCM_16") as f:  # bytes: any name
+        f.write(speech_like(3.0, seed=seed))
+
+
+def test_label_accepts_file_names_that_are_not_utf8(tmp_path):
+    """A Latin-1 file name: a row named with \\xNN escapes, id hashing the raw bytes."""
+    import hashlib
+
+    folder = tmp_path / "calls"
+    folder.mkdir()
+    _speech_file(folder / os.fsdecode(b"caf\xe9.wav"), seed=1)
+    _speech_file(folder / "plain.wav", seed=2)
+    segments, calls = callsort.label([folder], jobs=1)
+    assert list(calls["recording"]) == ["caf\\xe9.wav", "plain.wav"]
+    assert calls["status"].eq("ok").all()
+    assert calls["recording_id"].iloc[0] == hashlib.sha1(b"caf\xe9.wav").hexdigest()[:16]
+    assert set(segments["recording"]) == {"caf\\xe9.wav", "plain.wav"}
+
+
+def test_one_identity_per_recording_whatever_the_entry_point(tmp_path):
+    """A raw name and a valid name that spell alike: two recordings, the same ids both ways."""
+    import pyarrow.parquet as pq
+
+    folder = tmp_path / "calls"
+    folder.mkdir()
+    _speech_file(folder / os.fsdecode(b"x\xff.wav"), seed=3)
+    _speech_file(folder / "x\\xff.wav", seed=4)  # a valid name, spelt as the first one is shown
+    _, in_memory = callsort.label([folder], jobs=1)
+    run = callsort.pipeline.label([folder], out=tmp_path / "dataset", jobs=1)
+    in_dataset = run.calls.to_pandas()
+    manifest = pq.read_table(tmp_path / "dataset" / "manifest.parquet").to_pandas()
+    for table in (in_memory, in_dataset, manifest):
+        assert table["recording_id"].nunique() == table["recording"].nunique() == 2
+    by_id = dict(zip(in_memory["recording_id"], in_memory["recording"], strict=True))
+    assert by_id == dict(zip(in_dataset["recording_id"], in_dataset["recording"], strict=True))
+    assert by_id == dict(zip(manifest["recording_id"], manifest["recording"], strict=True))
+    assert "x\\xff.wav" in by_id.values()  # the valid name is kept as it is

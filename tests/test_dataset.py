@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import date
 from pathlib import Path
 
 import pandas as pd
@@ -23,6 +24,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from callsort.dataset import MANIFEST, DatasetStore
+from callsort.errors import CallsortError
 from callsort.lock import LOCK_FILE, LockedError, OutputLock
 from callsort.model import load_model
 from callsort.pipeline import label
@@ -61,9 +63,11 @@ def run(archive: Path, out: Path, **options) -> object:
     return label([archive], out=out, jobs=1, **options)
 
 
-def run_cli(*args: object, env: dict | None = None, cwd: Path | None = None):
+def run_cli(*args: object, env: dict | None = None, cwd: Path | None = None, crash_at: str = ""):
+    """``python -m callsort ARGS``; with ``crash_at`` (``STEP[:N]``), killed at that commit step."""
+    command = [str(REPO / "tests" / "crash_run.py"), crash_at] if crash_at else ["-m", "callsort"]
     return subprocess.run(
-        [sys.executable, "-m", "callsort", *map(str, args)],
+        [sys.executable, *command, *map(str, args)],
         capture_output=True,
         text=True,
         timeout=300,
@@ -288,7 +292,7 @@ def test_date_partitions_dry_run_since_and_max_files(dated_archive, tmp_path):
         "date=2026-11-25",
     ]
     calls = read(out, "calls")
-    dates = dict(zip(calls["recording"], calls["date"].astype(str)))
+    dates = dict(zip(calls["recording"], calls["date"].astype(str), strict=True))
     assert dates["misc/vm_undated.flac"] == "2026-01-02"  # from the file's mtime
     assert dates["2026-11-25/vm_2026-11-25.flac"] == "2026-11-25"
     assert_exactly_once(out, set(dates))
@@ -298,8 +302,56 @@ def test_date_partitions_dry_run_since_and_max_files(dated_archive, tmp_path):
     assert len(pd.read_parquet(out / "calls")) == 4
 
 
+def readme_sql() -> list[str]:
+    """Every SQL statement of the README's sql blocks, comments left in."""
+    import re
+
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```sql\n(.*?)```", readme, re.S)
+    return [s.strip() for block in blocks for s in block.split(";") if s.strip()]
+
+
+def test_every_sql_query_of_the_readme_runs_on_a_real_dataset(tmp_path, monkeypatch):
+    """The README's DuckDB queries, on a dataset labelled today (the "last week" query has
+    rows), with a recording dated 2026-11-25 (the one-day query) and one that fails."""
+    import duckdb
+
+    archive = tmp_path / "archive"
+    (archive / "2026-11-25").mkdir(parents=True)
+    for name in AUDIO:
+        shutil.copy(SAMPLES / name, archive / name)
+    shutil.copy(SAMPLES / VOICEMAIL, archive / "2026-11-25" / "vm.flac")
+    (archive / "broken.wav").write_bytes(b"RIFF....not a wave file")
+    dataset = tmp_path / "data" / "callsort"
+    label([archive], out=dataset, jobs=1, date_pattern=r"(\d{4}-\d{2}-\d{2})/")
+    reports = tmp_path / "reports"
+    shutil.copytree(dataset, reports)  # the What-you-get query reads reports/
+    statements = readme_sql()
+    assert len(statements) == 6
+    monkeypatch.chdir(tmp_path)  # reports/... is relative, as after the quick start
+    con = duckdb.connect()
+    found = iter(
+        [con.sql(sql.replace("/data/callsort", str(dataset))).fetchall() for sql in statements]
+    )
+    escalated = next(found)
+    assert escalated and escalated[0][:2] == ("call_01_escalation.wav", "right"), escalated
+    last_week = next(found)
+    assert [(r[1], r[2]) for r in last_week] == [("call_01_escalation.wav", "right")]
+    per_day = next(found)
+    assert sorted(str(r[0]) for r in per_day) == ["2026-11-25", str(date.today())]
+    assert all(0.0 <= r[1] <= 1.0 for r in per_day)
+    one_day = next(found)
+    day = manifest(dataset).query("date == '2026-11-25'")
+    assert sum(n for _, n in one_day) == int(day["n_segments"].sum()) > 0
+    failed = next(found)
+    assert [r[0] for r in failed] == ["broken.wav"]
+    (run_row,) = next(found)
+    assert run_row[1:5] == (1, len(AUDIO) + 1, 1, 0)  # exit code 1: broken.wav failed
+
+
 def test_duckdb_reads_the_dataset_as_the_readme_says(dated_archive, tmp_path):
-    duckdb = pytest.importorskip("duckdb", reason="DuckDB is not a dependency; install it to run")
+    import duckdb
+
     out = tmp_path / "dataset"
     run(dated_archive, out, date_pattern=r"(\d{4}-\d{2}-\d{2})/")
     calls = f"read_parquet('{out}/calls/*/*.parquet', hive_partitioning = true)"
@@ -447,7 +499,7 @@ def test_sigkill_at_any_commit_step_then_rerun_gives_every_recording_once(
     common = ("label", archive, "--out", out, "-j", 1, "-q", "--batch-size", 2)
     # each run is killed at another step of the commit protocol; the next run recovers
     for point in ("staged:2", "journal:1", "applying:2", "applied:1", "applying:1"):
-        proc = run_cli(*common, env={"CALLSORT_CRASH_AT": point})
+        proc = run_cli(*common, crash_at=point)
         assert proc.returncode == -signal.SIGKILL, (point, proc.returncode, proc.stderr)
         _no_duplicates_visible(out)
     proc = run_cli(*common)
@@ -468,7 +520,7 @@ def test_sigkill_at_any_commit_step_then_rerun_gives_every_recording_once(
     stale = pd.read_csv(out / "calls.csv")
     (archive / "extra").mkdir(exist_ok=True)
     shutil.copy2(SAMPLES / VOICEMAIL, archive / "extra" / "late.flac")
-    proc = run_cli(*common, env={"CALLSORT_CRASH_AT": "csv"})
+    proc = run_cli(*common, crash_at="csv")
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     assert "extra/late.flac" not in set(pd.read_csv(out / "calls.csv")["recording"])
     assert run_cli(*common).returncode in (0, 1)
@@ -485,11 +537,21 @@ def test_sigkill_at_any_commit_step_then_rerun_gives_every_recording_once(
 
     # reprocessing (rows replaced in old files) killed midway, then a plain rerun
     for point in ("applying:1", "staged:2"):
-        proc = run_cli(*common, "--force", env={"CALLSORT_CRASH_AT": point})
+        proc = run_cli(*common, "--force", crash_at=point)
         assert proc.returncode == -signal.SIGKILL, (point, proc.stderr)
         _no_duplicates_visible(out)
     assert run_cli(*common).returncode in (0, 1)
     assert_exactly_once(out, recordings, expected)
+
+
+def test_no_environment_variable_can_kill_a_run(archive, tmp_path):
+    """Crash points are the tests' (tests/crash_run.py), not something a run's environment sets."""
+    out = tmp_path / "dataset"
+    proc = run_cli(
+        "label", archive, "--out", out, "-j", 1, "-q", env={"CALLSORT_CRASH_AT": "staged"}
+    )
+    assert proc.returncode == 0, (proc.returncode, proc.stderr)
+    assert_exactly_once(out, set(AUDIO))
 
 
 def test_sigkill_from_outside_during_a_run_then_rerun(crash_archive, tmp_path, reference):
@@ -532,3 +594,118 @@ def test_internal_reader_matches_pyarrow(archive, tmp_path):
     run(archive, out)
     table = DatasetStore(out).read("calls").to_pandas()
     assert len(table) == len(read(out, "calls"))
+
+
+# --- failures named for what they are -----------------------------------------------------
+
+
+def _summary(out: Path) -> dict:
+    (path,) = (out / "runs").glob("*.json")
+    return json.loads(path.read_text())
+
+
+def test_an_oserror_outside_the_dataset_is_not_reported_as_a_dataset_write(
+    archive, tmp_path, monkeypatch
+):
+    """The worker pool cannot start a process (too many open files): an internal error."""
+    import errno
+
+    from callsort import pipeline
+
+    def no_more_processes(self):
+        raise OSError(errno.EMFILE, "Too many open files")
+
+    monkeypatch.setattr(pipeline._WorkerPool, "_spawn", no_more_processes)
+    out = tmp_path / "dataset"
+    with pytest.raises(OSError, match="Too many open files") as caught:
+        label([archive], out=out, jobs=2)
+    assert not isinstance(caught.value, CallsortError)
+    summary = _summary(out)
+    assert summary["exit_code"] == 70
+    assert "cannot write to the dataset" not in summary["error"]
+    assert "Too many open files" in summary["error"]
+
+
+def test_a_dataset_that_cannot_be_written_is_still_exit_code_2(archive, tmp_path):
+    out = tmp_path / "dataset"
+    (out / "calls").mkdir(parents=True)
+    (out / "segments").write_text("a file where a folder must be")
+    with pytest.raises(CallsortError, match="cannot write to the dataset") as caught:
+        run(archive, out)
+    assert caught.value.exit_code == 2
+
+
+def test_ctrl_c_is_recorded_as_exit_code_130(archive, tmp_path):
+    def interrupt(result):
+        raise KeyboardInterrupt
+
+    out = tmp_path / "dataset"
+    with pytest.raises(KeyboardInterrupt):
+        run(archive, out, on_result=interrupt)
+    summary = _summary(out)
+    assert summary["exit_code"] == 130
+    assert "interrupted" in summary["error"]
+
+
+def test_ctrl_c_exits_130_and_the_summary_agrees(crash_archive, tmp_path):
+    out = tmp_path / "dataset"
+    args = [sys.executable, "-m", "callsort", "label", str(crash_archive[0]), "--out", str(out)]
+    args += ["-j", "1", "-q", "--batch-size", "1"]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (out / MANIFEST).exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert _summary(out)["exit_code"] == 130
+
+
+def test_a_summary_that_cannot_be_written_is_said_and_changes_the_exit_code(archive, tmp_path):
+    out = tmp_path / "dataset"
+    out.mkdir()
+    (out / "runs").write_text("a file where the runs folder must be")
+    result = run(archive, out)
+    assert result.n_ok == len(AUDIO) and not result.failures
+    assert "cannot write the run summary" in result.summary_error
+    assert result.exit_code == 2
+    assert_exactly_once(out, set(AUDIO))  # the tables themselves were committed
+    proc = run_cli("label", archive, "--out", out, "-q", "--force", "-j", 1)
+    assert proc.returncode == 2, proc.stderr
+    assert "cannot write the run summary" in proc.stderr
+    assert "the tables were written" in proc.stderr
+
+
+def test_a_recording_callsort_fails_on_is_reported_so_and_retried_by_the_next_run(
+    archive, tmp_path, monkeypatch
+):
+    """A bug in callsort (here: segmentation raising on one file) is not the file's fault."""
+    from callsort import analysis
+
+    real = analysis.speech_segments
+    broken = archive / "broken.wav"
+    broken.write_bytes(b"RIFF....not a wave file")
+    calls = {"n": 0}
+
+    def buggy(energy, zcr, *, settings):
+        calls["n"] += 1
+        if calls["n"] == 1:  # the first channel of the first recording analysed
+            raise ZeroDivisionError("a bug")
+        return real(energy, zcr, settings=settings)
+
+    monkeypatch.setattr(analysis, "speech_segments", buggy)
+    out = tmp_path / "dataset"
+    first = run(archive, out)
+    (victim, reason), *rest = [f for f in first.failures if f[0] != "broken.wav"]
+    assert not rest
+    assert reason.startswith("internal error in callsort, not a fault of the file")
+    assert "ZeroDivisionError: a bug" in reason
+    rows = manifest(out).set_index("recording")
+    assert rows.loc[victim, "status"] == "internal_error"
+    assert rows.loc["broken.wav", "status"] == "error"
+
+    second = run(archive, out)  # no --retry-failed: only callsort's own failure is tried again
+    assert [(p.recording.name, p.reason) for p in second.planned] == [(victim, "retry")]
+    assert second.n_ok == 1 and not second.failures
+    assert manifest(out).set_index("recording").loc[victim, "status"] == "ok"
+    assert_exactly_once(out, {*AUDIO, "broken.wav"})

@@ -73,3 +73,32 @@ def test_dask_cluster_run_equals_local_run_row_for_row(tmp_path):
     pd.testing.assert_frame_equal(*manifests)
     # and the dataset is as incremental as a local one: a local rerun finds nothing to do
     assert label([archive], out=tmp_path / "dask", jobs=1).planned == ()
+
+
+def test_dask_workers_with_another_model_abort_the_run_and_write_no_rows(tmp_path, monkeypatch):
+    """The client's model checksum differs from the workers': as a local worker that cannot
+    load its model, the run stops with a model error and commits nothing."""
+    from dataclasses import replace
+
+    from callsort import dataset
+    from callsort.errors import ModelError
+
+    real = dataset.fingerprint
+
+    def client_with_another_model(model_dir, settings):
+        return replace(real(model_dir, settings), model_sha256="0" * 64)
+
+    monkeypatch.setattr(dataset, "fingerprint", client_with_another_model)
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    for name in ("voicemail_05_mono.flac", "call_04_calm.wav"):
+        shutil.copy(SAMPLES / name, archive / name)
+    out = tmp_path / "dataset"
+    with distributed.LocalCluster(
+        n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None
+    ) as cluster, pytest.raises(ModelError, match="differs from the client's"):
+        label([archive], out=out, engine="dask", scheduler=cluster.scheduler_address)
+    assert not (out / "manifest.parquet").exists()
+    assert not list(out.rglob("*.parquet"))
+    (summary,) = (out / "runs").glob("*.json")
+    assert '"exit_code": 2' in summary.read_text()

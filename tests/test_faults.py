@@ -219,3 +219,25 @@ def test_workers_that_cannot_load_the_model_stop_the_batch_with_the_reason(tmp_p
         )
     assert not list((tmp_path / "out").rglob("date=*"))  # nothing committed
     assert multiprocessing.active_children() == []
+
+
+def test_one_pool_for_a_whole_run_each_worker_loading_the_model_once(tmp_path, monkeypatch):
+    """More recordings than the pool ever took at a time before (500): still two workers."""
+    from callsort import pipeline
+
+    folder = tmp_path / "many"
+    folder.mkdir()
+    blip = bursts_in_noise([(0.02, 0.12)], 0.15, sr=8000)
+    for i in range(520):
+        sf.write(folder / f"call_{i:04d}.wav", blip, 8000, subtype="PCM_16")
+    spawned = []
+    real_spawn = pipeline._WorkerPool._spawn
+
+    def counted(self):
+        spawned.append(1)
+        real_spawn(self)
+
+    monkeypatch.setattr(pipeline._WorkerPool, "_spawn", counted)
+    run = label([folder], out=tmp_path / "dataset", jobs=2, batch_size=1000)
+    assert run.n_ok == 520 and not run.failures
+    assert len(spawned) == 2

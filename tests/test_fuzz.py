@@ -73,8 +73,20 @@ MAGIC = [b"", b"RIFF\xff\xff\xff\xffWAVEfmt ", b"fLaC", b"OggS", b"ID3\x03", b"F
 INTERESTING = [0, 1, 2, 0x7F, 0xFF, 0x7FFF, 0xFFFF, 0x7FFFFFFF, 0x80000000, 0xFFFFFFFF]
 
 
-class Hang(Exception):
-    pass
+class Hang(BaseException):
+    """Raised by the time limit; a BaseException, so no ``except Exception`` in a library
+    between the alarm and this test can swallow it and let a hang pass."""
+
+
+def test_a_hang_is_not_swallowed_by_a_library_catching_exception():
+    def library_call():
+        try:
+            raise Hang("the alarm went off in here")
+        except Exception:
+            return "carried on"
+
+    with pytest.raises(Hang):
+        library_call()
 
 
 @pytest.fixture(scope="module", autouse=True)

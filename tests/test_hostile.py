@@ -263,7 +263,7 @@ def test_a_few_turns_in_a_long_quiet_recording_are_found(tmp_path):
     run = label([path], out=None, jobs=1)
     segments = run.segments.to_pandas()
     assert run.calls.to_pandas()["n_segments"].iloc[0] == len(segments) == 2
-    for (start, end), (_, row) in zip(turns, segments.iterrows()):
+    for (start, end), (_, row) in zip(turns, segments.iterrows(), strict=True):
         assert abs(row["start_s"] - start) < 0.1 and abs(row["end_s"] - end) < 0.1
 
 
@@ -358,6 +358,29 @@ def test_unwritable_output_folder_fails_cleanly_and_keeps_the_previous_tables(tm
     assert "committed before stays as it was" in proc.stderr, shown(proc)
     assert "Traceback" not in proc.stderr
     assert dataset_files(out) == before
+
+
+def test_a_subfolder_that_cannot_be_listed_gets_an_error_row(tmp_path):
+    """Its recordings cannot even be named: the folder itself is the error row."""
+    if why := permissions_hold():
+        pytest.skip(why)
+    archive = tmp_path / "archive"
+    (archive / "locked").mkdir(parents=True)
+    shutil.copy2(SAMPLES / "voicemail_05_mono.flac", archive / "open.flac")
+    shutil.copy2(SAMPLES / "voicemail_05_mono.flac", archive / "locked" / "hidden.flac")
+    os.chmod(archive / "locked", 0)
+    try:
+        proc = run_callsort("label", archive, "--out", tmp_path / "out", "-q", cwd=tmp_path)
+    finally:
+        os.chmod(archive / "locked", 0o755)
+    assert proc.returncode == 1, shown(proc)
+    calls = read_tables(tmp_path / "out").calls.set_index("recording")
+    assert sorted(calls.index) == ["locked", "open.flac"]
+    assert calls.loc["open.flac", "status"] == "ok"
+    assert calls.loc["locked", "status"] == "error"
+    assert calls.loc["locked", "error"].startswith(
+        "folder that cannot be listed (permission denied)"
+    ), calls.loc["locked", "error"]
 
 
 @pytest.fixture

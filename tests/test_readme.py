@@ -1,6 +1,10 @@
 """The README documents what the code does."""
 
+import json
 from pathlib import Path
+
+import pandas as pd
+import pytest
 
 from callsort.schema import call_columns, manifest_columns, markdown_table, segment_columns
 from callsort.tables import (
@@ -9,18 +13,14 @@ from callsort.tables import (
     ESCALATION_MIN_SPEECH_S,
 )
 
-README = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+REPO = Path(__file__).resolve().parent.parent
+README = (REPO / "README.md").read_text(encoding="utf-8")
 
 
 def test_readme_schema_is_the_schema_module():
     assert markdown_table(segment_columns()) in README
     assert markdown_table(call_columns()) in README
     assert markdown_table(manifest_columns()) in README
-
-
-def test_readme_quick_start_points_at_calls_csv():
-    assert "Open `reports/calls.csv`" in README
-    assert "## Nightly runs" in README
 
 
 def test_readme_states_the_escalation_rule_in_force():
@@ -37,3 +37,53 @@ def test_readme_performance_tables_are_the_latest_benchmark_results():
     markdown = json.loads(results.read_text())["markdown"]
     tables = [line for line in markdown.splitlines() if line.startswith("|")]
     assert tables and all(line in README for line in tables)
+
+
+# --- example outputs: what scripts/readme_examples.py generates from the code -------------
+
+
+def _examples():
+    import sys
+
+    sys.path.insert(0, str(REPO / "scripts"))
+    import readme_examples
+
+    return readme_examples
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory):
+    """The README's commands run on the demo calls, and the sections made from their output."""
+    workdir = tmp_path_factory.mktemp("readme")
+    sections, results = _examples().generate(workdir)
+    return workdir, sections, results
+
+
+def test_readme_example_outputs_are_what_the_code_prints_now(generated):
+    _, sections, _ = generated
+    in_readme = _examples().sections_in(README)
+    assert sorted(in_readme) == sorted(sections)
+    for name, text in sections.items():
+        assert in_readme[name] == text, (
+            f"README section {name} is stale: run python scripts/readme_examples.py"
+        )
+
+
+def test_the_examples_come_from_the_readmes_own_commands(generated):
+    workdir, _, _ = generated
+    examples = _examples()
+    for command in (examples.QUICK_START, examples.NAMED, examples.SUMMARY):
+        said = (f"\n{command}\n", f"&& {command}\n", f"`{command}` prints")
+        assert any(text in README for text in said), command
+    # the quick start's promise: reports/calls.csv, one row per call channel
+    calls = pd.read_csv(workdir / "reports" / "calls.csv")
+    assert "Open `reports/calls.csv`: one row per call channel" in README
+    assert not calls.duplicated(["recording", "channel"]).any()
+    assert len(calls) == len(generated[1]["calls-example"].splitlines()) - 2
+
+
+def test_readme_demo_figures_are_the_results_file():
+    """The README quotes benchmarks/results/demo.json, which tests/test_cli.py checks."""
+    examples = _examples()
+    results = json.loads(examples.DEMO_RESULTS.read_text(encoding="utf-8"))
+    assert examples.sections_in(README)["demo-agreement"] == examples.agreement_sentence(results)

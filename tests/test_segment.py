@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from itertools import pairwise
 
 import numpy as np
 import pytest
@@ -23,7 +24,7 @@ def segments_of(y: np.ndarray, settings: SegmentationSettings = SETTINGS):
 
 def assert_segments_match(found, truth, tolerance=TOLERANCE_S):
     assert len(found) == len(truth), f"found {found}, expected about {truth}"
-    for (start, end), (true_start, true_end) in zip(found, truth):
+    for (start, end), (true_start, true_end) in zip(found, truth, strict=True):
         assert start == pytest.approx(true_start, abs=tolerance), (found, truth)
         assert end == pytest.approx(true_end, abs=tolerance), (found, truth)
 
@@ -63,7 +64,7 @@ def test_one_segment_per_burst_at_the_right_place(make_bursts):
     found = segments_of(y)
     assert_segments_match(found, truth)
     assert all(b > a for a, b in found)
-    assert all(b1 <= a2 for (_, b1), (a2, _) in zip(found, found[1:]))  # in order, disjoint
+    assert all(b1 <= a2 for (_, b1), (a2, _) in pairwise(found))  # in order, disjoint
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -178,7 +179,7 @@ def test_long_burst_is_cut_into_equal_windows_covering_it(make_bursts):
     lengths = [b - a for a, b in found]
     assert all(length <= SETTINGS.max_segment_s + 1e-9 for length in lengths)
     assert max(lengths) - min(lengths) < 1e-6  # equal pieces
-    assert all(b1 == pytest.approx(a2) for (_, b1), (a2, _) in zip(found, found[1:]))  # contiguous
+    assert all(b1 == pytest.approx(a2) for (_, b1), (a2, _) in pairwise(found))  # contiguous
     assert found[0][0] == pytest.approx(1.0, abs=TOLERANCE_S)
     assert found[-1][1] == pytest.approx(12.0, abs=TOLERANCE_S)
 

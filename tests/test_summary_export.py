@@ -186,8 +186,8 @@ def test_segments_of_escalated_calls_in_a_date_range(partitioned, tables):
     frame["date"] = frame["recording"].map(dates)
     chosen = frame[frame["escalated"] & frame["date"].between(days[1], days[2])]
     assert len(got) == chosen["n_segments"].sum() > 0
-    assert set(zip(got["recording"], got["channel"])) == set(
-        zip(chosen["recording"], chosen["channel"])
+    assert set(zip(got["recording"], got["channel"], strict=True)) == set(
+        zip(chosen["recording"], chosen["channel"], strict=True)
     )
 
 

@@ -40,7 +40,12 @@ def clips() -> list[Clip]:
     ]
 
 
-@pytest.mark.parametrize("kind, own", [("one", 8), ("mostly", 6), ("minority", 2), ("two", 4)])
+# each kind of pseudo-call and how many of its 8 clips have the test clip's emotion, as
+# the README describes them: all one emotion, 75 %, the odd one out (and its twin), half
+MIXES = [("one", 8), ("mostly", 6), ("minority", 2), ("two", 4)]
+
+
+@pytest.mark.parametrize("kind, own", MIXES)
 def test_pseudo_call_mixes(clips, kind, own):
     rng = np.random.default_rng(0)
     for i in (0, 9, 40):
@@ -55,8 +60,10 @@ def test_pseudo_call_mixes(clips, kind, own):
             assert len(set(call)) == CALL_CLIPS  # all eight, no repeats
 
 
-def test_every_kind_is_covered():
-    assert MIX_KINDS == ("one", "mostly", "minority", "two")
+def test_every_kind_the_protocol_uses_is_checked_above(clips):
+    assert sorted(MIX_KINDS) == sorted(kind for kind, _ in MIXES)
+    with pytest.raises(KeyError):
+        pseudo_call(0, clips, kind="no such kind", rng=np.random.default_rng(0))
 
 
 def test_a_clip_without_speech_is_predicted_as_no_speech():

@@ -114,6 +114,27 @@ def test_written_files_are_readable_by_others_under_the_usual_umask(tmp_path):
     assert [p.stat().st_mode & 0o777 for p in paths] == [0o644, 0o644]
 
 
+def test_file_modes_are_computed_without_touching_the_umask(tmp_path, monkeypatch):
+    """Setting the umask, even for a moment, races with every thread that creates files."""
+    from callsort.writers import atomic_path
+
+    old = os.umask(0o027)
+    try:
+
+        def forbidden(mask):
+            raise AssertionError("os.umask called while writing")
+
+        monkeypatch.setattr(os, "umask", forbidden)
+        paths = write_table(example_table(call_columns()), tmp_path, "calls", formats=FORMATS)
+        with atomic_path(tmp_path / "summary.json") as tmp:
+            tmp.write_text("{}")
+        monkeypatch.undo()
+    finally:
+        os.umask(old)
+    modes = [p.stat().st_mode & 0o777 for p in [*paths, tmp_path / "summary.json"]]
+    assert modes == [0o640, 0o640, 0o640]
+
+
 def write_half_then_fail(table, where, *args, **kwargs):
     """Stands in for a pyarrow writer: starts the file, then fails like a full disk."""
     with open(where, "wb") as f:
