@@ -449,7 +449,7 @@ def test_embedding_columns_go_through_the_linear_head():
     accuracy = np.mean(model.predict(X_all[test]) == y_all[test])
     # the label is in the embedding only: above chance (0.25) only through the head
     assert accuracy > 0.6
-    gain = dict(zip(booster_inputs, model.booster_.feature_importance("gain")))
+    gain = dict(zip(booster_inputs, model.booster_.feature_importance("gain"), strict=True))
     assert sum(gain[f"head_logp_{c}"] for c in COLUMN_ORDER) > 0.8 * sum(gain.values())
 
 
