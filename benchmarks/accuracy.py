@@ -65,7 +65,15 @@ PREVIOUS = replace(
     n_estimators=400,
     model_params={"extra_trees": False},
 )
-MULTI_CORPUS = {"shipped", "fast", "shipped-ravdess-only", "fast-ravdess-only"}
+MULTI_CORPUS = {
+    "shipped",
+    "fast",
+    "shipped-ravdess-only",
+    "fast-ravdess-only",
+    "shipped-balanced",
+    "shipped-no-nemo-calm",
+    "shipped-no-norm",
+}
 """Experiments run over RAVDESS and nEMO: each corpus's speaker folds (the other corpus
 trains too) and leave-one-corpus-out; the others are RAVDESS rows of the earlier issues."""
 EXPERIMENTS: dict[str, tuple[TrainingConfig, FeatureSettings, str]] = {
@@ -76,6 +84,21 @@ EXPERIMENTS: dict[str, tuple[TrainingConfig, FeatureSettings, str]] = {
         "RAVDESS + nEMO",
     ),
     "fast": (*FAST, "the fast model: the default without the encoder"),
+    "shipped-balanced": (
+        replace(SHIPPED[0], balance_corpora=True),
+        SHIPPED[1],
+        "the default, each corpus weighted alike in training",
+    ),
+    "shipped-no-nemo-calm": (
+        replace(SHIPPED[0], neutral_for_missing_calm=False),
+        SHIPPED[1],
+        "the default, nEMO's neutral clips left out (calm learned from RAVDESS alone)",
+    ),
+    "shipped-no-norm": (
+        replace(SHIPPED[0], channel_normalisation=False),
+        SHIPPED[1],
+        "the default without channel normalisation (raw features and embedding only)",
+    ),
     "shipped-ravdess-only": (*SHIPPED, "the default model's recipe on RAVDESS alone"),
     "fast-ravdess-only": (*FAST, "the fast model's recipe on RAVDESS alone"),
     "single-corpus-shipped": (

@@ -9,20 +9,17 @@ import numpy as np
 import pytest
 
 from callsort import training
-from callsort.model import EmotionClassifier
+from callsort.corpora import Clip
+from callsort.metrics import NO_SPEECH, calibration_scores, predicted_labels
+from callsort.model import EmotionClassifier, temperature_scaled
 from callsort.training import (
     CALL_CLIPS,
     INNER_FOLDS,
     MIX_KINDS,
-    NO_SPEECH,
-    Clip,
     ClipFeatures,
     TrainingConfig,
-    calibration_scores,
     cross_validate,
-    predicted_labels,
     pseudo_call,
-    temperature_scaled,
     tuned_config,
 )
 
