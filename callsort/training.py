@@ -24,7 +24,9 @@ from pathlib import Path
 import numpy as np
 
 from callsort.corpora import Clip, corpus_folders, default_licence, find_corpora
+from callsort.encoder import WHISPER_BASE
 from callsort.errors import DatasetError
+from callsort.features import feature_names
 from callsort.metrics import (
     calibration_report,
     fit_temperature,
@@ -108,6 +110,15 @@ def _clip_features_task(task: tuple) -> ClipFeatures:
         if cache_file.is_file():
             with np.load(cache_file) as data:
                 return ClipFeatures(X=data["X"], durations_s=data["durations_s"])
+        if feature_settings.encoder is None:
+            # the hand-made features are the first columns of an encoder model's: reuse
+            # those when they are cached (same code, same segments)
+            with_encoder = replace(feature_settings, encoder=WHISPER_BASE)
+            richer = Path(cache_dir) / f"{_cache_key(path, condition, settings, with_encoder)}.npz"
+            if richer.is_file():
+                n = len(feature_names(feature_settings))
+                with np.load(richer) as data:
+                    return ClipFeatures(X=data["X"][:, :n], durations_s=data["durations_s"])
     features = _compute_clip_features(path, condition, settings, feature_settings)
     if cache_file is not None:
         cache_file.parent.mkdir(parents=True, exist_ok=True)
@@ -655,7 +666,6 @@ def extract(
 ) -> ProtocolRun:
     """Find the clips of one or more corpus folders and compute their features under
     every condition (cached)."""
-    from callsort.features import feature_names
 
     settings, feature_settings = AnalysisSettings(), feature_settings or FeatureSettings()
     conditions = tuple(dict.fromkeys([*conditions, *config.train_conditions]))
