@@ -64,7 +64,12 @@ def calibration_scores(proba: np.ndarray, truth: np.ndarray, classes: Sequence[s
 
 def calibration_report(proba_by_fold, truth_by_fold, classes) -> dict:
     """Segment-level calibration before and after a cross-fitted temperature: fold k's
-    temperature is fitted on the other folds' out-of-fold predictions only."""
+    temperature is fitted on the other folds' out-of-fold predictions only. With one
+    fold (leave-one-corpus-out) there is nothing to fit on: only "before" is given."""
+    truth = np.concatenate(truth_by_fold)
+    before = calibration_scores(np.concatenate(proba_by_fold), truth, classes)
+    if len(proba_by_fold) < 2:
+        return {"before": before, "after": None, "fold_temperatures": []}
     calibrated, temperatures = [], []
     for k in range(len(proba_by_fold)):
         others = [j for j in range(len(proba_by_fold)) if j != k]
@@ -75,9 +80,8 @@ def calibration_report(proba_by_fold, truth_by_fold, classes) -> dict:
         )
         temperatures.append(t)
         calibrated.append(temperature_scaled(proba_by_fold[k], t))
-    truth = np.concatenate(truth_by_fold)
     return {
-        "before": calibration_scores(np.concatenate(proba_by_fold), truth, classes),
+        "before": before,
         "after": calibration_scores(np.concatenate(calibrated), truth, classes),
         "fold_temperatures": temperatures,
     }

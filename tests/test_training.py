@@ -226,3 +226,14 @@ def test_fast_features_are_read_from_an_encoder_models_cache(tmp_path, make_spee
     computed = training._compute_clip_features(path, "clean", settings, FeatureSettings())
     np.testing.assert_array_equal(fast.X, computed.X)
     assert with_encoder.X.shape[1] == computed.X.shape[1] + 1024
+
+
+def test_calibration_report_of_a_single_fold_has_no_cross_fitted_temperature():
+    """Leave-one-corpus-out is one fold: no other fold to fit a temperature on."""
+    from callsort.metrics import calibration_report
+
+    proba = np.array([[0.7, 0.1, 0.1, 0.1], [0.1, 0.7, 0.1, 0.1]])
+    truth = np.array(["angry", "calm"])
+    report = calibration_report([proba], [truth], EMOTIONS)
+    assert report["after"] is None and report["fold_temperatures"] == []
+    assert report["before"] == calibration_scores(proba, truth, EMOTIONS)
