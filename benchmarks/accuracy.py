@@ -76,7 +76,7 @@ MULTI_CORPUS = {
     "fast",
     "shipped-ravdess-only",
     "fast-ravdess-only",
-    "shipped-balanced",
+    "shipped-unbalanced",
     "shipped-no-nemo-calm",
     "shipped-no-norm",
 }
@@ -90,10 +90,10 @@ EXPERIMENTS: dict[str, tuple[TrainingConfig, FeatureSettings, str]] = {
         "RAVDESS + nEMO",
     ),
     "fast": (*FAST, "the fast model: the default without the encoder"),
-    "shipped-balanced": (
-        replace(SHIPPED[0], balance_corpora=True),
+    "shipped-unbalanced": (
+        replace(SHIPPED[0], balance_corpora=False),
         SHIPPED[1],
-        "the default, each corpus weighted alike in training",
+        "the default, every segment weighted alike (nEMO has 4x RAVDESS's clips)",
     ),
     "shipped-no-nemo-calm": (
         replace(SHIPPED[0], neutral_for_missing_calm=False),
@@ -250,22 +250,30 @@ def main() -> int:
             flush=True,
         ),
     )
-    report = {
+    report = make_report(args, name, description, config, feature_settings, run, metrics)
+    report["seconds"] = round(time.perf_counter() - started, 1)
+    report["targets_met"] = targets_met(metrics)
+    print(render(report))
+    return write_report(report, args.out, name)
+
+
+def make_report(args, name, description, config, feature_settings, run, metrics) -> dict:
+    return {
         "experiment": name,
         "description": description,
-        "command": "python benchmarks/accuracy.py"
-        + ("" if args.experiment == "shipped" else f" --experiment {args.experiment}")
+        "command": f"python benchmarks/accuracy.py --experiment {args.experiment}"
         + ("" if args.seed is None else f" --seed {args.seed}"),
+        "corpora": sorted({c.corpus for c in run.clips}),
         "training_config": asdict(config),
         "feature_settings": asdict(feature_settings),
         "n_features": len(run.feature_names) * (2 if config.channel_normalisation else 1),
-        "seconds": round(time.perf_counter() - started, 1),
         "metrics": metrics,
         "targets": TARGETS,
-        "targets_met": targets_met(metrics),
     }
-    print(render(report))
-    out = args.out or REPO / "benchmarks" / "results" / f"accuracy-{name}.json"
+
+
+def write_report(report: dict, out: Path | None, name: str) -> int:
+    out = out or REPO / "benchmarks" / "results" / f"accuracy-{name}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".tmp")
     tmp.write_text(json.dumps(report, indent=1) + "\n")
@@ -312,28 +320,11 @@ def multi_corpus(args, config, feature_settings, description) -> int:
             flush=True,
         ),
     )
-    report = {
-        "experiment": name,
-        "description": description,
-        "command": f"python benchmarks/accuracy.py --experiment {args.experiment}"
-        + ("" if args.seed is None else f" --seed {args.seed}"),
-        "corpora": [c.name for c in corpora],
-        "training_config": asdict(config),
-        "feature_settings": asdict(feature_settings),
-        "n_features": len(run.feature_names) * (2 if config.channel_normalisation else 1),
-        "seconds": round(time.perf_counter() - started, 1),
-        "metrics": metrics,
-        "targets": TARGETS,
-        "targets_met": multi_targets_met(metrics),
-    }
+    report = make_report(args, name, description, config, feature_settings, run, metrics)
+    report["seconds"] = round(time.perf_counter() - started, 1)
+    report["targets_met"] = multi_targets_met(metrics)
     print(render_multi(report))
-    out = args.out or REPO / "benchmarks" / "results" / f"accuracy-{name}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(report, indent=1) + "\n")
-    os.replace(tmp, out)
-    print(f"wrote {out.relative_to(REPO) if out.is_relative_to(REPO) else out}")
-    return 0
+    return write_report(report, args.out, name)
 
 
 def without_encoder(run: training.ProtocolRun) -> training.ProtocolRun:

@@ -628,8 +628,9 @@ class TrainingConfig:
     channel_normalisation: bool = True
     prior_weight: float = 5.0  # segments the population prior counts as
     contexts_per_clip: int = 1  # pseudo-calls each training clip is normalised in
-    # weigh training segments so that every corpus counts alike (nEMO has 4x RAVDESS's clips)
-    balance_corpora: bool = False
+    # weigh training segments so that every corpus counts alike (nEMO has 4x RAVDESS's
+    # clips and, unweighted, pulls RAVDESS's folds down: ACCURACY.md)
+    balance_corpora: bool = True
     # a corpus without calm clips (nEMO) trains calm on its neutral ones
     neutral_for_missing_calm: bool = True
     # "pseudo-call", or WHOLE_SPEAKER: each training clip normalised over all of its
