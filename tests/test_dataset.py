@@ -662,7 +662,15 @@ def test_ctrl_c_exits_130_and_the_summary_agrees(tmp_path):
     out = tmp_path / "dataset"
     args = [sys.executable, "-m", "callsort", "label", str(archive), "--out", str(out)]
     args += ["-j", "1", "-q", "--batch-size", "1"]
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        args,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        # as in a terminal: a test run started in the background (`pytest &`) ignores
+        # SIGINT, and a child inherits that
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     deadline = time.monotonic() + 120
     while not (out / MANIFEST).exists() and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.02)
