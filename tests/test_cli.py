@@ -289,6 +289,26 @@ def test_agreement_with_ground_truth(clean):
         assert abs(value - published["per_class"][emotion]) <= tolerance, (emotion, got)
 
 
+def test_fast_model_agreement_with_ground_truth(tmp_path):
+    """The fast model's demo agreement, as benchmarks/results/demo.json publishes it."""
+    sys.path.insert(0, str(REPO / "scripts"))
+    from readme_examples import DEMO_RESULTS, demo_agreement
+
+    published = json.loads(DEMO_RESULTS.read_text(encoding="utf-8"))
+    fast = published["fast"]
+    assert fast["model_version"] == load_model("fast").version, (
+        "the fast model changed: rerun python scripts/readme_examples.py"
+    )
+    got = demo_agreement(
+        label_into(tmp_path / "out", SAMPLES, extra=("--model", "fast")).segments,
+        pd.read_csv(GROUND_TRUTH),
+    )
+    tolerance = published["tolerance"]
+    assert abs(got["agreement"] - fast["agreement"]) <= tolerance, (got, fast)
+    for emotion, value in got["per_class"].items():
+        assert abs(value - fast["per_class"][emotion]) <= tolerance, (emotion, got)
+
+
 # --- options that change the channels -----------------------------------------------------
 
 
