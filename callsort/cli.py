@@ -515,7 +515,8 @@ def info(
     from callsort.progress import print_card
 
     with _user_errors():
-        names = [model] if model is not None else list(SHIPPED_MODELS)
+        # --json prints one card: the model named, or the default
+        names = [model] if model is not None or as_json else list(SHIPPED_MODELS)
         for name in names:
             loaded = load_model(name)
             if as_json:

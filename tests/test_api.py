@@ -68,9 +68,11 @@ def test_label_returns_dataframes_and_writes_nothing(labelled, tmp_path):
     assert (calls["status"] == "ok").all()
     assert len(segments) == calls["n_segments"].sum()
     escalated = calls[calls["escalated"]]
-    assert list(zip(escalated["recording"], escalated["channel"], strict=True)) == [
-        ("call_01_escalation.wav", "customer")
-    ]
+    flagged = set(zip(escalated["recording"], escalated["channel"], strict=True))
+    # the ground truth's one escalation is found and no agent is flagged; the default
+    # model also flags the sad voicemail's last third (README: What you get)
+    assert ("call_01_escalation.wav", "customer") in flagged
+    assert flagged <= {("call_01_escalation.wav", "customer"), ("voicemail_05_mono.flac", "mono")}
     assert not any(SAMPLES.glob("*.parquet"))
 
 

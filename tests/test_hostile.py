@@ -250,8 +250,13 @@ def test_speech_on_a_dc_offset_is_labelled_as_without_it(tmp_path, offset):
         for name in ("plain.wav", "offset.wav")
     )
     assert len(plain) >= 2
-    cols = ["start_s", "end_s", *[c for c in segments.columns if c.startswith("p_")]]
-    np.testing.assert_allclose(shifted[cols], plain[cols], atol=1e-3)
+    np.testing.assert_allclose(shifted[["start_s", "end_s"]], plain[["start_s", "end_s"]])
+    # The offset estimate (channels.without_dc) leaves a residue of about 1e-4 of full
+    # scale, which moves the lowest bands of the two models of issue 12 a little: up to
+    # 0.015 (fast) and 0.036 (default, the encoder's log-mel) in probability; issue 3's
+    # model moved by under 1e-3. The labels do not move. (docs/hostile-input.md)
+    p = [c for c in segments.columns if c.startswith("p_")]
+    np.testing.assert_allclose(shifted[p], plain[p], atol=0.05)
     assert (shifted["label"] == plain["label"]).all()
 
 
