@@ -333,10 +333,16 @@ def test_every_sql_query_of_the_readme_runs_on_a_real_dataset(tmp_path, monkeypa
     found = iter(
         [con.sql(sql.replace("/data/callsort", str(dataset))).fetchall() for sql in statements]
     )
+    # the demo's one escalation, and the default model's false one: the sad voicemail
+    # (here twice, once dated), whose last third it hears as angry (README: What you get)
+    escalations = {("call_01_escalation.wav", "right")}
+    false_alarms = {(VOICEMAIL, "mono"), ("2026-11-25/vm.flac", "mono")}
     escalated = next(found)
-    assert escalated and escalated[0][:2] == ("call_01_escalation.wav", "right"), escalated
+    flagged = {r[:2] for r in escalated}
+    assert ("call_01_escalation.wav", "right") in flagged <= escalations | false_alarms
     last_week = next(found)
-    assert [(r[1], r[2]) for r in last_week] == [("call_01_escalation.wav", "right")]
+    flagged = {(r[1], r[2]) for r in last_week}
+    assert ("call_01_escalation.wav", "right") in flagged <= escalations | false_alarms
     per_day = next(found)
     assert sorted(str(r[0]) for r in per_day) == ["2026-11-25", str(date.today())]
     assert all(0.0 <= r[1] <= 1.0 for r in per_day)
