@@ -1,10 +1,17 @@
-"""Throughput benchmark: how fast callsort labels a realistic call archive.
+"""Throughput benchmark: how fast callsort labels a realistic call archive, with each
+of its two models, beside openSMILE run over the same recordings.
 
-Run from the repository root (about 8 minutes on 2 cores; the archive is
-built once, in under a minute, and cached):
+Run from the repository root (about 20 minutes on 2 idle cores, two thirds of it
+openSMILE; the archive is built once, in under a minute, and cached):
 
     python benchmarks/throughput.py
-    python benchmarks/throughput.py --calls 6 --minutes 1 --skip-opensmile   # a quick check
+    python benchmarks/throughput.py --calls 6 --minutes 1 --repeats 2   # a quick check (minutes)
+    python benchmarks/throughput.py --model-dir-default DIR --model-dir-fast DIR  # other models
+
+The models: the shipped ``default`` (hand-made features and Whisper base's
+encoder embedding, stacked) and ``fast`` (hand-made features only), or the
+model folders ``--model-dir-default`` and ``--model-dir-fast`` name instead;
+their versions are recorded with the figures.
 
 The archive: ``--calls`` (60) stereo 8 kHz mu-law WAV calls of ``--minutes``
 (3) minutes, agent and customer on separate channels, turns of one to four
@@ -18,21 +25,29 @@ and reused by later runs.
 Measured in one run, so that the ratios between them are free of the
 machine's background load (absolute times are not):
 
-* ``callsort label ARCHIVE --jobs 1`` and ``--jobs 2``, each a fresh process,
-  run alternately ``--repeats`` times, best run kept: recording-seconds per
-  wall-second, CPU seconds of the process tree, peak memory;
-* a per-stage breakdown (decode, resample, segment, features, predict, the
-  rest of the analysis, write): callsort's own ``analyse_recording`` with its
-  steps timed, and ``DatasetStore.commit`` in batches, in this process on one
-  core;
-* on the same speech segments: callsort's features, openSMILE eGeMAPSv02
-  functionals and notebook-style per-file librosa statistics, plus the floor
-  (soundfile decode and resample only);
-* labelling one 30-second file from a cold start.
+* end to end, each a fresh process, in rounds (``--repeats``, 3; best run of
+  each kept): ``callsort label ARCHIVE --jobs 1`` and ``--jobs 2`` with the
+  default model, then the fast model, then openSMILE eGeMAPSv02 functionals
+  over the same files the way a user would run them
+  (``benchmarks/opensmile_archive.py``: soundfile decode, soxr to 16 kHz, every
+  channel in 4-second chunks, a pool of 2 processes, a CSV written; in the first
+  ``--opensmile-repeats`` rounds only, if given): recording-seconds per
+  wall-second, CPU seconds of the process tree, peak memory. The ratios:
+  openSMILE / default model and openSMILE / fast model on 2 cores (targets
+  2x and 10x), default / fast;
+* a per-stage breakdown for each model (decode, resample, segment, features,
+  encoder when the model has one, predict, the rest of the analysis, write):
+  callsort's own ``analyse_recording`` with its steps timed, and
+  ``DatasetStore.commit`` in batches, in this process on one core;
+* on the same speech segments (the default model's pass): callsort's hand-made
+  features, its encoder embedding, openSMILE eGeMAPSv02 functionals and
+  notebook-style per-file librosa statistics, plus the floor (soundfile decode
+  and resample only);
+* labelling one 30-second file from a cold start, with each model.
 
 Prints a Markdown report and writes the figures to
-``benchmarks/results/throughput.json``. openSMILE comes from the ``bench``
-extra: ``pip install -e ".[bench]"``.
+``benchmarks/results/throughput.json`` (``--json``). openSMILE comes from the
+``bench`` extra: ``pip install -e ".[bench]"``.
 """
 
 from __future__ import annotations
@@ -1153,7 +1168,7 @@ def _shown_arg(arg: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     parser.add_argument("--calls", type=int, default=60, help="calls in the archive (60)")
     parser.add_argument("--minutes", type=float, default=3.0, help="minutes per call (3)")
     parser.add_argument(
