@@ -381,6 +381,7 @@ def train(
     [bold]callsort train ../shared/datasets/ravdess-speech-16k ../shared/datasets/nemo-speech-16k --out callsort/models/default --holdout-speakers 23,24[/bold]
     """
     from callsort import training
+    from callsort.corpora import default_licence
     from callsort.model import save_model
     from callsort.progress import print_metrics, results
 
@@ -403,7 +404,7 @@ def train(
             data_dir=data_dirs,
             metrics=metrics,
             jobs=n_jobs,
-            licence=licence or training.default_licence(data_dirs),
+            licence=licence or default_licence(data_dirs),
         )
         save_model(classifier, card, out)
         if json_out:
@@ -450,7 +451,8 @@ def evaluate(
         bool,
         typer.Option(
             "--headline-only",
-            help="Only the first corpus's speaker folds (the card's headline figures).",
+            help="Only the first corpus's speaker folds, clean and mu-law telephone (the "
+            "figures --check-card compares).",
         ),
     ] = False,
     encoder_dir: Annotated[
@@ -473,7 +475,7 @@ def evaluate(
         )
         _use_encoder_dir(encoder_dir)
         n_jobs = _jobs(jobs)
-        run = _extract(data_dirs, config, n_jobs, cache, fast=fast)
+        run = _extract(data_dirs, config, n_jobs, cache, fast=fast, codecs=not headline_only)
         metrics = training.corpus_protocols(
             run,
             config,
@@ -485,10 +487,11 @@ def evaluate(
         if json_out:
             json_out.write_text(json.dumps(metrics, indent=2) + "\n")
         if check_card is not None:
+            from callsort.metrics import metric_differences
             from callsort.model import load_model
 
             expected = load_model(check_card).card.metrics
-            differences = training.metric_differences(expected, metrics, tolerance=tolerance)
+            differences = metric_differences(expected, metrics, tolerance=tolerance)
             for line in differences:
                 results.print(f"[red]{line}[/red]")
             if differences:
@@ -668,20 +671,18 @@ def _jobs(jobs: int) -> int:
     return jobs or default_jobs()
 
 
-def _extract(data_dirs, config, jobs, cache, *, fast: bool):
+def _extract(data_dirs, config, jobs, cache, *, fast: bool, codecs: bool = True):
     from callsort import training
+    from callsort.corpora import find_corpora
     from callsort.encoder import WHISPER_BASE
     from callsort.progress import clip_progress
     from callsort.settings import FeatureSettings
 
     n = len(
-        training.find_corpora(
-            data_dirs, classes=config.classes, calm_from_neutral=config.calm_from_neutral
-        )
+        find_corpora(data_dirs, classes=config.classes, calm_from_neutral=config.calm_from_neutral)
     )
-    conditions = dict.fromkeys(
-        [*training.CONDITIONS, *training.CODEC_CONDITIONS, *config.train_conditions]
-    )
+    tested = (*training.CONDITIONS, *(training.CODEC_CONDITIONS if codecs else ()))
+    conditions = dict.fromkeys([*tested, *config.train_conditions])
     with clip_progress(total=n * len(conditions)) as advance:
         return training.extract(
             data_dirs,
@@ -689,7 +690,7 @@ def _extract(data_dirs, config, jobs, cache, *, fast: bool):
             jobs=jobs,
             cache_dir=cache or training.default_cache_dir(),
             on_done=advance,
-            conditions=(*training.CONDITIONS, *training.CODEC_CONDITIONS),
+            conditions=tested,
             feature_settings=FeatureSettings(encoder=None if fast else WHISPER_BASE),
         )
 

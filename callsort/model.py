@@ -85,7 +85,13 @@ class LinearHead:
 
 
 def fit_linear_head(
-    X: np.ndarray, labels: np.ndarray, *, columns: np.ndarray, n_classes: int, C: float
+    X: np.ndarray,
+    labels: np.ndarray,
+    *,
+    columns: np.ndarray,
+    n_classes: int,
+    C: float,
+    sample_weight: np.ndarray | None = None,
 ) -> LinearHead:
     """Fit a :class:`LinearHead` on ``X[:, columns]`` and integer ``labels``."""
     from sklearn.linear_model import LogisticRegression
@@ -94,7 +100,7 @@ def fit_linear_head(
     mean = Z.mean(axis=0)
     scale = Z.std(axis=0) + 1e-6
     Z = (Z - mean) / scale
-    lr = LogisticRegression(C=C, max_iter=300, tol=1e-3).fit(Z, labels)
+    lr = LogisticRegression(C=C, max_iter=300, tol=1e-3).fit(Z, labels, sample_weight=sample_weight)
     coef = np.zeros((n_classes, len(columns)))
     intercept = np.full(n_classes, -30.0)
     coef[lr.classes_] = lr.coef_ if n_classes > 2 else np.vstack([-lr.coef_, lr.coef_])
@@ -195,9 +201,16 @@ class EmotionClassifier:
         self.head_ = None
         inputs, input_names = X, names
         if len(head_columns):
-            out_of_fold = self._out_of_fold_head(X, labels, head_columns, len(classes), groups)
+            out_of_fold = self._out_of_fold_head(
+                X, labels, head_columns, len(classes), groups, sample_weight
+            )
             self.head_ = fit_linear_head(
-                X, labels, columns=head_columns, n_classes=len(classes), C=self.head_C
+                X,
+                labels,
+                columns=head_columns,
+                n_classes=len(classes),
+                C=self.head_C,
+                sample_weight=sample_weight,
             )
             keep = np.setdiff1d(np.arange(X.shape[1]), head_columns)
             inputs = np.hstack([X[:, keep], out_of_fold])
@@ -226,7 +239,9 @@ class EmotionClassifier:
         self.n_features_in_ = X.shape[1]
         return self
 
-    def _out_of_fold_head(self, X, labels, head_columns, n_classes, groups) -> np.ndarray:
+    def _out_of_fold_head(
+        self, X, labels, head_columns, n_classes, groups, sample_weight
+    ) -> np.ndarray:
         """Head log-probabilities for every row from heads fitted without its group."""
         from sklearn.model_selection import GroupKFold
 
@@ -235,7 +250,12 @@ class EmotionClassifier:
         out = np.zeros((len(X), n_classes), dtype=np.float32)
         for train, test in GroupKFold(n_splits=n_splits).split(X, labels, groups):
             head = fit_linear_head(
-                X[train], labels[train], columns=head_columns, n_classes=n_classes, C=self.head_C
+                X[train],
+                labels[train],
+                columns=head_columns,
+                n_classes=n_classes,
+                C=self.head_C,
+                sample_weight=None if sample_weight is None else sample_weight[train],
             )
             out[test] = head.log_proba(X[test])
         return out

@@ -1,7 +1,6 @@
 """Train and evaluate models on labelled clips, speaker-independently.
 
-A training folder is either in the RAVDESS layout (seven-field file names,
-``Actor_NN`` folders) or any folder with a ``labels.csv`` (``path,label[,speaker]``).
+Corpora come from :mod:`callsort.corpora`, scores from :mod:`callsort.metrics`.
 Clips go through the product's own path (decode, segmentation, features);
 each speech segment is a training example labelled with its clip's emotion,
 and a clip's prediction is the duration-weighted mean of its segments'.
@@ -13,11 +12,9 @@ test speakers.
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import os
-import re
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, replace
@@ -26,21 +23,18 @@ from pathlib import Path
 
 import numpy as np
 
+from callsort.corpora import Clip, corpus_folders, default_licence, find_corpora
+from callsort.encoder import WHISPER_BASE
 from callsort.errors import DatasetError
-from callsort.model import temperature_scaled
+from callsort.features import feature_names
+from callsort.metrics import (
+    calibration_report,
+    fit_temperature,
+    predicted_labels,
+    scores,
+)
 from callsort.settings import DEFAULT_CLASSES, AnalysisSettings, FeatureSettings
 
-RAVDESS_EMOTIONS = {
-    "01": "neutral",
-    "02": "calm",
-    "03": "happy",
-    "04": "sad",
-    "05": "angry",
-    "06": "fearful",
-    "07": "disgust",
-    "08": "surprised",
-}
-_RAVDESS_NAME = re.compile(r"^(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)$")
 CONDITIONS = ("clean", "telephone")
 """Audio conditions: the corpus file as it is, and the clip written as an 8 kHz G.711
 mu-law WAV (300-3400 Hz) and read back through ``callsort label``'s decode path."""
@@ -54,19 +48,7 @@ file in one of the four codecs."""
 PERTURBED = "perturbed"
 """A training-only condition: another gain, speed and pitch (augment.perturbed); measured
 and left out of the default (benchmarks/ACCURACY.md)."""
-NO_SPEECH = "(no speech)"
-"""What a clip in which the voice-activity detector finds no speech is predicted as."""
 FEATURE_CACHE_VERSION = 4  # bump when feature code changes without a settings change
-
-
-@dataclass(frozen=True)
-class Clip:
-    """One labelled recording of one speaker."""
-
-    path: Path
-    label: str
-    speaker: str
-    corpus: str = ""  # the training folder's name
 
 
 @dataclass(frozen=True)
@@ -75,88 +57,6 @@ class ClipFeatures:
 
     X: np.ndarray  # (segments, features)
     durations_s: np.ndarray  # (segments,)
-
-
-def find_clips(
-    folder: Path | str, *, classes: Sequence[str] = DEFAULT_CLASSES, calm_from_neutral: bool = False
-) -> list[Clip]:
-    """Labelled clips in ``folder`` whose label is one of ``classes``, sorted by path.
-
-    A corpus with no calm clip at all (nEMO) has its neutral clips stand for calm
-    when calm is a class: the nearest it recorded (measured in ACCURACY.md).
-    """
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise DatasetError(f"not a folder: {folder}")
-    labels_csv = folder / "labels.csv"
-    clips = (
-        _labels_csv_clips(labels_csv)
-        if labels_csv.is_file()
-        else _ravdess_clips(folder, calm_from_neutral=calm_from_neutral)
-    )
-    if "calm" in classes and not any(c.label == "calm" for c in clips):
-        clips = [replace(c, label="calm") if c.label == "neutral" else c for c in clips]
-    corpus = folder.resolve().name
-    clips = sorted(
-        (replace(c, corpus=corpus) for c in clips if c.label in classes), key=lambda c: str(c.path)
-    )
-    if not clips:
-        raise DatasetError(
-            f"no labelled clips of classes {list(classes)} in {folder} "
-            "(expected RAVDESS file names or a labels.csv with path,label[,speaker])"
-        )
-    return clips
-
-
-def find_corpora(
-    folders: Sequence[Path | str],
-    *,
-    classes: Sequence[str] = DEFAULT_CLASSES,
-    calm_from_neutral: bool = False,
-) -> list[Clip]:
-    """The clips of several corpora, each folder with its own speakers."""
-    clips: list[Clip] = []
-    owner: dict[str, str] = {}
-    for folder in folders:
-        found = find_clips(folder, classes=classes, calm_from_neutral=calm_from_neutral)
-        for clip in found:
-            if owner.setdefault(clip.speaker, clip.corpus) != clip.corpus:
-                raise DatasetError(
-                    f"speaker {clip.speaker!r} appears in {owner[clip.speaker]} and in "
-                    f"{clip.corpus}: each corpus needs speaker ids of its own"
-                )
-        clips.extend(found)
-    if len({c.corpus for c in clips}) < len(folders):
-        raise DatasetError("the same corpus folder name is given twice")
-    return clips
-
-
-def _ravdess_clips(folder: Path, *, calm_from_neutral: bool) -> list[Clip]:
-    clips = []
-    for path in folder.rglob("*"):
-        match = _RAVDESS_NAME.match(path.stem)
-        if not match or not path.is_file():
-            continue
-        emotion = RAVDESS_EMOTIONS.get(match.group(3), "")
-        if emotion == "neutral" and calm_from_neutral:
-            emotion = "calm"
-        clips.append(Clip(path=path, label=emotion, speaker=match.group(7)))
-    return clips
-
-
-def _labels_csv_clips(labels_csv: Path) -> list[Clip]:
-    with labels_csv.open(newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        if not reader.fieldnames or not {"path", "label"} <= set(reader.fieldnames):
-            raise DatasetError(f"{labels_csv} needs the columns path,label[,speaker]")
-        return [
-            Clip(
-                path=labels_csv.parent / row["path"],
-                label=row["label"].strip(),
-                speaker=(row.get("speaker") or "").strip() or "unknown",
-            )
-            for row in reader
-        ]
 
 
 def speaker_folds(speakers: Sequence[str], n_folds: int = 6) -> list[list[str]]:
@@ -210,6 +110,15 @@ def _clip_features_task(task: tuple) -> ClipFeatures:
         if cache_file.is_file():
             with np.load(cache_file) as data:
                 return ClipFeatures(X=data["X"], durations_s=data["durations_s"])
+        if feature_settings.encoder is None:
+            # the hand-made features are the first columns of an encoder model's: reuse
+            # those when they are cached (same code, same segments)
+            with_encoder = replace(feature_settings, encoder=WHISPER_BASE)
+            richer = Path(cache_dir) / f"{_cache_key(path, condition, settings, with_encoder)}.npz"
+            if richer.is_file():
+                n = len(feature_names(feature_settings))
+                with np.load(richer) as data:
+                    return ClipFeatures(X=data["X"][:, :n], durations_s=data["durations_s"])
     features = _compute_clip_features(path, condition, settings, feature_settings)
     if cache_file is not None:
         cache_file.parent.mkdir(parents=True, exist_ok=True)
@@ -306,26 +215,6 @@ def stack_segments(
     y = np.repeat([c.label for c in clips], [len(f.X) for f in features])
     owner = np.repeat(np.arange(len(features)), [len(f.X) for f in features])
     return X, y, owner
-
-
-def predicted_labels(proba: np.ndarray, classes: Sequence[str]) -> np.ndarray:
-    """The most probable class per row; :data:`NO_SPEECH` for rows of NaN."""
-    speech = ~np.isnan(proba).any(axis=1)
-    best = np.argmax(np.where(speech[:, None], proba, 0.0), axis=1)
-    return np.where(speech, np.asarray(classes, dtype=object)[best], NO_SPEECH)
-
-
-def scores(y_true: Sequence[str], y_pred: Sequence[str], classes: Sequence[str]) -> dict:
-    """Accuracy, macro-F1, per-class F1 and the confusion matrix (rows: truth)."""
-    from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
-
-    per_class = f1_score(y_true, y_pred, labels=list(classes), average=None, zero_division=0)
-    return {
-        "accuracy": round(float(accuracy_score(y_true, y_pred)), 4),
-        "macro_f1": round(float(np.mean(per_class)), 4),
-        "per_class_f1": {c: round(float(v), 4) for c, v in zip(classes, per_class, strict=True)},
-        "confusion": confusion_matrix(y_true, y_pred, labels=list(classes)).tolist(),
-    }
 
 
 MIX_KINDS = ("one", "mostly", "minority", "two")
@@ -526,12 +415,10 @@ def cross_validate(
                 }
                 for kind in (*kinds, *extra_kinds)
             }
-        entry["calibration"] = _calibration_report(
-            segment_proba[cond], segment_truth[cond], classes
-        )
+        entry["calibration"] = calibration_report(segment_proba[cond], segment_truth[cond], classes)
         result[cond] = entry
     # for the shipped model: fitted on clean and telephone test predictions alike
-    result["temperature"] = _fit_temperature(
+    result["temperature"] = fit_temperature(
         np.concatenate([p for c in CONDITIONS for p in segment_proba[c]]),
         np.concatenate([t for c in CONDITIONS for t in segment_truth[c]]),
         classes,
@@ -579,71 +466,6 @@ def _clip_and_segment_proba(model, feats: Sequence[ClipFeatures]):
 # --- calibration -------------------------------------------------------------------------
 
 
-def _fit_temperature(proba: np.ndarray, truth: np.ndarray, classes: Sequence[str]) -> float:
-    """The temperature that minimises the log loss of ``proba`` (segments, classes)."""
-    from scipy.optimize import minimize_scalar
-
-    index = np.array([list(classes).index(t) for t in truth])
-
-    def loss(log_t: float) -> float:
-        p = temperature_scaled(proba, float(np.exp(log_t)))
-        return float(-np.mean(np.log(np.clip(p[np.arange(len(p)), index], 1e-12, 1.0))))
-
-    best = minimize_scalar(loss, bounds=(np.log(0.1), np.log(10.0)), method="bounded")
-    return round(float(np.exp(best.x)), 4)
-
-
-def calibration_scores(proba: np.ndarray, truth: np.ndarray, classes: Sequence[str]) -> dict:
-    """Brier score (mean over segments of the squared error summed over classes) and
-    expected calibration error (15 equal-width bins of the top probability)."""
-    onehot = (np.asarray(truth)[:, None] == np.asarray(classes)[None, :]).astype(float)
-    brier = float(np.mean(np.sum((proba - onehot) ** 2, axis=1)))
-    top = proba.max(axis=1)
-    right = onehot[np.arange(len(proba)), proba.argmax(axis=1)]
-    bins = np.minimum((top * 15).astype(int), 14)
-    ece = sum(
-        abs(right[bins == b].mean() - top[bins == b].mean()) * np.mean(bins == b)
-        for b in range(15)
-        if np.any(bins == b)
-    )
-    return {"brier": round(brier, 4), "ece": round(float(ece), 4)}
-
-
-def _calibration_report(proba_by_fold, truth_by_fold, classes) -> dict:
-    """Segment-level calibration before and after a cross-fitted temperature: fold k's
-    temperature is fitted on the other folds' out-of-fold predictions only."""
-    calibrated, temperatures = [], []
-    for k in range(len(proba_by_fold)):
-        others = [j for j in range(len(proba_by_fold)) if j != k]
-        t = _fit_temperature(
-            np.concatenate([proba_by_fold[j] for j in others]),
-            np.concatenate([truth_by_fold[j] for j in others]),
-            classes,
-        )
-        temperatures.append(t)
-        calibrated.append(temperature_scaled(proba_by_fold[k], t))
-    truth = np.concatenate(truth_by_fold)
-    return {
-        "before": calibration_scores(np.concatenate(proba_by_fold), truth, classes),
-        "after": calibration_scores(np.concatenate(calibrated), truth, classes),
-        "fold_temperatures": temperatures,
-    }
-
-
-def metric_differences(expected: dict, measured: dict, *, tolerance: float) -> list[str]:
-    """Where ``measured`` figures differ from ``expected`` by more than ``tolerance``."""
-    out = []
-    for cond in CONDITIONS:
-        for key in ("accuracy", "macro_f1"):
-            want = expected.get(cond, {}).get(key)
-            got = measured.get(cond, {}).get(key)
-            if want is None or got is None or abs(want - got) > tolerance:
-                out.append(f"{cond} {key}: card {want}, measured {got}")
-    if expected.get("n_clips") != measured.get("n_clips"):
-        out.append(f"clips: card {expected.get('n_clips')}, measured {measured.get('n_clips')}")
-    return out
-
-
 def fit_final(
     clips: Sequence[Clip],
     features: dict[str, list[ClipFeatures]],
@@ -672,7 +494,7 @@ def _fit(clips, features, index, config, make_model, feature_names):
         prior = population_prior(pooled, weight=config.prior_weight)
         feature_names = normalised_names(feature_names)
     subset = [clips[i] for i in index]
-    X_parts, y_parts, group_parts = [], [], []
+    X_parts, y_parts, group_parts, corpus_parts = [], [], [], []
     for n_cond, cond in enumerate(config.train_conditions):
         feats = [features[cond][i] for i in index]
         clips_here = subset
@@ -693,12 +515,22 @@ def _fit(clips, features, index, config, make_model, feature_names):
         X_parts.append(X)
         y_parts.append(y)
         group_parts.append(np.array([clips_here[i].speaker for i in owner], dtype=object))
+        corpus_parts.append(np.array([clips_here[i].corpus for i in owner], dtype=object))
+    corpora = np.concatenate(corpus_parts)
+    weight = None
+    if config.balance_corpora:
+        names, counts = np.unique(corpora, return_counts=True)
+        per_corpus = dict(
+            zip(names.tolist(), (len(corpora) / (len(names) * counts)).tolist(), strict=True)
+        )
+        weight = np.array([per_corpus[c] for c in corpora])
     model = make_model(config)
     model.fit(
         np.concatenate(X_parts),
         np.concatenate(y_parts),
         feature_names=feature_names,
         groups=np.concatenate(group_parts),
+        sample_weight=weight,
     )
     return model, prior
 
@@ -796,6 +628,11 @@ class TrainingConfig:
     channel_normalisation: bool = True
     prior_weight: float = 5.0  # segments the population prior counts as
     contexts_per_clip: int = 1  # pseudo-calls each training clip is normalised in
+    # weigh training segments so that every corpus counts alike (nEMO has 4x RAVDESS's
+    # clips and, unweighted, pulls RAVDESS's folds down: ACCURACY.md)
+    balance_corpora: bool = True
+    # a corpus without calm clips (nEMO) trains calm on its neutral ones
+    neutral_for_missing_calm: bool = True
     # "pseudo-call", or WHOLE_SPEAKER: each training clip normalised over all of its
     # speaker's clips (the optimistic protocol of the accuracy issue's anchors)
     train_context: str = "pseudo-call"
@@ -830,13 +667,15 @@ def extract(
 ) -> ProtocolRun:
     """Find the clips of one or more corpus folders and compute their features under
     every condition (cached)."""
-    from callsort.features import feature_names
 
     settings, feature_settings = AnalysisSettings(), feature_settings or FeatureSettings()
     conditions = tuple(dict.fromkeys([*conditions, *config.train_conditions]))
     folders = [data_dir] if isinstance(data_dir, (str, Path)) else list(data_dir)
     clips = find_corpora(
-        folders, classes=config.classes, calm_from_neutral=config.calm_from_neutral
+        folders,
+        classes=config.classes,
+        calm_from_neutral=config.calm_from_neutral,
+        neutral_for_missing_calm=config.neutral_for_missing_calm,
     )
     features = {
         cond: clip_features(
@@ -1003,14 +842,14 @@ def train_model(
         temperature=classifier.temperature,
         segmentation_settings=asdict(run.settings.segmentation),
         training={
-            "data": ", ".join(Path(d).name for d in _folders(data_dir)),
+            "data": ", ".join(Path(d).name for d in corpus_folders(data_dir)),
             "corpora": [
                 {
                     "name": Path(d).resolve().name,
                     "n_clips": sum(c.corpus == Path(d).resolve().name for c in clips),
                     "licence": default_licence(d),
                 }
-                for d in _folders(data_dir)
+                for d in corpus_folders(data_dir)
             ],
             "n_clips": len(clips),
             "n_segments": int(sum(len(f.X) for f in features[CONDITIONS[0]])),
@@ -1020,7 +859,7 @@ def train_model(
             "config": asdict(config),
             **({"tuning": search} if search is not None else {}),
             "command": "callsort train "
-            + " ".join(Path(d).name for d in _folders(data_dir))
+            + " ".join(Path(d).name for d in corpus_folders(data_dir))
             + " --out MODEL_DIR"
             + ("" if run.feature_settings.encoder else " --model fast")
             + (f" --holdout-speakers {','.join(sorted(held_out))}" if held_out else ""),
@@ -1031,54 +870,6 @@ def train_model(
         created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
     )
     return classifier, card
-
-
-RAVDESS_LICENCE = (
-    "Trained on the Ryerson Audio-Visual Database of Emotional Speech and Song (RAVDESS): "
-    "Livingstone SR, Russo FA (2018) PLoS ONE 13(5): e0196391, "
-    "https://doi.org/10.1371/journal.pone.0196391, licensed CC BY-NC-SA 4.0. "
-    "This model is a derived work and is distributed under the same licence "
-    "(Creative Commons Attribution-NonCommercial-ShareAlike 4.0): non-commercial use only."
-)
-
-
-def _folders(data_dir: Path | str | Sequence[Path | str]) -> list[Path]:
-    return [Path(data_dir)] if isinstance(data_dir, (str, Path)) else [Path(d) for d in data_dir]
-
-
-def default_licence(data_dir: Path | str | Sequence[Path | str]) -> str:
-    """The licence notice of each corpus: its README's "Licence" section when it has
-    one, the RAVDESS notice for a RAVDESS-layout folder, else a prompt to state one."""
-    folders = _folders(data_dir)
-    if len(folders) > 1:
-        return "\n\n".join(f"{f.resolve().name}: {default_licence(f)}" for f in folders)
-    folder = folders[0]
-    section = _readme_licence(folder / "README.md")
-    if section:
-        return (
-            f"{section} This model is a derived work of these recordings and is distributed "
-            "under the same terms."
-        )
-    if (folder / "labels.csv").is_file():
-        return "Trained on user-supplied data; its licence applies."
-    return RAVDESS_LICENCE
-
-
-def _readme_licence(readme: Path) -> str:
-    """The text of a README's "## Licence..." section, on one line ('' if none)."""
-    try:
-        lines = readme.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError):
-        return ""
-    out: list[str] = []
-    inside = False
-    for line in lines:
-        if line.startswith("## "):
-            inside = line[3:].strip().lower().startswith(("licence", "license"))
-            continue
-        if inside and line.strip():
-            out.append(line.strip())
-    return " ".join(out)
 
 
 def library_versions() -> dict[str, str]:

@@ -37,6 +37,14 @@ QUICK_START = "callsort label sample_recordings/ --out reports"
 NAMED = "callsort label sample_recordings/ --out r --channel-names agent,customer"
 """The Reports section's command, whose dataset ``callsort summary r`` summarises."""
 SUMMARY = "callsort summary r"
+FAST = "callsort label sample_recordings/ --model fast --out reports-fast"
+"""The quick start with the fast model: its demo agreement is published beside the default's."""
+ACCURACY_RESULTS = {
+    "default": REPO / "benchmarks" / "results" / "accuracy-shipped.json",
+    "fast": REPO / "benchmarks" / "results" / "accuracy-fast.json",
+}
+"""The shipped models' figures, written by scripts/train_shipped_models.sh."""
+PROTOCOL_CONDITIONS = ("clean", "telephone", "alaw", "gsm", "g721")
 EXAMPLE_CALL = "call_01_escalation.wav"
 EXAMPLE_CHANNEL = "right"
 CALL_COLUMNS = [
@@ -62,7 +70,7 @@ def run_commands(workdir: Path) -> dict[str, str]:
         os.utime(path, (stamp, stamp))
     env = {**os.environ, "COLUMNS": "80", "PYTHONIOENCODING": "utf-8", "NO_COLOR": "1"}
     outputs = {}
-    for command in (QUICK_START, NAMED, SUMMARY):
+    for command in (QUICK_START, NAMED, SUMMARY, FAST):
         args = [sys.executable, "-m", "callsort", *command.split()[1:]]
         if command != SUMMARY:
             args.append("--quiet")
@@ -158,27 +166,59 @@ def demo_results(workdir: Path) -> dict:
 
     from callsort.model import load_model
 
-    segments = _read(workdir / "reports", "segments")
-    figures = demo_agreement(segments, pd.read_csv(GROUND_TRUTH))
+    truth = pd.read_csv(GROUND_TRUTH)
+    figures = demo_agreement(_read(workdir / "reports", "segments"), truth)
+    fast = demo_agreement(_read(workdir / "reports-fast", "segments"), truth)
     return {
         "what": "segment-level agreement of the demo calls with sample_recordings/ground_truth.csv",
         "command": "python scripts/readme_examples.py",
         "model_version": load_model().version,
         "tolerance": AGREEMENT_TOLERANCE,
         **figures,
+        "fast": {"model_version": load_model("fast").version, **fast},
     }
 
 
 def agreement_sentence(results: dict) -> str:
     per_class = ", ".join(f"{e} {v:.1%}" for e, v in results["per_class"].items())
+    fast = results["fast"]
+    fast_per_class = ", ".join(f"{e} {v:.1%}" for e, v in fast["per_class"].items())
     return (
-        "On the demo calls in `sample_recordings/` (made from actors 23 and 24, held\n"
-        "out of the shipped model), segment seconds agree with\n"
+        "On the demo calls in `sample_recordings/` (8 kHz mu-law, made from actors 23\n"
+        "and 24, held out of the shipped models), segment seconds agree with\n"
         f"`sample_recordings/ground_truth.csv` for {results['agreement']:.1%} of the covered\n"
-        f"speech: {per_class} (model {results['model_version']};\n"
-        "`benchmarks/results/demo.json`, written by `python scripts/readme_examples.py`\n"
-        "and checked by `tests/test_cli.py`)."
+        f"speech with the default model: {per_class} (model\n"
+        f"{results['model_version']}); with `--model fast`, {fast['agreement']:.1%}:\n"
+        f"{fast_per_class} (model {fast['model_version']}).\n"
+        "From `benchmarks/results/demo.json`, written by `python scripts/readme_examples.py`\n"
+        "and checked by `tests/test_cli.py`."
     ).replace("%", " %")
+
+
+def accuracy_table(results: Path) -> str:
+    """Macro-F1 of every protocol and test audio, and per-class F1 of the clean headline."""
+    metrics = json.loads(results.read_text(encoding="utf-8"))
+    protocols = {metrics["headline"]: metrics, **metrics.get("other_protocols", {})}
+    lines = [
+        "| protocol | clips | " + " | ".join(PROTOCOL_CONDITIONS) + " |",
+        "|---|---|" + "---|" * len(PROTOCOL_CONDITIONS),
+    ]
+    for name, m in protocols.items():
+        lines.append(
+            f"| {name} | {m['n_clips']} | "
+            + " | ".join(f"{m[c]['macro_f1']:.3f}" for c in PROTOCOL_CONDITIONS)
+            + " |"
+        )
+    return "\n".join(lines)
+
+
+def per_class_line(results: Path) -> str:
+    metrics = json.loads(results.read_text(encoding="utf-8"))
+    parts = []
+    for cond in ("clean", "telephone"):
+        f1 = metrics[cond]["per_class_f1"]
+        parts.append(f"{cond} " + ", ".join(f"{c} {v:.3f}" for c, v in f1.items()))
+    return f"F1 per class, {metrics['headline']}: " + "; ".join(parts) + "."
 
 
 def schema_tables() -> dict[str, str]:
@@ -199,6 +239,11 @@ def generate(workdir: Path) -> tuple[dict[str, str], dict]:
         **what_you_get(workdir),
         "summary-example": summary_block(outputs[SUMMARY]),
         "demo-agreement": agreement_sentence(results),
+        **{f"accuracy-{name}": accuracy_table(path) for name, path in ACCURACY_RESULTS.items()},
+        **{
+            f"accuracy-{name}-classes": per_class_line(path)
+            for name, path in ACCURACY_RESULTS.items()
+        },
         **schema_tables(),
     }
     return sections, results

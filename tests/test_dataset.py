@@ -647,18 +647,39 @@ def test_ctrl_c_is_recorded_as_exit_code_130(archive, tmp_path):
     assert "interrupted" in summary["error"]
 
 
-def test_ctrl_c_exits_130_and_the_summary_agrees(crash_archive, tmp_path):
+def test_ctrl_c_exits_130_and_the_summary_agrees(tmp_path):
+    """Ctrl-C while a long recording is analysed, after a first commit."""
+    import soundfile as sf
+    from conftest import bursts_in_noise
+
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    (archive / "a_broken.wav").write_bytes(b"RIFF....not a wave file")  # committed first
+    chunk = bursts_in_noise([(0.5, 4.5), (5.5, 9.5)], 10.0, sr=8000)
+    with sf.SoundFile(archive / "b_long_talk.wav", "w", 8000, 1, "PCM_16") as f:
+        for _ in range(180):  # 30 minutes: seconds of analysis, interrupted midway
+            f.write(chunk)
     out = tmp_path / "dataset"
-    args = [sys.executable, "-m", "callsort", "label", str(crash_archive[0]), "--out", str(out)]
+    args = [sys.executable, "-m", "callsort", "label", str(archive), "--out", str(out)]
     args += ["-j", "1", "-q", "--batch-size", "1"]
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        args,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        # as in a terminal: a test run started in the background (`pytest &`) ignores
+        # SIGINT, and a child inherits that
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     deadline = time.monotonic() + 120
     while not (out / MANIFEST).exists() and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.02)
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr
-    assert _summary(out)["exit_code"] == 130
+    summary = _summary(out)
+    assert summary["exit_code"] == 130
+    assert summary["counts"]["failed"] == 1 and summary["counts"]["processed_ok"] == 0
 
 
 def test_a_summary_that_cannot_be_written_is_said_and_changes_the_exit_code(archive, tmp_path):

@@ -9,20 +9,17 @@ import numpy as np
 import pytest
 
 from callsort import training
-from callsort.model import EmotionClassifier
+from callsort.corpora import Clip
+from callsort.metrics import NO_SPEECH, calibration_scores, predicted_labels
+from callsort.model import EmotionClassifier, temperature_scaled
 from callsort.training import (
     CALL_CLIPS,
     INNER_FOLDS,
     MIX_KINDS,
-    NO_SPEECH,
-    Clip,
     ClipFeatures,
     TrainingConfig,
-    calibration_scores,
     cross_validate,
-    predicted_labels,
     pseudo_call,
-    temperature_scaled,
     tuned_config,
 )
 
@@ -208,3 +205,35 @@ def test_telephone_training_copies_are_what_label_reads_from_an_8khz_mulaw_file(
     # the same features, up to the two resamplers' and filters' differences
     spread = np.abs(labelled).mean(axis=0) + 1e-3
     assert np.median(np.abs(trained.X - labelled) / spread) < 0.05
+
+
+def test_fast_features_are_read_from_an_encoder_models_cache(tmp_path, make_speech):
+    """One extraction serves both shipped models: the hand-made features of a cached
+    encoder entry are exactly what the fast model would compute."""
+    import soundfile as sf
+
+    from callsort.settings import AnalysisSettings, FeatureSettings
+
+    path = tmp_path / "03-01-05-01-01-01-01.wav"
+    sf.write(path, make_speech(2.5, rms=0.05, seed=2), 16_000)
+    settings, cache = AnalysisSettings(), tmp_path / "cache"
+    rich = FeatureSettings(encoder="whisper-base")
+    task = (path, "clean", settings, rich, cache)
+    with_encoder = training._clip_features_task(task)
+    assert len(list(cache.iterdir())) == 1
+    fast = training._clip_features_task((path, "clean", settings, FeatureSettings(), cache))
+    assert len(list(cache.iterdir())) == 1  # nothing new computed or written
+    computed = training._compute_clip_features(path, "clean", settings, FeatureSettings())
+    np.testing.assert_array_equal(fast.X, computed.X)
+    assert with_encoder.X.shape[1] == computed.X.shape[1] + 1024
+
+
+def test_calibration_report_of_a_single_fold_has_no_cross_fitted_temperature():
+    """Leave-one-corpus-out is one fold: no other fold to fit a temperature on."""
+    from callsort.metrics import calibration_report
+
+    proba = np.array([[0.7, 0.1, 0.1, 0.1], [0.1, 0.7, 0.1, 0.1]])
+    truth = np.array(["angry", "calm"])
+    report = calibration_report([proba], [truth], EMOTIONS)
+    assert report["after"] is None and report["fold_temperatures"] == []
+    assert report["before"] == calibration_scores(proba, truth, EMOTIONS)
