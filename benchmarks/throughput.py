@@ -1,10 +1,17 @@
-"""Throughput benchmark: how fast callsort labels a realistic call archive.
+"""Throughput benchmark: how fast callsort labels a realistic call archive, with each
+of its two models, beside openSMILE run over the same recordings.
 
-Run from the repository root (about 8 minutes on 2 cores; the archive is
-built once, in under a minute, and cached):
+Run from the repository root (about 20 minutes on 2 idle cores, two thirds of it
+openSMILE; the archive is built once, in under a minute, and cached):
 
     python benchmarks/throughput.py
-    python benchmarks/throughput.py --calls 6 --minutes 1 --skip-opensmile   # a quick check
+    python benchmarks/throughput.py --calls 6 --minutes 1 --repeats 2   # a quick check (minutes)
+    python benchmarks/throughput.py --model-dir-default DIR --model-dir-fast DIR  # other models
+
+The models: the shipped ``default`` (hand-made features and Whisper base's
+encoder embedding, stacked) and ``fast`` (hand-made features only), or the
+model folders ``--model-dir-default`` and ``--model-dir-fast`` name instead;
+their versions are recorded with the figures.
 
 The archive: ``--calls`` (60) stereo 8 kHz mu-law WAV calls of ``--minutes``
 (3) minutes, agent and customer on separate channels, turns of one to four
@@ -18,21 +25,29 @@ and reused by later runs.
 Measured in one run, so that the ratios between them are free of the
 machine's background load (absolute times are not):
 
-* ``callsort label ARCHIVE --jobs 1`` and ``--jobs 2``, each a fresh process,
-  run alternately ``--repeats`` times, best run kept: recording-seconds per
-  wall-second, CPU seconds of the process tree, peak memory;
-* a per-stage breakdown (decode, resample, segment, features, predict, the
-  rest of the analysis, write): callsort's own ``analyse_recording`` with its
-  steps timed, and ``DatasetStore.commit`` in batches, in this process on one
-  core;
-* on the same speech segments: callsort's features, openSMILE eGeMAPSv02
-  functionals and notebook-style per-file librosa statistics, plus the floor
-  (soundfile decode and resample only);
-* labelling one 30-second file from a cold start.
+* end to end, each a fresh process, in rounds (``--repeats``, 3; best run of
+  each kept): ``callsort label ARCHIVE --jobs 1`` and ``--jobs 2`` with the
+  default model, then the fast model, then openSMILE eGeMAPSv02 functionals
+  over the same files the way a user would run them
+  (``benchmarks/opensmile_archive.py``: soundfile decode, soxr to 16 kHz, every
+  channel in 4-second chunks, a pool of 2 processes, a CSV written; in the first
+  ``--opensmile-repeats`` rounds only, if given): recording-seconds per
+  wall-second, CPU seconds of the process tree, peak memory. The ratios:
+  openSMILE / default model and openSMILE / fast model on 2 cores (targets
+  2x and 10x), default / fast;
+* a per-stage breakdown for each model (decode, resample, segment, features,
+  encoder when the model has one, predict, the rest of the analysis, write):
+  callsort's own ``analyse_recording`` with its steps timed, and
+  ``DatasetStore.commit`` in batches, in this process on one core;
+* on the same speech segments (the default model's pass): callsort's hand-made
+  features, its encoder embedding, openSMILE eGeMAPSv02 functionals and
+  notebook-style per-file librosa statistics, plus the floor (soundfile decode
+  and resample only);
+* labelling one 30-second file from a cold start, with each model.
 
 Prints a Markdown report and writes the figures to
-``benchmarks/results/throughput.json``. openSMILE comes from the ``bench``
-extra: ``pip install -e ".[bench]"``.
+``benchmarks/results/throughput.json`` (``--json``). openSMILE comes from the
+``bench`` extra: ``pip install -e ".[bench]"``.
 """
 
 from __future__ import annotations
@@ -72,11 +87,53 @@ COLD_FILE_S = 30.0
 TURN_SENTENCES = (1, 4)  # sentences per turn, inclusive
 SENTENCE_GAP_S = (0.1, 0.3)  # within a turn
 TURN_PAUSE_S = (-0.3, 0.8)  # from one turn's end to the next one's start; below 0, they overlap
+OPENSMILE_PROCESSES = 2
+OPENSMILE_CHUNK_S = 4.0  # benchmarks/opensmile_archive.py's default
 TARGETS = {
-    "end_to_end_jobs2_x_realtime": 600.0,
+    # issue 12: end to end on the same recordings, openSMILE run the way a user would
+    "default_jobs2_vs_opensmile_speedup": 2.0,
+    "fast_jobs2_vs_opensmile_speedup": 10.0,
+    # earlier targets, set for the hand-made features (today's fast model)
+    "fast_end_to_end_jobs2_x_realtime": 600.0,
     "features_vs_opensmile_speedup": 10.0,
-    "jobs2_vs_jobs1_speedup": 1.7,
-    "cold_start_30s_wall_s": 2.0,
+    "default_jobs2_vs_jobs1_speedup": 1.7,
+    "fast_jobs2_vs_jobs1_speedup": 1.7,
+    "default_cold_start_30s_wall_s": 2.0,
+    "fast_cold_start_30s_wall_s": 2.0,
+}
+DESCRIBED = {
+    "default_jobs2_vs_opensmile_speedup": (
+        "default model, `--jobs 2`, >= 2x faster than openSMILE (2 processes) end to end",
+        "{:.1f}x",
+    ),
+    "fast_jobs2_vs_opensmile_speedup": (
+        "fast model, `--jobs 2`, >= 10x faster than openSMILE (2 processes) end to end",
+        "{:.1f}x",
+    ),
+    "fast_end_to_end_jobs2_x_realtime": (
+        "fast model, end to end `--jobs 2` >= 600x real time",
+        "{:,.0f}x",
+    ),
+    "features_vs_opensmile_speedup": (
+        "hand-made features >= 10x faster than openSMILE eGeMAPSv02 on the same segments",
+        "{:.1f}x",
+    ),
+    "default_jobs2_vs_jobs1_speedup": (
+        "default model, `--jobs 2` >= 1.7x faster than `--jobs 1`",
+        "{:.2f}x",
+    ),
+    "fast_jobs2_vs_jobs1_speedup": (
+        "fast model, `--jobs 2` >= 1.7x faster than `--jobs 1`",
+        "{:.2f}x",
+    ),
+    "default_cold_start_30s_wall_s": (
+        "default model, cold start, 30 s file, < 2 s wall (best of runs)",
+        "{:.2f} s",
+    ),
+    "fast_cold_start_30s_wall_s": (
+        "fast model, cold start, 30 s file, < 2 s wall (best of runs)",
+        "{:.2f} s",
+    ),
 }
 
 
@@ -227,8 +284,9 @@ def callsort_command() -> list[str]:
     return [str(script)] if script.is_file() else [sys.executable, "-m", "callsort"]
 
 
-def run_command(args: list[str]) -> dict:
-    """Run ``callsort ARGS``; wall time, CPU time and peak memory of its process tree.
+def run_command(args: list[str], *, program: list[str] | None = None) -> dict:
+    """Run ``callsort ARGS`` (or ``PROGRAM ARGS``); wall time, CPU time and peak memory
+    of its process tree.
 
     ``cpu_reaped_s`` comes from ``wait4``: the process and every descendant
     reaped within its tree. The rest is sampled (see ``_TreeSampler``), so it
@@ -238,7 +296,7 @@ def run_command(args: list[str]) -> dict:
     (RSS counts pages that forked workers share once per process, PSS splits
     them between the sharers). ``cpu_s`` is the larger of the two CPU figures.
     """
-    command = [*callsort_command(), *args]
+    command = [*(callsort_command() if program is None else program), *args]
     with tempfile.TemporaryFile() as stderr:
         started = time.perf_counter()
         process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr)
@@ -342,28 +400,119 @@ class _TreeSampler(threading.Thread):
         self.join()
 
 
-def end_to_end(archive: Archive, repeats: int) -> dict:
-    """``callsort label`` with --jobs 1 and --jobs 2, alternately; best of ``repeats``."""
-    runs: dict[str, list[dict]] = {"1": [], "2": []}
-    for repeat in range(repeats):
-        for jobs in ("1", "2"):
-            with tempfile.TemporaryDirectory(prefix="callsort-bench-") as out:
-                log = Path(out) / "run.jsonl"
-                args = ["label", str(archive.calls_dir), "--out", out, "--jobs", jobs, "--quiet"]
-                run = run_command([*args, "--log-file", str(log)])
-                run.update(_tables_summary(Path(out)))
-                run["analysis_s"] = _analysis_span(log)
-            run["x_realtime"] = archive.duration_s / run["wall_s"]
-            runs[jobs].append(run)
+@dataclass(frozen=True)
+class ModelUnderTest:
+    """One of the models the benchmark runs: what ``--model`` gets, and its card's facts."""
+
+    key: str  # "default" or "fast": the role it plays in the comparison
+    argument: str  # what `callsort label --model` is given: a shipped name or a folder
+    folder: Path
+    version: str
+    encoder: str | None  # the card's feature_settings.encoder
+
+    def describe(self) -> dict:
+        shipped = self.argument in ("default", "fast")
+        return {
+            "model": self.argument if shipped else _shown(self.folder),
+            "shipped": shipped,
+            "version": self.version,
+            "encoder": self.encoder,
+        }
+
+
+def models_under_test(overrides: dict[str, Path | None]) -> dict[str, ModelUnderTest]:
+    """The shipped ``default`` and ``fast`` models, or the folders given instead."""
+    from callsort.model import CARD_FILE, model_folder
+
+    found = {}
+    for key, override in overrides.items():
+        argument = key if override is None else str(override.resolve())
+        folder = model_folder(argument)
+        card_file = folder / CARD_FILE
+        if not card_file.is_file():
+            raise SystemExit(
+                f"no model card {_shown(card_file)} for the {key} model: train one "
+                f"(callsort train ... {'--fast ' if key == 'fast' else ''}--out DIR) and pass "
+                f"--model-dir-{key} DIR"
+            )
+        card = json.loads(card_file.read_text())
+        encoder = card.get("feature_settings", {}).get("encoder")
+        if (encoder is None) != (key == "fast"):
             print(
-                f"  end to end --jobs {jobs} (run {repeat + 1}/{repeats}): {run['wall_s']:.1f} s "
-                f"wall, {run['cpu_s']:.1f} s CPU, {run['x_realtime']:.0f}x real time",
+                f"warning: the {key} model {_shown(folder)} "
+                f"{'has the' if encoder else 'has no'} encoder",
+                file=sys.stderr,
+            )
+        found[key] = ModelUnderTest(key, argument, folder, str(card.get("version")), encoder)
+    return found
+
+
+def opensmile_program() -> list[str]:
+    return [sys.executable, str(REPO / "benchmarks" / "opensmile_archive.py")]
+
+
+def end_to_end(
+    archive: Archive,
+    repeats: int,
+    models: dict[str, ModelUnderTest],
+    *,
+    opensmile_repeats: int,
+    processes: int = 2,
+) -> dict:
+    """Fresh processes, one after the other in each round, ``repeats`` rounds; best kept.
+
+    Each round: ``callsort label --jobs 1`` and ``--jobs 2`` with each model, then (for
+    the first ``opensmile_repeats`` rounds) openSMILE over the same files the way a
+    user would (``benchmarks/opensmile_archive.py``, ``processes`` processes).
+    """
+    runs: dict[tuple[str, str], list[dict]] = {}
+    for repeat in range(repeats):
+        for key, model in models.items():
+            for jobs in ("1", "2"):
+                with tempfile.TemporaryDirectory(prefix="callsort-bench-") as out:
+                    log = Path(out) / "run.jsonl"
+                    args = [
+                        "label",
+                        str(archive.calls_dir),
+                        "--out",
+                        out,
+                        "--jobs",
+                        jobs,
+                        "--model",
+                        model.argument,
+                        "--quiet",
+                    ]
+                    run = run_command([*args, "--log-file", str(log)])
+                    run.update(_tables_summary(Path(out)))
+                    run["analysis_s"] = _analysis_span(log)
+                run["x_realtime"] = archive.duration_s / run["wall_s"]
+                runs.setdefault((key, f"jobs{jobs}"), []).append(run)
+                print(
+                    f"  {key} model, --jobs {jobs} (round {repeat + 1}/{repeats}): "
+                    f"{run['wall_s']:.1f} s wall, {run['cpu_s']:.1f} s CPU, "
+                    f"{run['x_realtime']:.0f}x real time",
+                    flush=True,
+                )
+        if repeat < opensmile_repeats:
+            with tempfile.TemporaryDirectory(prefix="callsort-bench-") as out:
+                run = run_command(
+                    [str(archive.calls_dir), "--out", out, "--processes", str(processes)],
+                    program=opensmile_program(),
+                )
+                with open(Path(out) / "features.csv") as table:
+                    run["chunks"] = sum(1 for _ in table) - 1
+            run["x_realtime"] = archive.duration_s / run["wall_s"]
+            runs.setdefault(("opensmile", f"processes{processes}"), []).append(run)
+            print(
+                f"  openSMILE eGeMAPSv02, 4 s chunks, {processes} processes (round "
+                f"{repeat + 1}/{repeats}): {run['wall_s']:.1f} s wall, {run['cpu_s']:.1f} s CPU, "
+                f"{run['x_realtime']:.0f}x real time",
                 flush=True,
             )
-    result = {}
-    for jobs, found in runs.items():
+    result: dict[str, dict] = {}
+    for (key, setting), found in runs.items():
         best = min(found, key=lambda r: r["wall_s"])
-        result[f"jobs{jobs}"] = {**best, "runs": found}
+        result.setdefault(key, {})[setting] = {**best, "runs": found}
     return result
 
 
@@ -389,24 +538,28 @@ def _tables_summary(out: Path) -> dict:
     return {"recordings_ok": statuses.count("ok"), "segments": table("segments").count_rows()}
 
 
-def cold_start(archive: Archive, repeats: int) -> dict:
-    """A fresh ``callsort label FILE`` (default jobs) on one 30-second call."""
-    runs = []
+def cold_start(archive: Archive, repeats: int, models: dict[str, ModelUnderTest]) -> dict:
+    """A fresh ``callsort label FILE --model M`` (default jobs) on one 30-second call, for
+    each model, alternately."""
+    runs: dict[str, list[dict]] = {key: [] for key in models}
     for _ in range(repeats):
-        with tempfile.TemporaryDirectory(prefix="callsort-bench-") as out:
-            runs.append(run_command(["label", str(archive.cold_file), "--out", out, "--quiet"]))
+        for key, model in models.items():
+            with tempfile.TemporaryDirectory(prefix="callsort-bench-") as out:
+                args = ["label", str(archive.cold_file), "--out", out, "--quiet"]
+                runs[key].append(run_command([*args, "--model", model.argument]))
     helps = [run_command(["--help"])["wall_s"] for _ in range(repeats)]
-    walls = [r["wall_s"] for r in runs]
-    return {
-        "file": _rel(archive.cold_file),
-        "file_s": COLD_FILE_S,
-        "best_wall_s": min(walls),
-        "median_wall_s": statistics.median(walls),
-        "median_cpu_s": statistics.median(r["cpu_s"] for r in runs),
-        "max_rss_mb": max(r["max_rss_mb"] for r in runs),
-        "help_best_wall_s": min(helps),
-        "runs": runs,
-    }
+    result: dict = {"file": _rel(archive.cold_file), "file_s": COLD_FILE_S}
+    for key, found in runs.items():
+        walls = [r["wall_s"] for r in found]
+        result[key] = {
+            "best_wall_s": min(walls),
+            "median_wall_s": statistics.median(walls),
+            "median_cpu_s": statistics.median(r["cpu_s"] for r in found),
+            "max_rss_mb": max(r["max_rss_mb"] for r in found),
+            "runs": found,
+        }
+    result["help_best_wall_s"] = min(helps)
+    return result
 
 
 # --- in-process: stages and the comparison on the same segments -----------------------------
@@ -522,6 +675,7 @@ def _timing_the_product(stages: Stages, seen: Callable[[np.ndarray], None]) -> I
     """callsort's analysis, each step timed as a stage, in this process; ``seen(y)`` for
     every segment's audio, so that the other extractors get the very same segments."""
     from callsort import analysis
+    from callsort.encoder import Encoder
     from callsort.model import Model
 
     def features(y, **options):
@@ -537,6 +691,8 @@ def _timing_the_product(stages: Stages, seen: Callable[[np.ndarray], None]) -> I
         (analysis, "speech_segments"): stages.wrap("segment", analysis.speech_segments),
         (analysis, "segment_features"): features,
         (Model, "channel_proba"): stages.wrap("predict", Model.channel_proba),
+        # the encoder runs inside segment_features: its time is billed to it alone
+        (Encoder, "embed"): stages.wrap("encoder", Encoder.embed),
     }
     originals = {key: getattr(*key) for key in patches}
     for (owner, name), timed in patches.items():
@@ -548,7 +704,9 @@ def _timing_the_product(stages: Stages, seen: Callable[[np.ndarray], None]) -> I
             setattr(owner, name, original)
 
 
-def in_process(archive: Archive, *, compare_calls: int, smile) -> dict:
+def in_process(
+    archive: Archive, model_under_test: ModelUnderTest, *, compare_calls: int, smile
+) -> dict:
     """Per-stage times over the whole archive, and the extractors on the same segments.
 
     Runs on one core with BLAS and OpenMP pools limited to one thread, as in
@@ -559,7 +717,9 @@ def in_process(archive: Archive, *, compare_calls: int, smile) -> dict:
     label`` does, with ``calls.csv`` regenerated at the end (``write``). The
     openSMILE and notebook extractors run on the segments of the first
     ``compare_calls`` calls, interleaved call by call with callsort's features on
-    the same segments, so load changes hit all alike.
+    the same segments, so load changes hit all alike. With a model that has the
+    encoder, its embedding of each segment is a stage of its own (``encoder``),
+    and the encoder's load is timed apart from the model's.
     """
     import soxr
     from threadpoolctl import threadpool_limits
@@ -567,26 +727,32 @@ def in_process(archive: Archive, *, compare_calls: int, smile) -> dict:
     from callsort.analysis import analyse_recording
     from callsort.dataset import DatasetStore, Pending, fingerprint, recording_date
     from callsort.discover import Recording
+    from callsort.encoder import load_encoder
     from callsort.features import segment_features
-    from callsort.model import default_model_dir, load_model
+    from callsort.model import load_model
     from callsort.pipeline import DEFAULT_BATCH
     from callsort.settings import AnalysisSettings
     from callsort.tables import RecordingResult
 
     watch = Stopwatch()
     with watch("model load"):
-        model = load_model()
+        model = load_model(model_under_test.folder)
+    if model.feature_settings.encoder is not None:
+        with watch("encoder load"):
+            load_encoder()
     settings = AnalysisSettings()
-    fp = fingerprint(default_model_dir(), settings)
+    fp = fingerprint(model_under_test.folder, settings)
     warm = np.random.default_rng(0).standard_normal(8000).astype(np.float32) * 0.1
     segment_features(warm, settings=model.feature_settings)  # lazy imports, as the workers do
-    extractors = {"notebook": notebook_features}
-    if smile is not None:
+    extractors = {"notebook": notebook_features} if compare_calls else {}
+    if smile is not None and compare_calls:
         extractors["opensmile"] = smile
         smile(warm, ANALYSIS_SR)
-    notebook_features(warm, ANALYSIS_SR)
+    if compare_calls:
+        notebook_features(warm, ANALYSIS_SR)
     compare = {name: Stopwatch() for name in extractors}
-    callsort_compared = {"wall_s": 0.0, "cpu_s": 0.0}
+    own = ("features", "encoder")  # callsort's extractors: hand-made, and the embedding
+    callsort_compared = {name: {"wall_s": 0.0, "cpu_s": 0.0} for name in own}
     compared = {"segments": 0, "speech_s": 0.0, "calls": 0}
     floor = Stopwatch()
     stages = Stages()
@@ -609,10 +775,7 @@ def in_process(archive: Archive, *, compare_calls: int, smile) -> dict:
                     soxr.resample(y, sr, ANALYSIS_SR)
                 del y
                 segments_now.clear()
-                features_before = (
-                    stages.wall.get("features", 0.0),
-                    stages.cpu.get("features", 0.0),
-                )
+                before = {n: (stages.wall.get(n, 0.0), stages.cpu.get(n, 0.0)) for n in own}
                 with watch("analysis"):
                     started = time.perf_counter()
                     analysis = analyse_recording(path, model=model, settings=settings)
@@ -649,8 +812,9 @@ def in_process(archive: Archive, *, compare_calls: int, smile) -> dict:
                 n_segments += len(segments_now)
                 speech_s += sum(len(y) for y in segments_now) / ANALYSIS_SR
                 if index < compare_calls:
-                    callsort_compared["wall_s"] += stages.wall["features"] - features_before[0]
-                    callsort_compared["cpu_s"] += stages.cpu["features"] - features_before[1]
+                    for n in own:
+                        callsort_compared[n]["wall_s"] += stages.wall.get(n, 0.0) - before[n][0]
+                        callsort_compared[n]["cpu_s"] += stages.cpu.get(n, 0.0) - before[n][1]
                     for name, extract in extractors.items():
                         with compare[name]("features"):
                             for y in segments_now:
@@ -659,11 +823,17 @@ def in_process(archive: Archive, *, compare_calls: int, smile) -> dict:
                     compared["speech_s"] += sum(len(y) for y in segments_now) / ANALYSIS_SR
                     compared["calls"] += 1
                 if (index + 1) % 10 == 0 or index + 1 == len(archive.calls):
-                    print(f"  in-process: {index + 1}/{len(archive.calls)} calls", flush=True)
+                    print(
+                        f"  in-process, {model_under_test.key} model: "
+                        f"{index + 1}/{len(archive.calls)} calls",
+                        flush=True,
+                    )
         with watch("write"):
             store.write_csv("calls")
 
-    timed = ("decode", "resample", "segment", "features", "predict")
+    timed = ("decode", "resample", "segment", "features", "encoder", "predict")
+    if model.feature_settings.encoder is None:
+        timed = tuple(t for t in timed if t != "encoder")
     measured = {
         s: {"wall_s": stages.wall.get(s, 0.0), "cpu_s": stages.cpu.get(s, 0.0)} for s in timed
     }
@@ -672,7 +842,9 @@ def in_process(archive: Archive, *, compare_calls: int, smile) -> dict:
         "cpu_s": watch.cpu["analysis"] - sum(m["cpu_s"] for m in measured.values()),
     }
     return {
+        "model": model_under_test.describe(),
         "model_load_s": watch.wall["model load"],
+        "encoder_load_s": watch.wall.get("encoder load"),
         "stages": {
             **measured,
             "other": other,
@@ -686,7 +858,12 @@ def in_process(archive: Archive, *, compare_calls: int, smile) -> dict:
         },
         "compared": compared,
         "extractors": {
-            "callsort": callsort_compared,
+            "callsort": callsort_compared["features"],
+            **(
+                {"callsort_encoder": callsort_compared["encoder"]}
+                if model.feature_settings.encoder is not None
+                else {}
+            ),
             **{
                 name: {"wall_s": w.wall.get("features", 0.0), "cpu_s": w.cpu.get("features", 0.0)}
                 for name, w in compare.items()
@@ -704,27 +881,61 @@ def _now():
 # --- report ---------------------------------------------------------------------------------
 
 
-def collect_summary(archive: Archive, e2e: dict, stages: dict, cold: dict, args) -> dict:
+def collect_summary(
+    archive: Archive,
+    models: dict[str, ModelUnderTest],
+    e2e: dict,
+    stages: dict[str, dict],
+    cold: dict,
+    args,
+) -> dict:
     duration = archive.duration_s
-    j1, j2 = e2e["jobs1"], e2e["jobs2"]
-    ex = stages["extractors"]
-    cs = ex["callsort"]["wall_s"]
-    ratios = {
-        "jobs2_vs_jobs1_speedup": j1["wall_s"] / j2["wall_s"],
-        "analysis_jobs2_vs_jobs1_speedup": j1["analysis_s"] / j2["analysis_s"],
-        "end_to_end_jobs2_x_realtime": j2["x_realtime"],
-        "features_vs_opensmile_speedup": ex["opensmile"]["wall_s"] / cs
-        if "opensmile" in ex
-        else None,
-        "features_vs_notebook_speedup": ex["notebook"]["wall_s"] / cs,
-        "floor_vs_jobs1_end_to_end": (duration / stages["floor"]["wall_s"]) / j1["x_realtime"],
-        "cold_start_30s_wall_s": cold["best_wall_s"],
+    base = stages["default"]  # the pass with the extractors on the same segments
+    ex = base["extractors"]
+    handmade = ex["callsort"]["wall_s"]
+    embedding = ex.get("callsort_encoder", {}).get("wall_s", 0.0)
+    smile_e2e = e2e.get("opensmile", {}).get(f"processes{OPENSMILE_PROCESSES}")
+    ratios: dict[str, float | None] = {}
+    for key in models:
+        j1, j2 = e2e[key]["jobs1"], e2e[key]["jobs2"]
+        ratios[f"{key}_jobs2_vs_opensmile_speedup"] = (
+            smile_e2e["wall_s"] / j2["wall_s"] if smile_e2e else None
+        )
+        ratios[f"{key}_jobs1_vs_opensmile_speedup"] = (
+            smile_e2e["wall_s"] / j1["wall_s"] if smile_e2e else None
+        )
+        ratios[f"{key}_jobs2_vs_jobs1_speedup"] = j1["wall_s"] / j2["wall_s"]
+        ratios[f"{key}_analysis_jobs2_vs_jobs1_speedup"] = j1["analysis_s"] / j2["analysis_s"]
+        ratios[f"{key}_end_to_end_jobs2_x_realtime"] = j2["x_realtime"]
+        ratios[f"{key}_floor_vs_jobs1_end_to_end"] = (
+            duration / stages[key]["floor"]["wall_s"]
+        ) / j1["x_realtime"]
+        ratios[f"{key}_cold_start_30s_wall_s"] = cold[key]["best_wall_s"]
+    if "default" in models and "fast" in models:
+        ratios["fast_vs_default_jobs2_speedup"] = (
+            e2e["default"]["jobs2"]["wall_s"] / e2e["fast"]["jobs2"]["wall_s"]
+        )
+        ratios["fast_vs_default_jobs1_speedup"] = (
+            e2e["default"]["jobs1"]["wall_s"] / e2e["fast"]["jobs1"]["wall_s"]
+        )
+    ratios["features_vs_opensmile_speedup"] = (
+        ex["opensmile"]["wall_s"] / handmade if "opensmile" in ex else None
+    )
+    ratios["features_and_encoder_vs_opensmile_speedup"] = (
+        ex["opensmile"]["wall_s"] / (handmade + embedding)
+        if "opensmile" in ex and embedding
+        else None
+    )
+    ratios["encoder_vs_features_cost"] = embedding / handmade if embedding else None
+    ratios["features_vs_notebook_speedup"] = ex["notebook"]["wall_s"] / handmade
+    e2e_segments = {
+        r["segments"] for key in models for j in ("jobs1", "jobs2") for r in e2e[key][j]["runs"]
     }
-    e2e_segments = {r["segments"] for j in ("jobs1", "jobs2") for r in e2e[j]["runs"]}
-    if e2e_segments != {stages["segments"]}:
+    cut = {s["segments"] for s in stages.values()}
+    if len(e2e_segments | cut) != 1:
         print(
             f"warning: the command wrote {sorted(e2e_segments)} segments, the in-process "
-            f"stages cut {stages['segments']}: they no longer measure the same work",
+            f"stages cut {sorted(cut)}: they no longer measure the same work",
             file=sys.stderr,
         )
     checks = {}
@@ -737,15 +948,22 @@ def collect_summary(archive: Archive, e2e: dict, stages: dict, cold: dict, args)
         )
         checks[key] = {"target": target, "measured": value, "holds": holds}
     return {
-        "command": shlex.join(["python", "benchmarks/throughput.py", *args.argv]),
+        "command": shlex.join(["python", "benchmarks/throughput.py", *map(_shown_arg, args.argv)]),
         "measured_at": _now().isoformat(timespec="seconds"),
         "machine": _machine(),
+        "models": {key: model.describe() for key, model in models.items()},
         "archive": {
             "folder": _rel(archive.folder),
             **{k: v for k, v in archive.manifest.items() if k != "cold_file"},
-            "speech_s": stages["speech_s"],
-            "segments": stages["segments"],
+            "speech_s": base["speech_s"],
+            "segments": base["segments"],
             "segments_written_end_to_end": sorted(e2e_segments),
+        },
+        "opensmile_run": {
+            "program": "benchmarks/opensmile_archive.py",
+            "processes": OPENSMILE_PROCESSES,
+            "chunk_s": OPENSMILE_CHUNK_S,
+            "feature_set": "eGeMAPSv02 functionals",
         },
         "end_to_end": e2e,
         "in_process": stages,
@@ -761,7 +979,16 @@ def _machine() -> dict:
     import callsort
 
     versions = {}
-    for name in ("numpy", "scipy", "librosa", "soundfile", "soxr", "lightgbm", "opensmile"):
+    for name in (
+        "numpy",
+        "scipy",
+        "librosa",
+        "soundfile",
+        "soxr",
+        "lightgbm",
+        "ctranslate2",
+        "opensmile",
+    ):
         with suppress(PackageNotFoundError):
             versions[name] = version(name)
     return {
@@ -774,93 +1001,140 @@ def _machine() -> dict:
     }
 
 
+MODEL_NAMES = {"default": "default", "fast": "fast"}
+
+
 def markdown(summary: dict, *, repeats: int) -> str:
     a = summary["archive"]
     e2e, ip, cold = summary["end_to_end"], summary["in_process"], summary["cold_start"]
+    models = summary["models"]
+    base = ip["default"]
     duration = a["total_duration_s"]
     hours = f"{duration / 3600:.2f} h of calls"
+    described = []
+    for key, m in models.items():
+        what = f"{m['encoder']} encoder + hand-made features" if m["encoder"] else "hand-made only"
+        where = "shipped" if m["shipped"] else f"from {m['model']}"
+        described.append(f"{key} `{m['version']}` ({what}; {where})")
     lines = [
         f"{a['calls']} stereo 8 kHz mu-law calls of {a['minutes']:g} min ({hours}; "
-        f"{ip['speech_s'] / 3600:.2f} h of speech in {ip['segments']:,} segments, "
-        f"{ip['speech_s'] / (2 * duration):.0%} of each channel); "
+        f"{base['speech_s'] / 3600:.2f} h of speech in {base['segments']:,} segments, "
+        f"{base['speech_s'] / (2 * duration):.0%} of each channel); "
         f"{summary['machine']['usable_cpus']} cores, load average "
         f"{summary['machine']['load_average_at_start'][0]:.1f} at the start, "
-        f"{summary['machine']['load_average'][0]:.1f} at the end.",
+        f"{summary['machine']['load_average'][0]:.1f} at the end. "
+        f"Models: {', '.join(described)}.",
         "",
         "| run | audio | wall s | CPU s | x real time | peak memory |",
         "|---|---|---|---|---|---|",
     ]
-    for jobs in ("1", "2"):
-        r = e2e[f"jobs{jobs}"]
-        memory = (
-            f"{r['max_rss_mb']:.0f} MB largest process, "
-            f"{r['tree_pss_mb']:.0f} MB all processes (PSS)"
-        )
+    for key in models:
+        for jobs in ("1", "2"):
+            r = e2e[key][f"jobs{jobs}"]
+            memory = (
+                f"{r['max_rss_mb']:.0f} MB largest process, "
+                f"{r['tree_pss_mb']:.0f} MB all processes (PSS)"
+            )
+            lines.append(
+                f"| `callsort label --jobs {jobs} --model {key}` (best of {len(r['runs'])}) "
+                f"| {hours} | {r['wall_s']:.1f} | {r['cpu_s']:.1f} | {r['x_realtime']:,.0f} "
+                f"| {memory} |"
+            )
+    smile = e2e.get("opensmile", {}).get(f"processes{OPENSMILE_PROCESSES}")
+    if smile:
+        o = summary["opensmile_run"]
         lines.append(
-            f"| `callsort label --jobs {jobs}` (best of {repeats}) | {hours} | {r['wall_s']:.1f} | "
-            f"{r['cpu_s']:.1f} | {r['x_realtime']:,.0f} | {memory} |"
+            f"| openSMILE eGeMAPSv02 functionals, every channel in {o['chunk_s']:g} s chunks, "
+            f"{o['processes']} processes (`{o['program']}`, best of {len(smile['runs'])}) "
+            f"| {hours} | {smile['wall_s']:.1f} | {smile['cpu_s']:.1f} "
+            f"| {smile['x_realtime']:,.0f} | {smile['max_rss_mb']:.0f} MB largest process, "
+            f"{smile['tree_pss_mb']:.0f} MB all processes (PSS) |"
         )
-    floor = ip["floor"]
+    floor = base["floor"]
     lines.append(
         f"| floor: soundfile decode + soxr resample, one core | {hours} | {floor['wall_s']:.1f} | "
         f"{floor['cpu_s']:.1f} | {duration / floor['wall_s']:,.0f} | |"
     )
-    c = ip["compared"]
+    c = base["compared"]
     same = f"{c['speech_s'] / 60:.0f} min speech, {c['segments']:,} segments of {c['calls']} calls"
     names = {
-        "callsort": "callsort features, one core",
+        "callsort": "callsort hand-made features, one core",
+        "callsort_encoder": "callsort Whisper base encoder embedding, one core",
         "opensmile": "openSMILE eGeMAPSv02 functionals, one core",
         "notebook": "notebook librosa statistics, one core",
     }
     for name, label in names.items():
-        if name in ip["extractors"]:
-            r = ip["extractors"][name]
+        if name in base["extractors"]:
+            r = base["extractors"][name]
             lines.append(
                 f"| {label} | {same} | {r['wall_s']:.1f} | {r['cpu_s']:.1f} | "
                 f"{c['speech_s'] / r['wall_s']:,.0f} (of speech) | |"
             )
-    lines.append(
-        f"| cold start: `callsort label` one {cold['file_s']:.0f} s call | {cold['file_s']:.0f} s "
-        f"| {cold['best_wall_s']:.2f} (median {cold['median_wall_s']:.2f}) | "
-        f"{cold['median_cpu_s']:.2f} | {cold['file_s'] / cold['best_wall_s']:,.0f} | "
-        f"{cold['max_rss_mb']:.0f} MB |"
-    )
-    lines += [
-        "",
-        "| stage (in-process, one core) | wall s | CPU s | share | x real time |",
-        "|---|---|---|---|---|",
-    ]
-    total = sum(s["wall_s"] for s in ip["stages"].values())
-    for name, s in ip["stages"].items():
+    for key in models:
+        k = cold[key]
         lines.append(
-            f"| {name} | {s['wall_s']:.2f} | {s['cpu_s']:.2f} | {s['wall_s'] / total:.0%} | "
-            f"{duration / s['wall_s']:,.0f} |"
+            f"| cold start: `callsort label --model {key}` one {cold['file_s']:.0f} s call "
+            f"| {cold['file_s']:.0f} s | {k['best_wall_s']:.2f} (median {k['median_wall_s']:.2f}) "
+            f"| {k['median_cpu_s']:.2f} | {cold['file_s'] / k['best_wall_s']:,.0f} "
+            f"| {k['max_rss_mb']:.0f} MB |"
         )
-    lines.append(f"| all stages | {total:.2f} | | 100% | {duration / total:,.0f} |")
-    lines += ["", "| target | measured | holds |", "|---|---|---|"]
-    described = {
-        "end_to_end_jobs2_x_realtime": ("end to end `--jobs 2` >= 600x real time", "{:,.0f}x"),
-        "features_vs_opensmile_speedup": (
-            "features >= 10x faster than openSMILE eGeMAPSv02",
-            "{:.1f}x",
+    # stages: one column group per model
+    header = "| stage (in-process, one core) |"
+    rule = "|---|"
+    for key in models:
+        header += f" {key}: wall s | CPU s | share |"
+        rule += "---|---|---|"
+    lines += ["", header, rule]
+    stage_names = list(dict.fromkeys(n for key in models for n in ip[key]["stages"]))
+    totals = {key: sum(s["wall_s"] for s in ip[key]["stages"].values()) for key in models}
+    for name in stage_names:
+        row = f"| {name} |"
+        for key in models:
+            st = ip[key]["stages"].get(name)
+            row += (
+                " - | - | - |"
+                if st is None
+                else f" {st['wall_s']:.2f} | {st['cpu_s']:.2f} | {st['wall_s'] / totals[key]:.0%} |"
+            )
+        lines.append(row)
+    row = "| all stages (x real time) |"
+    for key in models:
+        row += f" {totals[key]:.2f} | ({duration / totals[key]:,.0f}x) | 100% |"
+    lines.append(row)
+    r = summary["ratios"]
+    lines += ["", "| ratio, measured side by side in this run | |", "|---|---|"]
+    shown = [
+        ("default_jobs2_vs_opensmile_speedup", "openSMILE / default model, both on 2 cores"),
+        ("fast_jobs2_vs_opensmile_speedup", "openSMILE / fast model, both on 2 cores"),
+        ("fast_vs_default_jobs2_speedup", "default model / fast model, `--jobs 2`"),
+        ("fast_vs_default_jobs1_speedup", "default model / fast model, `--jobs 1`"),
+        ("default_jobs1_vs_opensmile_speedup", "openSMILE (2 cores) / default model on 1 core"),
+        (
+            "features_and_encoder_vs_opensmile_speedup",
+            "openSMILE / hand-made features + encoder, same segments, one core",
         ),
-        "jobs2_vs_jobs1_speedup": ("`--jobs 2` >= 1.7x faster than `--jobs 1`", "{:.2f}x"),
-        "cold_start_30s_wall_s": ("cold start, 30 s file, < 2 s wall (best of runs)", "{:.2f} s"),
-    }
+        ("encoder_vs_features_cost", "encoder embedding / hand-made features, same segments"),
+    ]
+    for key, text in shown:
+        if r.get(key) is not None:
+            lines.append(f"| {text} | {r[key]:.2f}x |")
+    lines += ["", "| target | measured | holds |", "|---|---|---|"]
     for key, check in summary["targets"].items():
-        text, fmt = described[key]
+        text, fmt = DESCRIBED[key]
         value = "not measured" if check["measured"] is None else fmt.format(check["measured"])
         holds = {True: "yes", False: "**no**", None: "-"}[check["holds"]]
         lines.append(f"| {text} | {value} | {holds} |")
-    r = summary["ratios"]
+    analysis = ", ".join(
+        f"{r[f'{key}_analysis_jobs2_vs_jobs1_speedup']:.2f} times ({key} model)" for key in models
+    )
+    floors = ", ".join(f"{r[f'{key}_floor_vs_jobs1_end_to_end']:.0f}x ({key})" for key in models)
     lines += [
         "",
-        f"callsort features are {r['features_vs_notebook_speedup']:.1f}x faster than the "
-        f"notebook statistics on the same segments; the decode + resample floor alone runs "
-        f"{r['floor_vs_jobs1_end_to_end']:.0f}x faster than `--jobs 1` end to end. "
+        f"callsort's hand-made features are {r['features_vs_notebook_speedup']:.1f}x faster than "
+        f"the notebook statistics on the same segments; the decode + resample floor alone runs "
+        f"faster than `--jobs 1` end to end by {floors}. "
         f"The analysis alone (from the run's `run_started` event to its last `recording` "
-        f"event in `--log-file`) goes {r['analysis_jobs2_vs_jobs1_speedup']:.2f} times "
-        "faster on two workers than on one.",
+        f"event in `--log-file`) goes {analysis} faster on two workers than on one.",
     ]
     return "\n".join(lines)
 
@@ -880,11 +1154,31 @@ def _rel(path: Path) -> str:
     return os.path.relpath(path, REPO)
 
 
+def _shown(path: Path) -> str:
+    """A path as the results files name it: relative to the repository when inside it,
+    else by its last part (no machine's paths in the files)."""
+    path = Path(path).resolve()
+    if path.is_relative_to(REPO):
+        return _rel(path)
+    return str(Path("...", path.name))
+
+
+def _shown_arg(arg: str) -> str:
+    return _shown(Path(arg)) if arg.startswith(("/", "~")) else arg
+
+
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     parser.add_argument("--calls", type=int, default=60, help="calls in the archive (60)")
     parser.add_argument("--minutes", type=float, default=3.0, help="minutes per call (3)")
-    parser.add_argument("--repeats", type=int, default=3, help="end-to-end runs per --jobs (3)")
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="end-to-end rounds (3): each model, --jobs 1 and 2"
+    )
+    parser.add_argument(
+        "--opensmile-repeats",
+        type=int,
+        help="openSMILE archive runs, in the first rounds (default: --repeats)",
+    )
     parser.add_argument("--cold-repeats", type=int, default=3, help="cold-start runs (3)")
     parser.add_argument(
         "--compare-calls",
@@ -893,12 +1187,25 @@ def main(argv: list[str] | None = None) -> None:
         "only (default: all)",
     )
     parser.add_argument("--skip-opensmile", action="store_true", help="leave openSMILE out")
+    for key in ("default", "fast"):
+        parser.add_argument(
+            f"--model-dir-{key}",
+            type=Path,
+            metavar="DIR",
+            help=f"a model folder to run as the {key} model (default: the shipped {key!r})",
+        )
     parser.add_argument("--corpus", type=Path, default=CORPUS, help="RAVDESS 16 kHz corpus")
     parser.add_argument("--json", type=Path, default=RESULTS, help="where to write the figures")
     args = parser.parse_args(argv)
     args.argv = sys.argv[1:] if argv is None else argv
+    opensmile_repeats = args.repeats if args.opensmile_repeats is None else args.opensmile_repeats
+    if args.skip_opensmile:
+        opensmile_repeats = 0
 
     load_at_start = [round(x, 2) for x in os.getloadavg()]
+    models = models_under_test({"default": args.model_dir_default, "fast": args.model_dir_fast})
+    for key, model in models.items():
+        print(f"{key} model: {model.describe()}", flush=True)
     smile = None
     if not args.skip_opensmile:
         smile = opensmile_extractor()
@@ -910,13 +1217,27 @@ def main(argv: list[str] | None = None) -> None:
     data = archive(args.calls, args.minutes, args.corpus)
     print(f"archive: {_rel(data.calls_dir)}, {len(data.calls)} calls", flush=True)
     print("end to end:", flush=True)
-    e2e = end_to_end(data, args.repeats)
+    e2e = end_to_end(
+        data,
+        args.repeats,
+        models,
+        opensmile_repeats=opensmile_repeats,
+        processes=OPENSMILE_PROCESSES,
+    )
     print("in-process stages and extractors:", flush=True)
     compare_calls = len(data.calls) if args.compare_calls is None else args.compare_calls
-    stages = in_process(data, compare_calls=compare_calls, smile=smile)
+    stages = {
+        key: in_process(
+            data,
+            model,
+            compare_calls=compare_calls if key == "default" else 0,
+            smile=smile,
+        )
+        for key, model in models.items()
+    }
     print("cold start:", flush=True)
-    cold = cold_start(data, args.cold_repeats)
-    summary = collect_summary(data, e2e, stages, cold, args)
+    cold = cold_start(data, args.cold_repeats, models)
+    summary = collect_summary(data, models, e2e, stages, cold, args)
     summary["machine"]["load_average_at_start"] = load_at_start
     report = markdown(summary, repeats=args.repeats)
     summary["markdown"] = report
@@ -924,7 +1245,7 @@ def main(argv: list[str] | None = None) -> None:
     args.json.write_text(json.dumps(_rounded(summary), indent=2) + "\n")
     print()
     print(report)
-    print(f"\nfigures written to {_rel(args.json)}")
+    print(f"\nfigures written to {_shown(args.json)}")
 
 
 if __name__ == "__main__":

