@@ -88,7 +88,7 @@ class AnalysisSettings:
     block_s: float = 60.0  # recordings are decoded in blocks of this many seconds
     # Recordings up to this long are decoded once and kept (16 kHz float32 per channel:
     # 38 MB for 5 minutes of stereo); longer ones are decoded twice, block by block, so that
-    # a worker stays under 500 MB whatever the length (benchmarks/nightly.py).
+    # a worker's memory does not grow with the length (benchmarks/nightly.py).
     in_memory_s: float = 300.0
 
     def to_dict(self) -> dict:
