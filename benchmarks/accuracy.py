@@ -380,14 +380,15 @@ def render_multi(report: dict) -> str:
                 + " |"
             )
     lines += ["", f"calibration temperature (headline out-of-fold): {m['temperature']}"]
-    lines += [
-        "targets: "
-        + ", ".join(
-            f"{k} >= {report['targets'][k]}: {'met' if ok else 'NOT met'}"
-            for k, ok in report["targets_met"].items()
-        )
-    ]
+    lines.append(targets_line(report))
     return "\n".join(lines)
+
+
+def targets_line(report: dict) -> str:
+    return "targets: " + ", ".join(
+        f"{k} >= {report['targets'][k]}: {'met' if ok else 'NOT met'}"
+        for k, ok in report["targets_met"].items()
+    )
 
 
 def targets_met(metrics: dict) -> dict[str, bool]:
@@ -450,13 +451,7 @@ def render(report: dict) -> str:
     lines += ["", "confusion, clean (rows truth, columns predicted: " + ", ".join(classes) + ")"]
     lines += ["    " + " ".join(f"{v:5d}" for v in row) for row in m["clean"]["confusion"]]
     lines += ["", f"calibration temperature (all out-of-fold predictions): {m['temperature']}"]
-    lines += [
-        "targets: "
-        + ", ".join(
-            f"{k} >= {report['targets'][k]}: {'met' if ok else 'NOT met'}"
-            for k, ok in report["targets_met"].items()
-        )
-    ]
+    lines.append(targets_line(report))
     return "\n".join(lines)
 
 
