@@ -70,11 +70,17 @@ def feature_names(settings: FeatureSettings) -> list[str]:
 
 
 def _encoder_names(name: str) -> list[str]:
-    from callsort.encoder import WHISPER_BASE, embedding_names
+    from callsort.encoder import embedding_names
+
+    _check_encoder(name)
+    return embedding_names()
+
+
+def _check_encoder(name: str) -> None:
+    from callsort.encoder import WHISPER_BASE
 
     if name != WHISPER_BASE:
         raise ValueError(f"unknown encoder {name!r} (callsort knows {WHISPER_BASE!r})")
-    return embedding_names()
 
 
 def segment_features(y: np.ndarray, *, settings: FeatureSettings) -> np.ndarray:
@@ -95,7 +101,7 @@ def segment_features(y: np.ndarray, *, settings: FeatureSettings) -> np.ndarray:
         return handmade
     from callsort.encoder import load_encoder
 
-    _encoder_names(settings.encoder)
+    _check_encoder(settings.encoder)  # once per segment: no 1,024 names built here
     level = settings.reference_level_db
     embedding = load_encoder().embed([_at_level(y, level) if level is not None else y])[0]
     return np.concatenate([handmade, embedding])

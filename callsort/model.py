@@ -112,6 +112,11 @@ def fit_linear_head(
     )
 
 
+def head_columns(names: Sequence[str]) -> np.ndarray:
+    """Indices of the inputs named with :data:`HEAD_PREFIXES` (the linear head's)."""
+    return np.array([i for i, n in enumerate(names) if n.startswith(HEAD_PREFIXES)], dtype=int)
+
+
 def head_names(classes: Sequence[str]) -> list[str]:
     """Names of the head's outputs among LightGBM's inputs."""
     return [f"head_logp_{c}" for c in classes]
@@ -195,24 +200,22 @@ class EmotionClassifier:
             "verbose": -1,
         }
         labels = np.array([index[v] for v in y.tolist()])
-        head_columns = np.array(
-            [i for i, n in enumerate(names) if n.startswith(HEAD_PREFIXES)], dtype=int
-        )
+        head_cols = head_columns(names)
         self.head_ = None
         inputs, input_names = X, names
-        if len(head_columns):
+        if len(head_cols):
             out_of_fold = self._out_of_fold_head(
-                X, labels, head_columns, len(classes), groups, sample_weight
+                X, labels, head_cols, len(classes), groups, sample_weight
             )
             self.head_ = fit_linear_head(
                 X,
                 labels,
-                columns=head_columns,
+                columns=head_cols,
                 n_classes=len(classes),
                 C=self.head_C,
                 sample_weight=sample_weight,
             )
-            keep = np.setdiff1d(np.arange(X.shape[1]), head_columns)
+            keep = np.setdiff1d(np.arange(X.shape[1]), head_cols)
             inputs = np.hstack([X[:, keep], out_of_fold])
             input_names = [names[i] for i in keep] + head_names(classes)
 
@@ -239,9 +242,7 @@ class EmotionClassifier:
         self.n_features_in_ = X.shape[1]
         return self
 
-    def _out_of_fold_head(
-        self, X, labels, head_columns, n_classes, groups, sample_weight
-    ) -> np.ndarray:
+    def _out_of_fold_head(self, X, labels, columns, n_classes, groups, sample_weight) -> np.ndarray:
         """Head log-probabilities for every row from heads fitted without its group."""
         from sklearn.model_selection import GroupKFold
 
@@ -252,7 +253,7 @@ class EmotionClassifier:
             head = fit_linear_head(
                 X[train],
                 labels[train],
-                columns=head_columns,
+                columns=columns,
                 n_classes=n_classes,
                 C=self.head_C,
                 sample_weight=None if sample_weight is None else sample_weight[train],
@@ -504,7 +505,7 @@ def load_model(path: Path | str | None = None, *, n_jobs: int = 1) -> Model:
             raise ModelError(f"{head_file} does not match its card (checksum differs)")
         head = LinearHead.from_npz(head_bytes)
         head_set = set(head.columns.tolist())
-        if head_set != {i for i, n in enumerate(card.feature_names) if n.startswith(HEAD_PREFIXES)}:
+        if head_set != set(head_columns(card.feature_names).tolist()):
             raise ModelError(f"{head_file} does not read the card's embedding columns")
     # the booster reads the card's inputs (the head's columns replaced by its scores); one
     # fitted with max_features reads a subset

@@ -787,7 +787,7 @@ def corpus_protocols(
     headline, *others = runs
     metrics = dict(runs[headline])
     metrics["headline"] = headline
-    metrics["n_folds"] = len(corpus_folds(run.clips, corpora[0], n_folds=config.n_folds))
+    metrics["n_folds"] = len(metrics["clean"]["per_fold"])
     metrics["other_protocols"] = {name: runs[name] for name in others}
     return metrics
 
