@@ -47,7 +47,7 @@ sys.path.insert(0, str(REPO))
 
 from callsort import training  # noqa: E402
 from callsort.settings import FeatureSettings  # noqa: E402
-from callsort.training import CONDITIONS, TEST_CONDITIONS, TrainingConfig  # noqa: E402
+from callsort.training.train import CONDITIONS, TEST_CONDITIONS, TrainingConfig  # noqa: E402
 
 TARGETS = {
     "clean_macro_f1": 0.80,

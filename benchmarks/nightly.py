@@ -163,7 +163,7 @@ LAST_CPU_S = [0.0]
 
 def model_facts(key: str, override: Path | None) -> tuple[str, dict]:
     """What ``--model`` gets for the model playing ``key``, and its card's facts."""
-    from callsort.model import CARD_FILE, model_folder
+    from callsort.model.classifier import CARD_FILE, model_folder
 
     argument = key if override is None else str(override.resolve())
     card_file = model_folder(argument) / CARD_FILE
@@ -216,9 +216,9 @@ def memory(short_minutes: float, long_minutes: float, model: str = "default") ->
 
 def plan_seconds(archive: Path, dataset: Path, model: str = "default") -> float:
     """Planning alone, in this process: walk, stat, read the manifest, compare."""
-    from callsort.dataset import DatasetStore, fingerprint, plan
-    from callsort.discover import find_recordings
-    from callsort.model import model_folder
+    from callsort.audio.discover import find_recordings
+    from callsort.dataset.store import DatasetStore, fingerprint, plan
+    from callsort.model.classifier import model_folder
     from callsort.settings import AnalysisSettings
 
     started = time.perf_counter()
@@ -274,7 +274,7 @@ def build_large(rows: int, small_dataset: Path, workdir: Path) -> tuple[Path, Pa
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from callsort.discover import find_recordings, recording_id
+    from callsort.audio.discover import find_recordings, recording_id
 
     archive = small_archive(rows)
     dataset = workdir / "large-dataset"
@@ -302,10 +302,10 @@ def build_large(rows: int, small_dataset: Path, workdir: Path) -> tuple[Path, Pa
 
 def commit_cost(dataset: Path, archive: Path, batch: int = 200, model: str = "default") -> dict:
     """One commit of ``batch`` (failed) recordings into a dataset with a large manifest."""
-    from callsort.dataset import DatasetStore, Pending, fingerprint
-    from callsort.discover import Recording
-    from callsort.model import model_folder
-    from callsort.pipeline import _failure
+    from callsort.audio.discover import Recording
+    from callsort.dataset.store import DatasetStore, Pending, fingerprint
+    from callsort.model.classifier import model_folder
+    from callsort.run.batch import _failure
     from callsort.settings import AnalysisSettings
 
     fp = fingerprint(model_folder(model), AnalysisSettings())

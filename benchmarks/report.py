@@ -5,7 +5,7 @@ Run from the repository root (about a minute on 2 cores):
     python benchmarks/report.py
     python benchmarks/report.py --calls 1000 --loads 1     # a quick check
 
-The dataset is synthetic tables, not audio (:mod:`callsort.synthetic`):
+The dataset is synthetic tables, not audio (:mod:`callsort.dataset.synthetic`):
 ``--calls`` two-channel calls (agent and customer) of 1 to 10 minutes over
 ``--days`` days, about 24 segments per channel, written in the
 date-partitioned layout and read back with ``callsort.read_dataset``. The
@@ -45,9 +45,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from callsort import __version__  # noqa: E402
-from callsort.reading import read_dataset  # noqa: E402
-from callsort.report import DEFAULT_MAX_TIMELINES, plotly_js, write_report  # noqa: E402
-from callsort.synthetic import synthetic_tables, write_partitioned  # noqa: E402
+from callsort.analyst.report import DEFAULT_MAX_TIMELINES, plotly_js, write_report  # noqa: E402
+from callsort.dataset.reading import read_dataset  # noqa: E402
+from callsort.dataset.synthetic import synthetic_tables, write_partitioned  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results" / "report.json"
 LIMIT_BYTES = 20_000_000

@@ -422,7 +422,7 @@ class ModelUnderTest:
 
 def models_under_test(overrides: dict[str, Path | None]) -> dict[str, ModelUnderTest]:
     """The shipped ``default`` and ``fast`` models, or the folders given instead."""
-    from callsort.model import CARD_FILE, model_folder
+    from callsort.model.classifier import CARD_FILE, model_folder
 
     found = {}
     for key, override in overrides.items():
@@ -674,9 +674,9 @@ class Stages:
 def _timing_the_product(stages: Stages, seen: Callable[[np.ndarray], None]) -> Iterator[None]:
     """callsort's analysis, each step timed as a stage, in this process; ``seen(y)`` for
     every segment's audio, so that the other extractors get the very same segments."""
-    from callsort import analysis
-    from callsort.encoder import Encoder
-    from callsort.model import Model
+    from callsort.features.encoder import Encoder
+    from callsort.model.classifier import Model
+    from callsort.run import analysis
 
     def features(y, **options):
         seen(y)
@@ -724,15 +724,15 @@ def in_process(
     import soxr
     from threadpoolctl import threadpool_limits
 
-    from callsort.analysis import analyse_recording
-    from callsort.dataset import DatasetStore, Pending, fingerprint, recording_date
-    from callsort.discover import Recording
-    from callsort.encoder import load_encoder
-    from callsort.features import segment_features
-    from callsort.model import load_model
-    from callsort.pipeline import DEFAULT_BATCH
+    from callsort.audio.discover import Recording
+    from callsort.dataset.store import DatasetStore, Pending, fingerprint, recording_date
+    from callsort.dataset.tables import RecordingResult
+    from callsort.features.encoder import load_encoder
+    from callsort.features.spectral import segment_features
+    from callsort.model.classifier import load_model
+    from callsort.run.analysis import analyse_recording
+    from callsort.run.batch import DEFAULT_BATCH
     from callsort.settings import AnalysisSettings
-    from callsort.tables import RecordingResult
 
     watch = Stopwatch()
     with watch("model load"):

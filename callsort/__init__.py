@@ -4,7 +4,7 @@ The pipeline, one module per step::
 
     discover -> decode -> channels -> segment -> features -> model -> tables -> writers
 
-``callsort.pipeline`` ties the steps together for one recording and for a batch;
+``callsort.run.batch`` ties the steps together for one recording and for a batch;
 ``callsort.cli`` is the thin command-line layer over it.
 
 The Python API (see the README)::
@@ -30,16 +30,16 @@ __all__ = ["Dataset", "Model", "__version__", "label", "load_model", "read_datas
 # public name -> module that defines it
 _LAZY = {
     "label": "callsort.api",
-    "read_dataset": "callsort.reading",
-    "Dataset": "callsort.reading",
-    "load_model": "callsort.model",
-    "Model": "callsort.model",
+    "read_dataset": "callsort.dataset.reading",
+    "Dataset": "callsort.dataset.reading",
+    "load_model": "callsort.model.classifier",
+    "Model": "callsort.model.classifier",
 }
 
 if TYPE_CHECKING:  # what type checkers and IDEs see
     from callsort.api import label
-    from callsort.model import Model, load_model
-    from callsort.reading import Dataset, read_dataset
+    from callsort.dataset.reading import Dataset, read_dataset
+    from callsort.model.classifier import Model, load_model
 
 
 def __getattr__(name: str) -> Any:

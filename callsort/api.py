@@ -20,8 +20,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Literal
 
-from callsort.model import Model, load_model
-from callsort.reading import Dataset, frames_from_tables, read_dataset
+from callsort.dataset.reading import Dataset, frames_from_tables, read_dataset
+from callsort.model.classifier import Model, load_model
 
 __all__ = ["Dataset", "Model", "label", "load_model", "read_dataset"]
 
@@ -41,13 +41,13 @@ def label(
 
     ``paths`` are recordings and folders (walked recursively), as for
     ``callsort label``; the other arguments are that command's options.
-    Returns a :class:`~callsort.reading.Dataset` that unpacks as
+    Returns a :class:`~callsort.dataset.reading.Dataset` that unpacks as
     ``segments, calls``. A recording that cannot be analysed is a ``calls``
     row with ``status == "error"``, never an exception. ``jobs=None`` uses
     every core; ``jobs=1`` stays in this process.
     """
     from callsort.errors import UsageError
-    from callsort.pipeline import label as run_pipeline
+    from callsort.run.batch import label as run_pipeline
     from callsort.settings import AnalysisSettings, ChannelSettings, SegmentationSettings
 
     if isinstance(paths, (str, Path)):

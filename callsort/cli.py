@@ -242,12 +242,12 @@ def label(
     """
     from dataclasses import replace
 
+    from callsort.dataset.writers import FORMATS
     from callsort.settings import AnalysisSettings, ChannelSettings, SegmentationSettings
-    from callsort.writers import FORMATS
 
     jobs = jobs or _jobs(0)
     if not quiet and not dry_run:
-        from callsort.progress import print_first_run_note
+        from callsort.run.progress import print_first_run_note
 
         print_first_run_note()  # before the workers start importing librosa
     if (
@@ -255,7 +255,7 @@ def label(
         and not dry_run
         and (len(paths) > 1 or any(p.is_dir() for p in paths))
     ):
-        from callsort.pipeline import start_workers
+        from callsort.run.batch import start_workers
 
         start_workers(jobs)  # a batch: the workers' imports overlap this process's start
     with _user_errors():
@@ -270,7 +270,7 @@ def label(
             channels=ChannelSettings(mode=channels.value, names=names),  # type: ignore[arg-type]
             segmentation=replace(SegmentationSettings(), max_segment_s=max_segment),
         )
-        from callsort.progress import LabelProgress, print_plan, print_summary, print_waiting
+        from callsort.run.progress import LabelProgress, print_plan, print_summary, print_waiting
 
         options = dict(
             formats=fmt,
@@ -315,10 +315,10 @@ def label(
 
 
 def _label(paths, out, options, progress):
-    from callsort.pipeline import label as label_recordings
+    from callsort.run.batch import label as label_recordings
 
     if _state.get("own_process"):  # not when a test or a program calls the app in-process
-        from callsort.model import lean_lightgbm_import
+        from callsort.model.classifier import lean_lightgbm_import
 
         lean_lightgbm_import()
     return label_recordings(
@@ -380,10 +380,10 @@ def train(
     Example (the shipped models: scripts/train_shipped_models.sh):
     [bold]callsort train ../shared/datasets/ravdess-speech-16k ../shared/datasets/nemo-speech-16k --out callsort/models/default --holdout-speakers 23,24[/bold]
     """
-    from callsort import training
-    from callsort.corpora import default_licence
-    from callsort.model import save_model
-    from callsort.progress import print_metrics, results
+    from callsort.model.classifier import save_model
+    from callsort.run.progress import print_metrics, results
+    from callsort.training import train as training
+    from callsort.training.corpora import default_licence
 
     with _user_errors():
         config = _training_config(
@@ -466,8 +466,8 @@ def evaluate(
     """
     import json
 
-    from callsort import training
-    from callsort.progress import print_metrics, results
+    from callsort.run.progress import print_metrics, results
+    from callsort.training import train as training
 
     with _user_errors():
         config = _training_config(
@@ -487,8 +487,8 @@ def evaluate(
         if json_out:
             json_out.write_text(json.dumps(metrics, indent=2) + "\n")
         if check_card is not None:
-            from callsort.metrics import metric_differences
-            from callsort.model import load_model
+            from callsort.model.classifier import load_model
+            from callsort.training.metrics import metric_differences
 
             expected = load_model(check_card).card.metrics
             differences = metric_differences(expected, metrics, tolerance=tolerance)
@@ -511,8 +511,8 @@ def info(
 
     Example: [bold]callsort info[/bold]
     """
-    from callsort.model import SHIPPED_MODELS, load_model
-    from callsort.progress import print_card
+    from callsort.model.classifier import SHIPPED_MODELS, load_model
+    from callsort.run.progress import print_card
 
     with _user_errors():
         # --json prints one card: the model named, or the default
@@ -557,9 +557,9 @@ def report(
 
     Example: [bold]callsort report reports --out reports/report.html[/bold]
     """
-    from callsort.progress import results
-    from callsort.reading import read_dataset
-    from callsort.report import write_report
+    from callsort.analyst.report import write_report
+    from callsort.dataset.reading import read_dataset
+    from callsort.run.progress import results
 
     with _user_errors():
         data = read_dataset(dataset)
@@ -583,15 +583,15 @@ def summary(
     """
     import json
 
-    from callsort.reading import read_dataset
-    from callsort.summary import print_summary, summarise
+    from callsort.analyst.summary import print_summary, summarise
+    from callsort.dataset.reading import read_dataset
 
     with _user_errors():
         figures = summarise(read_dataset(dataset), top=top, customer=customer)
         if as_json:
             typer.echo(json.dumps(figures, indent=2, ensure_ascii=False))
         else:
-            from callsort.progress import results
+            from callsort.run.progress import results
 
             print_summary(figures, console=results)
 
@@ -625,8 +625,8 @@ def export(
     Example (the escalated calls of a week):
     [bold]callsort export nightly --where escalated=true --since 2025-03-03 --until 2025-03-09 --out escalated.csv[/bold]
     """
-    from callsort.export import date_conditions, parse_condition, select, write_export
-    from callsort.reading import read_dataset
+    from callsort.analyst.export import date_conditions, parse_condition, select, write_export
+    from callsort.dataset.reading import read_dataset
 
     with _user_errors():
         conditions = [parse_condition(w) for w in where or []]
@@ -634,7 +634,7 @@ def export(
         rows = select(read_dataset(dataset), table=table.value, conditions=conditions)
         write_export(rows, fmt.value, out)
         if out is not None:
-            from callsort.progress import console
+            from callsort.run.progress import console
 
             console.print(f"{len(rows):,} {table.value} rows written to {out}")
 
@@ -648,7 +648,7 @@ def _training_config(
     *,
     tune: bool = False,
 ):
-    from callsort.training import TrainingConfig
+    from callsort.training.train import TrainingConfig
 
     names = tuple(c.strip() for c in classes.split(",") if c.strip())
     if len(names) < 2 or len(set(names)) != len(names):
@@ -667,17 +667,17 @@ def _training_config(
 
 
 def _jobs(jobs: int) -> int:
-    from callsort.pipeline import default_jobs
+    from callsort.run.batch import default_jobs
 
     return jobs or default_jobs()
 
 
 def _extract(data_dirs, config, jobs, cache, *, fast: bool, codecs: bool = True):
-    from callsort import training
-    from callsort.corpora import find_corpora
-    from callsort.encoder import WHISPER_BASE
-    from callsort.progress import clip_progress
+    from callsort.features.encoder import WHISPER_BASE
+    from callsort.run.progress import clip_progress
     from callsort.settings import FeatureSettings
+    from callsort.training import train as training
+    from callsort.training.corpora import find_corpora
 
     n = len(
         find_corpora(data_dirs, classes=config.classes, calm_from_neutral=config.calm_from_neutral)
@@ -697,8 +697,8 @@ def _extract(data_dirs, config, jobs, cache, *, fast: bool, codecs: bool = True)
 
 
 def _print_fold(protocol: str, k: int, report: dict) -> None:
-    from callsort.progress import results
-    from callsort.training import CONDITIONS
+    from callsort.run.progress import results
+    from callsort.training.train import CONDITIONS
 
     results.print(
         f"{protocol}, fold {k} ({len(report['test_speakers'])} test speakers): "

@@ -4,7 +4,6 @@ Anything derived from :class:`CallsortError` carries a message meant for the
 user; the CLI turns it into an exit code instead of a traceback.
 """
 
-
 EXIT_INTERNAL = 70
 """Exit code of a run that stopped on an internal error (a bug, or an unexpected system error)."""
 EXIT_INTERRUPTED = 130

@@ -52,7 +52,7 @@ class SegmentationSettings:
 
 @dataclass(frozen=True)
 class FeatureSettings:
-    """Spectral analysis settings for :mod:`callsort.features` (16 kHz input)."""
+    """Spectral analysis settings for :mod:`callsort.features.spectral` (16 kHz input)."""
 
     sample_rate: int = ANALYSIS_SAMPLE_RATE
     n_fft: int = 512
@@ -72,7 +72,7 @@ class FeatureSettings:
     f0_min_hz: float = 70.0
     f0_max_hz: float = 400.0
     pitch_every_frames: int = 2  # pitch every 20 ms (two STFT hops)
-    # learned features after the hand-made ones: None, or "whisper-base" (callsort.encoder)
+    # learned features after the hand-made ones: None, or "whisper-base" (callsort.features.encoder)
     encoder: str | None = None
 
     def to_dict(self) -> dict:

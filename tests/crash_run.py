@@ -2,7 +2,7 @@
 
 ``python tests/crash_run.py STEP[:N] ARGS...`` kills the process the N-th time
 (default: the first) the dataset reaches ``STEP`` (see
-``callsort.dataset._reached``). The crash points are injected here, by the
+``callsort.dataset.store._reached``). The crash points are injected here, by the
 tests, into the process they run; the product reads no variable for them.
 """
 
@@ -14,7 +14,7 @@ import sys
 
 
 def crash_at(wanted: str) -> None:
-    from callsort import dataset
+    from callsort.dataset import store as dataset
 
     step, _, count = wanted.partition(":")
     seen = {"n": 0}

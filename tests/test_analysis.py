@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from callsort.analysis import analyse_recording, decode_mono, waveform_segments
 from callsort.errors import DecodeError
-from callsort.model import load_model
+from callsort.model.classifier import load_model
+from callsort.run.analysis import analyse_recording, decode_mono, waveform_segments
 from callsort.settings import AnalysisSettings, FeatureSettings
 
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_recordings"

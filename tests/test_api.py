@@ -40,7 +40,7 @@ def test_api_names():
     assert set(callsort.__all__) <= set(dir(callsort))
     with pytest.raises(AttributeError):
         callsort.no_such_name  # noqa: B018
-    from callsort.reading import read_dataset
+    from callsort.dataset.reading import read_dataset
 
     assert callsort.read_dataset is read_dataset
 
@@ -160,7 +160,7 @@ def test_one_identity_per_recording_whatever_the_entry_point(tmp_path):
     _speech_file(folder / os.fsdecode(b"x\xff.wav"), seed=3)
     _speech_file(folder / "x\\xff.wav", seed=4)  # a valid name, spelt as the first one is shown
     _, in_memory = callsort.label([folder], jobs=1)
-    run = callsort.pipeline.label([folder], out=tmp_path / "dataset", jobs=1)
+    run = callsort.run.batch.label([folder], out=tmp_path / "dataset", jobs=1)
     in_dataset = run.calls.to_pandas()
     manifest = pq.read_table(tmp_path / "dataset" / "manifest.parquet").to_pandas()
     for table in (in_memory, in_dataset, manifest):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import scipy.signal
 
-from callsort.augment import (
+from callsort.training.augment import (
     GAIN_RANGE_DB,
     PITCH_RANGE_SEMITONES,
     SPEED_RANGE,

@@ -88,7 +88,7 @@ def sample_report(tmp_path_factory) -> Path:
 
 def table_expectations(report: Path) -> dict[str, object]:
     """What the page must show, read with pandas from the calls table it was made from."""
-    from callsort.reading import read_dataset
+    from callsort.dataset.reading import read_dataset
 
     calls = read_dataset(report.parent).calls
     calls = calls[calls["status"] == "ok"]
@@ -220,9 +220,9 @@ def test_sample_report_renders_and_filters(driver, sample_report):
 def test_dated_report_filters_by_date(driver, tmp_path):
     from selenium.webdriver.common.by import By
 
-    from callsort.reading import read_dataset
-    from callsort.report import write_report
-    from callsort.synthetic import synthetic_tables, write_partitioned
+    from callsort.analyst.report import write_report
+    from callsort.dataset.reading import read_dataset
+    from callsort.dataset.synthetic import synthetic_tables, write_partitioned
 
     tables = synthetic_tables(120, days=6, seed=11, mean_segments=6)
     days = sorted(set(tables[2].values()))

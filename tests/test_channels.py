@@ -7,7 +7,7 @@ import warnings
 import numpy as np
 import pytest
 
-from callsort.channels import analysis_channels, channel_names
+from callsort.audio.channels import analysis_channels, channel_names
 from callsort.settings import ChannelSettings
 
 SPLIT = ChannelSettings(mode="split")

@@ -31,9 +31,9 @@ import soundfile as sf
 from typer.testing import CliRunner
 
 import callsort
+from callsort.audio.discover import recording_id
 from callsort.cli import app
-from callsort.discover import recording_id
-from callsort.model import load_model
+from callsort.model.classifier import load_model
 from callsort.schema import PARTITION_COLUMN, arrow_schema, call_columns, segment_columns
 
 REPO = Path(__file__).resolve().parents[1]
@@ -602,7 +602,7 @@ def test_output_folder_inside_input_is_not_rescanned(tmp_path):
 
 
 def test_python_api_matches_the_cli(clean, classes):
-    from callsort.pipeline import label
+    from callsort.run.batch import label
 
     run = label([SAMPLES], out=None, jobs=1)
     assert run.written == []
@@ -749,7 +749,7 @@ def test_train_info_label_evaluate_on_synthetic_data(synth_data, tmp_path):
 
 
 def test_train_tune_searches_inside_the_training_speakers(synth_data, tmp_path, monkeypatch):
-    from callsort import training
+    from callsort.training import train as training
 
     useless = {"n_estimators": 50, "model_params": {"min_data_in_leaf": 10_000}}  # no split
     monkeypatch.setattr(training, "TUNING_CANDIDATES", (useless, {"n_estimators": 50}))
@@ -808,7 +808,7 @@ def test_shipped_model_card_reproduces_on_the_corpus(tmp_path):
 
 def test_the_first_run_after_install_says_why_it_is_slow(tmp_path, monkeypatch):
     """librosa compiles its numba code on its first import (15 s): the user is told."""
-    from callsort import progress
+    from callsort.run import progress
 
     fresh = tmp_path / "librosa"
     (fresh / "util" / "__pycache__").mkdir(parents=True)

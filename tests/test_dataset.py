@@ -1,7 +1,7 @@
 """Datasets: incremental runs, partitions, the manifest, crash safety, the lock, cron options.
 
 Real recordings (copies of sample_recordings/) and the real model throughout.
-Runs go through ``callsort.pipeline.label`` in this process where that is
+Runs go through ``callsort.run.batch.label`` in this process where that is
 enough, and through ``python -m callsort`` in a subprocess where a real second
 process or a real SIGKILL is the point.
 """
@@ -23,11 +23,11 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 
-from callsort.dataset import MANIFEST, DatasetStore
+from callsort.dataset.lock import LOCK_FILE, LockedError, OutputLock
+from callsort.dataset.store import MANIFEST, DatasetStore
 from callsort.errors import CallsortError
-from callsort.lock import LOCK_FILE, LockedError, OutputLock
-from callsort.model import load_model
-from callsort.pipeline import label
+from callsort.model.classifier import load_model
+from callsort.run.batch import label
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO / "sample_recordings"
@@ -616,7 +616,7 @@ def test_an_oserror_outside_the_dataset_is_not_reported_as_a_dataset_write(
     """The worker pool cannot start a process (too many open files): an internal error."""
     import errno
 
-    from callsort import pipeline
+    from callsort.run import batch as pipeline
 
     def no_more_processes(self):
         raise OSError(errno.EMFILE, "Too many open files")
@@ -707,7 +707,7 @@ def test_a_recording_callsort_fails_on_is_reported_so_and_retried_by_the_next_ru
     archive, tmp_path, monkeypatch
 ):
     """A bug in callsort (here: segmentation raising on one file) is not the file's fault."""
-    from callsort import analysis
+    from callsort.run import analysis
 
     real = analysis.speech_segments
     broken = archive / "broken.wav"

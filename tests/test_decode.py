@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from callsort.decode import probe, read_blocks, resampled_blocks
+from callsort.audio.decode import probe, read_blocks, resampled_blocks
 from callsort.errors import DecodeError
 from callsort.settings import AnalysisSettings
 
@@ -281,7 +281,7 @@ def test_unfinished_wav_from_a_recorder_is_refused(tmp_path):
 
 
 def test_blocks_of_many_channels_are_capped(tmp_path, monkeypatch):
-    from callsort import decode
+    from callsort.audio import decode
 
     monkeypatch.setattr(decode, "MAX_BLOCK_SAMPLES", 64 * 100)
     path = tmp_path / "wide.wav"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from callsort.discover import find_recordings, recording_id
+from callsort.audio.discover import find_recordings, recording_id
 from callsort.errors import UsageError
 
 

@@ -8,10 +8,10 @@ import librosa
 import numpy as np
 import pytest
 
-from callsort import encoder
-from callsort.encoder import Encoder, log_mel, reference_embedding, reference_signal
 from callsort.errors import ModelError
-from callsort.features import feature_names, segment_features
+from callsort.features import encoder
+from callsort.features.encoder import Encoder, log_mel, reference_embedding, reference_signal
+from callsort.features.spectral import feature_names, segment_features
 from callsort.settings import FeatureSettings
 
 

@@ -10,7 +10,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 
-from callsort.pipeline import label
+from callsort.run.batch import label
 
 distributed = pytest.importorskip("distributed", reason="the Dask engine needs callsort[dask]")
 
@@ -28,7 +28,7 @@ def _table(out: Path, name: str) -> pd.DataFrame:
 
 
 def _model_loaded() -> bool:
-    from callsort import pipeline
+    from callsort.run import batch as pipeline
 
     return "model" in pipeline._worker_state
 
@@ -80,7 +80,7 @@ def test_dask_workers_with_another_model_abort_the_run_and_write_no_rows(tmp_pat
     load its model, the run stops with a model error and commits nothing."""
     from dataclasses import replace
 
-    from callsort import dataset
+    from callsort.dataset import store as dataset
     from callsort.errors import ModelError
 
     real = dataset.fingerprint
@@ -94,9 +94,12 @@ def test_dask_workers_with_another_model_abort_the_run_and_write_no_rows(tmp_pat
     for name in ("voicemail_05_mono.flac", "call_04_calm.wav"):
         shutil.copy(SAMPLES / name, archive / name)
     out = tmp_path / "dataset"
-    with distributed.LocalCluster(
-        n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None
-    ) as cluster, pytest.raises(ModelError, match="differs from the client's"):
+    with (
+        distributed.LocalCluster(
+            n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+        pytest.raises(ModelError, match="differs from the client's"),
+    ):
         label([archive], out=out, engine="dask", scheduler=cluster.scheduler_address)
     assert not (out / "manifest.parquet").exists()
     assert not list(out.rglob("*.parquet"))

@@ -24,9 +24,9 @@ import soundfile as sf
 from conftest import bursts_in_noise
 from test_cli import RECORDINGS, SAMPLES, assert_same_segments, read_tables, shown
 
-from callsort.discover import find_recordings
-from callsort.model import load_model
-from callsort.pipeline import analyse_all, label
+from callsort.audio.discover import find_recordings
+from callsort.model.classifier import load_model
+from callsort.run.batch import analyse_all, label
 from callsort.settings import AnalysisSettings
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs Linux /proc")
@@ -143,7 +143,7 @@ def test_crashed_worker_is_replaced_and_the_rest_go_on(tmp_path, slow_call, clea
 
 def short_recording_seconds() -> float:
     """How long the short recording takes here and now (warm), to scale the time limit."""
-    from callsort.analysis import analyse_recording
+    from callsort.run.analysis import analyse_recording
 
     model = load_model()
     analyse_recording(SAMPLES / SHORT, model=model, settings=AnalysisSettings())
@@ -195,7 +195,7 @@ def test_cli_file_timeout_option(tmp_path, slow_call):
 
 def test_cli_default_file_timeout_is_the_pipelines():
     from callsort.cli import label as label_command
-    from callsort.pipeline import DEFAULT_FILE_TIMEOUT_S
+    from callsort.run.batch import DEFAULT_FILE_TIMEOUT_S
 
     parameters = inspect.signature(label_command).parameters
     assert parameters["file_timeout"].default == DEFAULT_FILE_TIMEOUT_S
@@ -223,7 +223,7 @@ def test_workers_that_cannot_load_the_model_stop_the_batch_with_the_reason(tmp_p
 
 def test_one_pool_for_a_whole_run_each_worker_loading_the_model_once(tmp_path, monkeypatch):
     """More recordings than the pool ever took at a time before (500): still two workers."""
-    from callsort import pipeline
+    from callsort.run import batch as pipeline
 
     folder = tmp_path / "many"
     folder.mkdir()

@@ -7,7 +7,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from callsort.features import (
+from callsort.features.spectral import (
     PROSODY_DESCRIPTORS,
     SEGMENT_MEASURES,
     STATISTICS,
@@ -188,7 +188,7 @@ def test_pitch_is_found_in_semitones(f0_hz):
 
 def test_pitch_survives_the_telephone_band():
     """300-3400 Hz removes a 110 Hz fundamental; its harmonics still give the pitch."""
-    from callsort.augment import telephone
+    from callsort.training.augment import telephone
 
     got = prosody_of(telephone(harmonic_tone(110.0)))
     assert got["f0_semitones_median"] == pytest.approx(12 * np.log2(1.1), abs=0.5)
@@ -222,7 +222,7 @@ def test_syllable_rate_proxy_counts_bursts():
 def test_savgol_deltas_equal_librosa():
     import librosa
 
-    from callsort.features import _savgol
+    from callsort.features.spectral import _savgol
 
     x = np.random.default_rng(2).standard_normal((20, 57)).astype(np.float32)
     for width in (3, 5, 9):
@@ -237,7 +237,7 @@ def test_savgol_deltas_equal_librosa():
 def test_zero_crossing_rate_equals_librosa():
     import librosa
 
-    from callsort.features import _zero_crossing_rate
+    from callsort.features.spectral import _zero_crossing_rate
 
     y = np.random.default_rng(3).standard_normal(9000).astype(np.float32)
     y[::5] = 0.0
@@ -251,7 +251,7 @@ def test_zero_crossing_rate_equals_librosa():
 def test_stft_magnitude_equals_librosa():
     import librosa
 
-    from callsort.features import _stft_magnitude
+    from callsort.features.spectral import _stft_magnitude
 
     for n in (100, 512, 9001):
         y = np.random.default_rng(n).standard_normal(n).astype(np.float32)

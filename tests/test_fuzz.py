@@ -1,6 +1,6 @@
 """Fuzzing the decode and analysis layer with hypothesis: random and mutated audio files.
 
-Whatever the bytes, :func:`callsort.analysis.analyse_recording` either returns
+Whatever the bytes, :func:`callsort.run.analysis.analyse_recording` either returns
 an analysis with finite probabilities or raises a :class:`CallsortError`;
 nothing else escapes and nothing hangs (each example runs under an alarm,
 and a process-wide watchdog ends a native hang).
@@ -28,9 +28,9 @@ from conftest import bursts_in_noise
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from callsort.analysis import analyse_recording
 from callsort.errors import CallsortError
-from callsort.model import load_model
+from callsort.model.classifier import load_model
+from callsort.run.analysis import analyse_recording
 from callsort.settings import AnalysisSettings
 
 EXAMPLES = int(os.environ.get("CALLSORT_FUZZ_EXAMPLES", "400"))

@@ -34,8 +34,8 @@ from test_cli import (
     shown,
 )
 
-from callsort.model import load_model
-from callsort.pipeline import label
+from callsort.model.classifier import load_model
+from callsort.run.batch import label
 
 REPO = Path(__file__).resolve().parents[1]
 DOC = REPO / "docs" / "hostile-input.md"
@@ -438,7 +438,7 @@ def model_for_layout(folder: Path, names: list[str]) -> Path:
     """A consistent model folder (card and booster agree) for features named ``names``."""
     from dataclasses import replace
 
-    from callsort.model import EmotionClassifier, save_model
+    from callsort.model.classifier import EmotionClassifier, save_model
 
     shipped = load_model()
     rng = np.random.default_rng(0)
@@ -463,7 +463,7 @@ def model_for_layout(folder: Path, names: list[str]) -> Path:
     ids=["reordered-in-process", "reordered-workers", "shorter-in-process"],
 )
 def test_model_for_another_feature_layout_is_refused(tmp_path, layout, jobs):
-    from callsort.features import feature_names
+    from callsort.features.spectral import feature_names
 
     names = feature_names(load_model().feature_settings)
     names = names[1:] + names[:1] if layout == "reordered" else names[:-7]
@@ -504,7 +504,7 @@ def test_model_folder_whose_card_does_not_match_its_booster_is_refused(tmp_path)
 )
 @pytest.mark.parametrize("shape", ["speech", "square", "alternating", "impulse"])
 def test_extreme_levels_give_finite_features_and_probabilities(level, shape):
-    from callsort.features import segment_features
+    from callsort.features.spectral import segment_features
     from callsort.settings import FeatureSettings
 
     n = 16_000

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from callsort.errors import ModelError
-from callsort.features import feature_names
-from callsort.model import (
+from callsort.features.spectral import feature_names
+from callsort.model.classifier import (
     CARD_FILE,
     MODEL_FILE,
     EmotionClassifier,
@@ -276,7 +276,7 @@ def test_load_refuses_a_corrupt_model_file(saved, content):
 LOAD_IN_A_CHILD = """
 import sys
 from callsort.errors import ModelError
-from callsort.model import load_model
+from callsort.model.classifier import load_model
 try:
     load_model(sys.argv[1])
 except ModelError as exc:
@@ -344,7 +344,7 @@ def test_normalising_model_normalises_each_channel(tmp_path):
     offset: labelled from raw features alone, a channel shifted up would come out all
     "angry". Each expectation is the rule the labels were made by, not the code's formula.
     """
-    from callsort.normalise import channel_normalised, normalised_names, population_prior
+    from callsort.features.normalise import channel_normalised, normalised_names, population_prior
 
     settings = FeatureSettings()
     raw_names = feature_names(settings)
@@ -406,7 +406,7 @@ def test_default_model_loads_and_matches_the_feature_layout():
     assert model.path == default_model_dir()
     raw = feature_names(FeatureSettings(**card.feature_settings))
     if card.normalisation is not None:  # raw features, then the same within the channel
-        from callsort.normalise import normalised_names
+        from callsort.features.normalise import normalised_names
 
         raw = normalised_names(raw)
     assert card.feature_names == raw

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from callsort.normalise import (
+from callsort.features.normalise import (
     PopulationPrior,
     channel_normalised,
     channel_statistics,

@@ -9,9 +9,9 @@ import pyarrow.parquet as pq
 import pytest
 
 import callsort
+from callsort.dataset.reading import detect_layout, folder_of, read_dataset
+from callsort.dataset.synthetic import synthetic_tables, write_flat, write_partitioned
 from callsort.errors import UsageError
-from callsort.reading import detect_layout, folder_of, read_dataset
-from callsort.synthetic import synthetic_tables, write_flat, write_partitioned
 
 
 @pytest.fixture(scope="module")

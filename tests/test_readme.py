@@ -6,12 +6,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from callsort.schema import call_columns, manifest_columns, markdown_table, segment_columns
-from callsort.tables import (
+from callsort.dataset.tables import (
     ESCALATION_MIN_ANGRY_SHARE,
     ESCALATION_MIN_RISE,
     ESCALATION_MIN_SPEECH_S,
 )
+from callsort.schema import call_columns, manifest_columns, markdown_table, segment_columns
 
 REPO = Path(__file__).resolve().parent.parent
 README = (REPO / "README.md").read_text(encoding="utf-8")

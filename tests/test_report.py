@@ -14,10 +14,10 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from callsort.analyst.report import render_report, report_data, write_report
 from callsort.cli import app
-from callsort.reading import Dataset, read_dataset
-from callsort.report import render_report, report_data, write_report
-from callsort.synthetic import synthetic_tables, write_flat, write_partitioned
+from callsort.dataset.reading import Dataset, read_dataset
+from callsort.dataset.synthetic import synthetic_tables, write_flat, write_partitioned
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +80,9 @@ def test_embedded_data_matches_the_tables(nightly, tables):
     speech = sum(data["calls"]["sp"])
     assert speech == pytest.approx(ok["speech_s"].sum(), rel=1e-3)
     angry = data["labels"].index("angry")
-    angry_s = sum(s / 1000 * sp for s, sp in zip(data["calls"]["sh"][angry], data["calls"]["sp"], strict=True))
+    angry_s = sum(
+        s / 1000 * sp for s, sp in zip(data["calls"]["sh"][angry], data["calls"]["sp"], strict=True)
+    )
     assert angry_s == pytest.approx((ok["share_angry"] * ok["speech_s"]).sum(), rel=1e-2)
 
 
@@ -188,9 +190,9 @@ def test_write_report_info(tmp_path, nightly):
 
 
 def test_timelines_are_capped_by_segments_too(nightly, monkeypatch):
-    import callsort.report
+    import callsort.analyst.report
 
-    monkeypatch.setattr(callsort.report, "MAX_TIMELINE_SEGMENTS", 60)
+    monkeypatch.setattr(callsort.analyst.report, "MAX_TIMELINE_SEGMENTS", 60)
     data = report_data(nightly, max_timelines=100)
     n = data["timeline_cap"]
     assert 0 < n < 100 and len(data["timelines"]) == n

@@ -8,7 +8,7 @@ from itertools import pairwise
 import numpy as np
 import pytest
 
-from callsort.segment import frame_measures, speech_segments
+from callsort.audio.segment import frame_measures, speech_segments
 from callsort.settings import SegmentationSettings
 
 SR = 16_000

@@ -10,12 +10,12 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
+from callsort.analyst.export import Condition, date_conditions, parse_condition, select
+from callsort.analyst.summary import rank_calls, summarise
 from callsort.cli import app
+from callsort.dataset.reading import Dataset, read_dataset
+from callsort.dataset.synthetic import synthetic_tables, write_flat, write_partitioned
 from callsort.errors import UsageError
-from callsort.export import Condition, date_conditions, parse_condition, select
-from callsort.reading import Dataset, read_dataset
-from callsort.summary import rank_calls, summarise
-from callsort.synthetic import synthetic_tables, write_flat, write_partitioned
 
 
 def invoke(*args: object):
@@ -232,7 +232,7 @@ def test_export_to_stdout_and_errors(flat, tmp_path):
 def test_csv_export_neutralises_formulas(tmp_path):
     calls = _calls([{"recording": "=HYPERLINK(1).wav", "channel": "mono"}])
     data = Dataset(segments=pd.DataFrame(), calls=calls)
-    from callsort.export import write_export
+    from callsort.analyst.export import write_export
 
     write_export(select(data), "csv", tmp_path / "x.csv")
     text = (tmp_path / "x.csv").read_text()

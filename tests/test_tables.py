@@ -6,11 +6,11 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from callsort.analysis import ChannelAnalysis, RecordingAnalysis
-from callsort.decode import AudioInfo
+from callsort.audio.decode import AudioInfo
+from callsort.dataset.tables import RecordingResult, calls_table, channel_summary, segments_table
+from callsort.run.analysis import ChannelAnalysis, RecordingAnalysis
 from callsort.schema import arrow_schema, call_columns, segment_columns
 from callsort.settings import DEFAULT_CLASSES
-from callsort.tables import RecordingResult, calls_table, channel_summary, segments_table
 
 CLASSES = list(DEFAULT_CLASSES)
 

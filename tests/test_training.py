@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from callsort import training
-from callsort.corpora import Clip
-from callsort.metrics import NO_SPEECH, calibration_scores, predicted_labels
-from callsort.model import EmotionClassifier, temperature_scaled
-from callsort.training import (
+from callsort.model.classifier import EmotionClassifier, temperature_scaled
+from callsort.training import train as training
+from callsort.training.corpora import Clip
+from callsort.training.metrics import NO_SPEECH, calibration_scores, predicted_labels
+from callsort.training.train import (
     CALL_CLIPS,
     INNER_FOLDS,
     MIX_KINDS,
@@ -177,7 +177,7 @@ def test_telephone_training_copies_are_what_label_reads_from_an_8khz_mulaw_file(
     import scipy.signal
     import soundfile as sf
 
-    from callsort.analysis import decode_mono, waveform_segments
+    from callsort.run.analysis import decode_mono, waveform_segments
     from callsort.settings import AnalysisSettings, FeatureSettings
 
     sr = 16_000
@@ -230,7 +230,7 @@ def test_fast_features_are_read_from_an_encoder_models_cache(tmp_path, make_spee
 
 def test_calibration_report_of_a_single_fold_has_no_cross_fitted_temperature():
     """Leave-one-corpus-out is one fold: no other fold to fit a temperature on."""
-    from callsort.metrics import calibration_report
+    from callsort.training.metrics import calibration_report
 
     proba = np.array([[0.7, 0.1, 0.1, 0.1], [0.1, 0.7, 0.1, 0.1]])
     truth = np.array(["angry", "calm"])

@@ -10,10 +10,10 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 
-from callsort import writers
+from callsort.dataset import writers
+from callsort.dataset.writers import spreadsheet_safe, write_table
 from callsort.errors import CallsortError
 from callsort.schema import arrow_schema, call_columns, segment_columns
-from callsort.writers import spreadsheet_safe, write_table
 
 FORMATS = ("parquet", "csv")
 WHEN = datetime(2026, 3, 4, 5, 6, 7, 890123, tzinfo=timezone.utc)
@@ -116,7 +116,7 @@ def test_written_files_are_readable_by_others_under_the_usual_umask(tmp_path):
 
 def test_file_modes_are_computed_without_touching_the_umask(tmp_path, monkeypatch):
     """Setting the umask, even for a moment, races with every thread that creates files."""
-    from callsort.writers import atomic_path
+    from callsort.dataset.writers import atomic_path
 
     old = os.umask(0o027)
     try:

@@ -1,10 +1,10 @@
 """Where recordings are analysed: this machine's process pool, or a Dask cluster.
 
-Both engines hand every :class:`~callsort.tables.RecordingResult` to a callback
+Both engines hand every :class:`~callsort.dataset.tables.RecordingResult` to a callback
 as soon as it is ready (in completion order), and keep only a bounded number of
 recordings in flight, so the caller can commit results in batches and memory
 does not grow with the size of the archive. Both run the same function on each
-recording (:func:`callsort.pipeline._analyse_one`) with the same model, so they
+recording (:func:`callsort.run.batch._analyse_one`) with the same model, so they
 give the same rows.
 
 Dask needs the ``dask`` extra (``pip install "callsort[dask]"``) on this machine
@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from callsort.discover import Recording
+from callsort.audio.discover import Recording
 from callsort.errors import CallsortError, ModelError, UsageError
 from callsort.settings import AnalysisSettings
 
@@ -42,10 +42,10 @@ def analyse_stream(
     """Analyse ``recordings`` on ``engine``; ``on_result(result)`` for each as it completes.
 
     ``file_timeout_s`` limits one recording on the local engine (see
-    :func:`callsort.pipeline.analyse_all`); Dask has its own task controls.
+    :func:`callsort.run.batch.analyse_all`); Dask has its own task controls.
     """
     if engine == "local":
-        from callsort.pipeline import analyse_each
+        from callsort.run.batch import analyse_each
 
         analyse_each(  # one pool for the whole run; no result is kept here
             recordings,
@@ -99,8 +99,8 @@ def _analyse_on_dask(
 
     from distributed import Client, LocalCluster, as_completed
 
-    from callsort.model import default_model_dir
-    from callsort.pipeline import _failure
+    from callsort.model.classifier import default_model_dir
+    from callsort.run.batch import _failure
 
     if not recordings:
         return
@@ -175,17 +175,17 @@ def analyse_on_worker(
     :class:`~callsort.errors.ModelError`, which aborts the run before its batch
     is committed, as a local worker that cannot load the model does.
     """
-    from callsort import pipeline
-    from callsort.model import default_model_dir
+    from callsort.model.classifier import default_model_dir
+    from callsort.run import batch as pipeline
 
     folder = Path(model_dir) if model_dir else default_model_dir()
     state = pipeline._worker_state
     if state.get("key") != (str(folder), settings):
         pipeline._init_worker(folder, settings)
         if model_sha:
-            from callsort.model import MODEL_FILE, _sha256
+            from callsort.model.classifier import MODEL_FILE, file_sha256
 
-            found = _sha256(folder / MODEL_FILE)
+            found = file_sha256(folder / MODEL_FILE)
             if found != model_sha:
                 state.clear()
                 raise ModelError(

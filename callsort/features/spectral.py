@@ -70,14 +70,14 @@ def feature_names(settings: FeatureSettings) -> list[str]:
 
 
 def _encoder_names(name: str) -> list[str]:
-    from callsort.encoder import embedding_names
+    from callsort.features.encoder import embedding_names
 
     _check_encoder(name)
     return embedding_names()
 
 
 def _check_encoder(name: str) -> None:
-    from callsort.encoder import WHISPER_BASE
+    from callsort.features.encoder import WHISPER_BASE
 
     if name != WHISPER_BASE:
         raise ValueError(f"unknown encoder {name!r} (callsort knows {WHISPER_BASE!r})")
@@ -99,7 +99,7 @@ def segment_features(y: np.ndarray, *, settings: FeatureSettings) -> np.ndarray:
             handmade = np.concatenate(prosody_features(y, descriptors, power, settings=settings))
     if settings.encoder is None:
         return handmade
-    from callsort.encoder import load_encoder
+    from callsort.features.encoder import load_encoder
 
     _check_encoder(settings.encoder)  # once per segment: no 1,024 names built here
     level = settings.reference_level_db

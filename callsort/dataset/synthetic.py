@@ -5,7 +5,7 @@ exports) at sizes no test could label. Calls are two-channel (``agent`` and
 ``customer``), spread over consecutive days; about one in twelve customers
 turns angry towards the end, so the escalation rule fires on them. The
 ``calls`` figures are computed from the segments with the rule in
-:mod:`callsort.tables`, so the tables agree with each other. Seeded: the same
+:mod:`callsort.dataset.tables`, so the tables agree with each other. Seeded: the same
 arguments give the same tables.
 """
 
@@ -17,14 +17,14 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from callsort.discover import recording_id
-from callsort.schema import arrow_schema, call_columns, segment_columns
-from callsort.settings import DEFAULT_CLASSES
-from callsort.tables import (
+from callsort.audio.discover import recording_id
+from callsort.dataset.tables import (
     ESCALATION_MIN_ANGRY_SHARE,
     ESCALATION_MIN_RISE,
     ESCALATION_MIN_SPEECH_S,
 )
+from callsort.schema import arrow_schema, call_columns, segment_columns
+from callsort.settings import DEFAULT_CLASSES
 
 CHANNELS = ("agent", "customer")
 MODEL_VERSION = "synthetic"
@@ -197,7 +197,10 @@ def synthetic_tables(
         },
         schema=arrow_schema(call_columns(classes)),
     )
-    dates = {n: (start + timedelta(days=int(d))).isoformat() for n, d in zip(names, day_of_call, strict=True)}
+    dates = {
+        n: (start + timedelta(days=int(d))).isoformat()
+        for n, d in zip(names, day_of_call, strict=True)
+    }
     return segments, calls, dates
 
 
@@ -207,7 +210,7 @@ def _none_nan(values: np.ndarray) -> list:
 
 def write_flat(folder: Path | str, segments: pa.Table, calls: pa.Table) -> Path:
     """Write the tables as ``callsort label --out`` does (Parquet only)."""
-    from callsort.writers import write_table
+    from callsort.dataset.writers import write_table
 
     folder = Path(folder)
     write_table(segments, folder, "segments", formats=("parquet",))

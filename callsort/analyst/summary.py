@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from callsort.reading import Dataset, folder_of
+from callsort.dataset.reading import Dataset, folder_of
 
 if TYPE_CHECKING:
     import pandas as pd

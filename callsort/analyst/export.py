@@ -27,8 +27,8 @@ from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+from callsort.dataset.reading import Dataset
 from callsort.errors import UsageError
-from callsort.reading import Dataset
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -200,7 +200,7 @@ def write_export(frame: pd.DataFrame, fmt: str, out: Path | None) -> Path | None
         sys.stdout.buffer.write(_encode(table, frame, fmt))
         sys.stdout.flush()
         return None
-    from callsort.writers import atomic_path
+    from callsort.dataset.writers import atomic_path
 
     try:
         with atomic_path(Path(out)) as tmp:
@@ -222,7 +222,7 @@ def _encode(table, frame: pd.DataFrame, fmt: str) -> bytes:
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
-    from callsort.writers import spreadsheet_safe
+    from callsort.dataset.writers import spreadsheet_safe
 
     # pandas hands strings to Arrow as large_string, which spreadsheet_safe does not look at
     table = table.cast(

@@ -18,7 +18,7 @@ from datetime import datetime
 import numpy as np
 import pyarrow as pa
 
-from callsort.analysis import ChannelAnalysis, RecordingAnalysis
+from callsort.run.analysis import ChannelAnalysis, RecordingAnalysis
 from callsort.schema import arrow_schema, call_columns, segment_columns
 
 ESCALATION_MIN_ANGRY_SHARE = 0.5
@@ -54,7 +54,9 @@ def segments_table(
             continue
         for channel in result.analysis.channels:
             labels = _labels(channel, classes)
-            for i, ((start, end), p) in enumerate(zip(channel.segments, channel.probabilities, strict=True)):
+            for i, ((start, end), p) in enumerate(
+                zip(channel.segments, channel.probabilities, strict=True)
+            ):
                 rows["recording"].append(result.recording)
                 rows["recording_id"].append(result.recording_id)
                 rows["channel"].append(channel.name)

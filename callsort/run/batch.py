@@ -20,7 +20,7 @@ from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from callsort.discover import Recording, find_recordings, table_name
+from callsort.audio.discover import Recording, find_recordings, table_name
 from callsort.errors import (
     EXIT_INTERNAL,
     EXIT_INTERRUPTED,
@@ -36,9 +36,9 @@ if TYPE_CHECKING:
 
     import pyarrow as pa
 
-    from callsort.dataset import Pending
-    from callsort.model import Model
-    from callsort.tables import RecordingResult
+    from callsort.dataset.store import Pending
+    from callsort.dataset.tables import RecordingResult
+    from callsort.model.classifier import Model
 
 ProgressCallback = Callable[["RecordingResult"], None]
 
@@ -135,17 +135,17 @@ def label(
 
     With ``out=None`` nothing is written and every recording is analysed; the
     tables are returned. With ``out``, that folder is a dataset (see
-    :mod:`callsort.dataset`): only recordings that are new or changed since the
+    :mod:`callsort.dataset.store`): only recordings that are new or changed since the
     last run, or whose model or settings changed, are analysed (all with
     ``force``); results are committed in batches; ``calls.csv`` is regenerated
     when ``formats`` includes csv (``segments.csv`` too with ``segments_csv``);
     a summary goes to ``out/runs/<run_id>.json``. ``dry_run`` only plans.
-    Raises :class:`~callsort.lock.LockedError` (exit code 3) when another run
+    Raises :class:`~callsort.dataset.lock.LockedError` (exit code 3) when another run
     holds the folder, unless ``wait``. Recordings are named by their path
     relative to the input root, or by their absolute path with
     ``absolute_paths``; ``file_timeout_s`` bounds the analysis of one recording.
     """
-    from callsort.engines import analyse_stream, check_engine
+    from callsort.run.engines import analyse_stream, check_engine
 
     started = time.perf_counter()
     settings = settings or AnalysisSettings()
@@ -184,8 +184,8 @@ def label(
             absolute_paths=absolute_paths,
         )
 
-    from callsort.model import load_model
-    from callsort.tables import calls_table, segments_table
+    from callsort.dataset.tables import calls_table, segments_table
+    from callsort.model.classifier import load_model
 
     model = load_model(model_dir)  # fail fast on a bad model, before any work
     recordings = find_recordings(paths, include=include, exclude=exclude)
@@ -237,8 +237,8 @@ def _absolute(recording: Recording) -> Recording:
 def _check_model(folder: Path) -> Model:
     """The model in ``folder``, refused before any work if this callsort cannot use it:
     a card that does not match its booster, or features of another layout."""
-    from callsort.features import feature_names
-    from callsort.model import load_model
+    from callsort.features.spectral import feature_names
+    from callsort.model.classifier import load_model
 
     model = load_model(folder)
     model.check_feature_layout(feature_names(model.feature_settings))
@@ -262,16 +262,18 @@ def _check_naming(index: dict, *, absolute: bool, root: Path) -> None:
 
 
 def _model_sha(folder: Path) -> str:
-    from callsort.model import MODEL_FILE, _sha256
+    from callsort.model.classifier import MODEL_FILE, file_sha256
 
-    return _sha256(Path(folder) / MODEL_FILE)
+    return file_sha256(Path(folder) / MODEL_FILE)
 
 
 def _label_dataset(paths, root: Path, *, started: float, **o) -> LabelRun:
     """``label`` into a dataset folder: plan, lock, recover, analyse, commit, summarise."""
     import pyarrow as pa
 
-    from callsort.dataset import (
+    from callsort.dataset.lock import OutputLock
+    from callsort.dataset.runlog import RunLog, new_run_id, write_summary
+    from callsort.dataset.store import (
         DatasetStore,
         _empty,
         compile_date_pattern,
@@ -279,10 +281,8 @@ def _label_dataset(paths, root: Path, *, started: float, **o) -> LabelRun:
         parse_date,
         plan,
     )
-    from callsort.engines import analyse_stream
-    from callsort.lock import OutputLock
-    from callsort.model import model_folder as model_folder_of
-    from callsort.runlog import RunLog, new_run_id, write_summary
+    from callsort.model.classifier import model_folder as model_folder_of
+    from callsort.run.engines import analyse_stream
     from callsort.schema import arrow_schema, call_columns, segment_columns
 
     run_id = new_run_id()
@@ -519,7 +519,7 @@ def _analyse_into(
     batch: list = []
     last_commit = [time.monotonic()]
     if o["engine"] == "local":
-        from callsort.model import load_model
+        from callsort.model.classifier import load_model
 
         if o["jobs"] > 1 and len(pending) > 1:
             start_workers(o["jobs"])  # the workers' imports overlap loading the model here
@@ -932,8 +932,8 @@ def _worker_main(conn: Connection, model_dir: Path, settings: AnalysisSettings) 
 # Imported once by the fork server, so that workers start with them loaded; names that
 # do not exist (another librosa layout) are skipped by multiprocessing.
 _PRELOAD = (
-    "callsort.analysis",
-    "callsort.tables",
+    "callsort.run.analysis",
+    "callsort.dataset.tables",
     "librosa.core.spectrum",
     "librosa.feature.spectral",
     "librosa.feature.utils",
@@ -998,7 +998,7 @@ def _init_worker(
     the small matrix products of the features; measured, that is up to 6 times
     slower.
     """
-    from callsort.model import lean_lightgbm_import, load_model
+    from callsort.model.classifier import lean_lightgbm_import, load_model
 
     if pool_worker:  # a process of its own that gives LightGBM numpy arrays only
         lean_lightgbm_import()
@@ -1009,7 +1009,7 @@ def _init_worker(
         model = _worker_state["model"]
     else:
         model = load_model(model_dir)
-    from callsort.features import feature_names
+    from callsort.features.spectral import feature_names
 
     model.check_feature_layout(feature_names(model.feature_settings))
     if not _worker_state.get("warm"):
@@ -1026,7 +1026,7 @@ def _warm_up(model) -> None:
     """Run the feature code once so lazy imports are not billed to the first recording."""
     import numpy as np
 
-    from callsort.features import segment_features
+    from callsort.features.spectral import segment_features
 
     noise = np.random.default_rng(0).standard_normal(8000).astype(np.float32) * 0.1
     features = segment_features(noise, settings=model.feature_settings)
@@ -1073,8 +1073,8 @@ def _analyse_in_this_process(recording: Recording, timeout_s: float | None) -> R
 
 
 def _analyse_one(recording: Recording) -> RecordingResult:
-    from callsort.analysis import analyse_recording
-    from callsort.tables import RecordingResult
+    from callsort.dataset.tables import RecordingResult
+    from callsort.run.analysis import analyse_recording
 
     started = time.perf_counter()
     try:
@@ -1105,7 +1105,7 @@ INTERNAL_ERROR = "internal error in callsort, not a fault of the file (the next 
 def _failure(
     recording: Recording, reason: str, seconds: float, *, internal: bool = False
 ) -> RecordingResult:
-    from callsort.tables import RecordingResult
+    from callsort.dataset.tables import RecordingResult
 
     return RecordingResult(
         recording=recording.name,

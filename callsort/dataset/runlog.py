@@ -44,7 +44,7 @@ class RunLog:
 
 def write_summary(folder: Path, run_id: str, summary: dict[str, Any]) -> Path:
     """``folder/runs/<run_id>.json``, written atomically."""
-    from callsort.writers import atomic_path
+    from callsort.dataset.writers import atomic_path
 
     target = Path(folder) / "runs" / f"{run_id}.json"
     with atomic_path(target) as tmp:

@@ -8,7 +8,7 @@ A dataset folder (``callsort label ARCHIVE --out DATASET``) holds::
     calls.csv             the whole calls table, regenerated after every run that changed it
     segments.csv          the same for segments, only when asked for (it can be huge)
     runs/<run>.json       a summary of every run
-    callsort.lock         held by the run writing to the dataset (see :mod:`callsort.lock`)
+    callsort.lock         held by the run writing to the dataset (see :mod:`callsort.dataset.lock`)
     .callsort/            staging area and commit journal (internal)
 
 **The manifest is one Parquet file**, not SQLite: it is replaced by an atomic
@@ -50,7 +50,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from callsort.discover import Recording
+from callsort.audio.discover import Recording
 from callsort.errors import CallsortError, ModelError, UsageError
 from callsort.schema import PARTITION_COLUMN, arrow_schema, manifest_columns
 from callsort.settings import AnalysisSettings
@@ -86,7 +86,7 @@ def fingerprint(model_dir: Path, settings: AnalysisSettings) -> Fingerprint:
     partitioning). Reads the model folder without loading LightGBM, so a run with
     nothing to do stays cheap; a folder that is not a model is refused here.
     """
-    from callsort.model import _sha256, model_files
+    from callsort.model.classifier import file_sha256, model_files
 
     model_file, card_file = model_files(model_dir)
     try:
@@ -95,7 +95,7 @@ def fingerprint(model_dir: Path, settings: AnalysisSettings) -> Fingerprint:
         version = str(card["version"])
     except (ValueError, KeyError, TypeError) as exc:
         raise ModelError(f"unreadable model card {card_file}: {exc}") from None
-    booster_sha = _sha256(model_file)
+    booster_sha = file_sha256(model_file)
     if card.get("model_sha256") and card["model_sha256"] != booster_sha:
         raise ModelError(
             f"{model_file} does not match its card (checksum differs): truncated or replaced?"
@@ -370,7 +370,7 @@ class DatasetStore:
         sequence: int,
     ) -> tuple[pa.Table, pa.Table]:
         """Commit one batch of ``(Pending, RecordingResult)``; returns its segments and calls rows."""
-        from callsort.tables import calls_table, segments_table
+        from callsort.dataset.tables import calls_table, segments_table
 
         batch = sorted(batch, key=lambda item: item[0].recording.name)
         results = [r for _, r in batch]
@@ -532,7 +532,7 @@ class DatasetStore:
         import pyarrow.csv as pacsv
         import pyarrow.dataset as ds
 
-        from callsort.writers import atomic_path, spreadsheet_safe
+        from callsort.dataset.writers import atomic_path, spreadsheet_safe
 
         folder = self.root / table
         days = sorted(p for p in folder.glob(f"{PARTITION_COLUMN.name}=*") if p.is_dir())

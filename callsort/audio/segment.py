@@ -91,7 +91,9 @@ def speech_segments(
 def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
     """Half-open ``[start, end)`` frame ranges where ``mask`` is true."""
     edges = np.diff(np.concatenate(([0], mask.astype(np.int8), [0])))
-    return list(zip(np.flatnonzero(edges == 1).tolist(), np.flatnonzero(edges == -1).tolist(), strict=True))
+    return list(
+        zip(np.flatnonzero(edges == 1).tolist(), np.flatnonzero(edges == -1).tolist(), strict=True)
+    )
 
 
 def _merge_close(runs: list[tuple[int, int]], *, gap: int) -> list[tuple[int, int]]:

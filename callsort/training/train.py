@@ -1,6 +1,6 @@
 """Train and evaluate models on labelled clips, speaker-independently.
 
-Corpora come from :mod:`callsort.corpora`, scores from :mod:`callsort.metrics`.
+Corpora come from :mod:`callsort.training.corpora`, scores from :mod:`callsort.training.metrics`.
 Clips go through the product's own path (decode, segmentation, features);
 each speech segment is a training example labelled with its clip's emotion,
 and a clip's prediction is the duration-weighted mean of its segments'.
@@ -23,17 +23,17 @@ from pathlib import Path
 
 import numpy as np
 
-from callsort.corpora import Clip, corpus_folders, default_licence, find_corpora
-from callsort.encoder import WHISPER_BASE
 from callsort.errors import DatasetError
-from callsort.features import feature_names
-from callsort.metrics import (
+from callsort.features.encoder import WHISPER_BASE
+from callsort.features.spectral import feature_names
+from callsort.settings import DEFAULT_CLASSES, AnalysisSettings, FeatureSettings
+from callsort.training.corpora import Clip, corpus_folders, default_licence, find_corpora
+from callsort.training.metrics import (
     calibration_report,
     fit_temperature,
     predicted_labels,
     scores,
 )
-from callsort.settings import DEFAULT_CLASSES, AnalysisSettings, FeatureSettings
 
 CONDITIONS = ("clean", "telephone")
 """Audio conditions: the corpus file as it is, and the clip written as an 8 kHz G.711
@@ -131,8 +131,8 @@ def _clip_features_task(task: tuple) -> ClipFeatures:
 def _compute_clip_features(
     path: Path, condition: str, settings: AnalysisSettings, feature_settings: FeatureSettings
 ) -> ClipFeatures:
-    from callsort.analysis import decode_mono, waveform_segments
-    from callsort.augment import add_noise
+    from callsort.run.analysis import decode_mono, waveform_segments
+    from callsort.training.augment import add_noise
 
     y = decode_mono(path)
     if condition == "telephone":
@@ -140,7 +140,7 @@ def _compute_clip_features(
     elif condition in CODEC_CONDITIONS:
         y = through_telephone_file(y, codec=condition)
     elif condition == AUGMENTED:
-        from callsort.augment import TELEPHONE_CODECS, augmented
+        from callsort.training.augment import TELEPHONE_CODECS, augmented
 
         seed = _name_seed(path) ^ 0x5EED
         y = augmented(y, seed=seed, telephone_chain=False)
@@ -149,7 +149,7 @@ def _compute_clip_features(
             codecs = sorted(TELEPHONE_CODECS)
             y = through_telephone_file(y, codec=codecs[int(rng.integers(len(codecs)))])
     elif condition == PERTURBED:
-        from callsort.augment import perturbed
+        from callsort.training.augment import perturbed
 
         y = perturbed(y, seed=_name_seed(path) ^ 0x5BEED)
     elif condition.startswith("noise") and condition in TEST_CONDITIONS:
@@ -169,8 +169,8 @@ def through_telephone_file(y: np.ndarray, *, codec: str) -> np.ndarray:
     ``callsort label``'s own path (what an archive's file gives the model)."""
     import tempfile
 
-    from callsort.analysis import decode_mono
-    from callsort.augment import write_telephone_file
+    from callsort.run.analysis import decode_mono
+    from callsort.training.augment import write_telephone_file
 
     with tempfile.TemporaryDirectory(prefix="callsort-telephone-") as folder:
         path = write_telephone_file(y, Path(folder) / f"{codec}.wav", codec=codec)
@@ -262,7 +262,7 @@ def in_context(
     features: Sequence[ClipFeatures], i: int, context: Sequence[int], *, prior
 ) -> ClipFeatures:
     """Clip ``i``'s features normalised against the segments of the clips in ``context``."""
-    from callsort.normalise import channel_normalised
+    from callsort.features.normalise import channel_normalised
 
     X = np.concatenate([features[j].X for j in context])
     return ClipFeatures(
@@ -486,7 +486,7 @@ def _fit(clips, features, index, config, make_model, feature_names):
     pseudo-call of its speaker, of a kind drawn at random, so the model learns
     from the same mixes it is tested on.
     """
-    from callsort.normalise import normalised_names, population_prior
+    from callsort.features.normalise import normalised_names, population_prior
 
     prior = None
     if config.channel_normalisation:
@@ -624,7 +624,7 @@ class TrainingConfig:
     n_folds: int = 6
     holdout_speakers: tuple[str, ...] = ()
     seed: int = 0
-    # features also z-scored within each channel (see callsort.normalise)
+    # features also z-scored within each channel (see callsort.features.normalise)
     channel_normalisation: bool = True
     prior_weight: float = 5.0  # segments the population prior counts as
     contexts_per_clip: int = 1  # pseudo-calls each training clip is normalised in
@@ -805,7 +805,7 @@ def train_model(
     from datetime import datetime, timezone
 
     import callsort
-    from callsort.model import ModelCard
+    from callsort.model.classifier import ModelCard
 
     held_out = set(config.holdout_speakers)
     keep = [i for i, c in enumerate(run.clips) if c.speaker not in held_out]
@@ -886,7 +886,7 @@ def library_versions() -> dict[str, str]:
 
 
 def _classifier(config: TrainingConfig, *, jobs: int):
-    from callsort.model import EmotionClassifier
+    from callsort.model.classifier import EmotionClassifier
 
     return EmotionClassifier(
         n_estimators=config.n_estimators,

@@ -316,7 +316,7 @@ class ModelCard:
     licence: str = ""
     created_at: str = ""
     model_sha256: str = ""  # of model.txt: a truncated copy is refused before LightGBM reads it
-    # population prior of callsort.normalise (mean, var, weight) when the model takes
+    # population prior of callsort.features.normalise (mean, var, weight) when the model takes
     # channel-normalised features, else None
     normalisation: dict[str, Any] | None = None
     temperature: float = 1.0  # calibration of predict_proba
@@ -351,7 +351,7 @@ class Model:
         """Class probabilities of the segments ``X`` (segments, features) of ONE channel.
 
         The features are normalised against the channel's own segments first when
-        the model was trained that way (see :mod:`callsort.normalise`).
+        the model was trained that way (see :mod:`callsort.features.normalise`).
         """
         if self.card.normalisation is None:
             return self.classifier.predict_proba(X)
@@ -359,7 +359,11 @@ class Model:
             return self.classifier.predict_proba(
                 np.zeros((0, self.classifier.n_features_in_), dtype=np.float32)
             )
-        from callsort.normalise import PopulationPrior, channel_normalised, channel_statistics
+        from callsort.features.normalise import (
+            PopulationPrior,
+            channel_normalised,
+            channel_statistics,
+        )
 
         prior = PopulationPrior.from_dict(self.card.normalisation)
         statistics = channel_statistics(X, prior=prior)
@@ -384,7 +388,7 @@ class Model:
         expected = list(self.card.feature_names)
         computed = list(computed)
         if self.card.normalisation is not None:  # the model adds the z-scores itself
-            from callsort.normalise import normalised_names
+            from callsort.features.normalise import normalised_names
 
             computed = normalised_names(computed)
         if computed == expected:
@@ -486,7 +490,7 @@ def load_model(path: Path | str | None = None, *, n_jobs: int = 1) -> Model:
         FeatureSettings(**card.feature_settings)
     except TypeError as exc:
         raise ModelError(f"model card {card_file} has unusable feature settings: {exc}") from None
-    if card.model_sha256 and _sha256(model_file) != card.model_sha256:
+    if card.model_sha256 and file_sha256(model_file) != card.model_sha256:
         raise ModelError(
             f"{model_file} does not match its card (checksum differs): truncated or replaced?"
         )
@@ -522,7 +526,7 @@ def load_model(path: Path | str | None = None, *, n_jobs: int = 1) -> Model:
     if (feature_index < 0).any() or (np.diff(feature_index) <= 0).any():
         raise ModelError(f"model card feature names do not match the booster in {folder}")
     if card.normalisation is not None:
-        from callsort.features import feature_names
+        from callsort.features.spectral import feature_names
 
         n_raw = len(feature_names(FeatureSettings(**card.feature_settings)))
         sizes = {len(card.normalisation.get(k, ())) for k in ("mean", "var")}
@@ -553,7 +557,7 @@ def model_files(folder: Path) -> tuple[Path, Path]:
 
 def save_model(classifier: EmotionClassifier, card: ModelCard, folder: Path | str) -> Path:
     """Write ``model.txt`` and ``card.json`` into ``folder``, each atomically."""
-    from callsort.writers import atomic_path
+    from callsort.dataset.writers import atomic_path
 
     folder = Path(folder)
     model_text = classifier.booster_.model_to_string().encode("utf-8")
@@ -575,7 +579,7 @@ def save_model(classifier: EmotionClassifier, card: ModelCard, folder: Path | st
     return folder
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):

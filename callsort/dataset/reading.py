@@ -157,5 +157,5 @@ def folder_of(recording: str) -> str:
 
 
 def frames_from_tables(segments: pa.Table, calls: pa.Table) -> Dataset:
-    """A :class:`Dataset` of two Arrow tables (what :func:`callsort.pipeline.label` returns)."""
+    """A :class:`Dataset` of two Arrow tables (what :func:`callsort.run.batch.label` returns)."""
     return Dataset(segments=_to_pandas(segments), calls=_to_pandas(calls), layout="memory")

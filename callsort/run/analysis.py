@@ -14,12 +14,12 @@ from pathlib import Path
 
 import numpy as np
 
-from callsort.channels import analysis_channels, channel_names
-from callsort.decode import AudioInfo, probe, read_blocks, resampled_blocks
+from callsort.audio.channels import analysis_channels, channel_names
+from callsort.audio.decode import AudioInfo, probe, read_blocks, resampled_blocks
+from callsort.audio.segment import frame_measures, speech_segments
 from callsort.errors import DecodeError
-from callsort.features import feature_names, segment_features
-from callsort.model import Model
-from callsort.segment import frame_measures, speech_segments
+from callsort.features.spectral import feature_names, segment_features
+from callsort.model.classifier import Model
 from callsort.settings import (
     ANALYSIS_SAMPLE_RATE,
     AnalysisSettings,

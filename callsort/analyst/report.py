@@ -12,7 +12,7 @@ The data goes into the page once, as compact JSON: one entry per call
 channel (shares in thousandths, speech seconds to 0.1 s), and the segments
 of at most ``max_timelines`` calls (times in hundredths of a second,
 confidence in hundredths) -- the most escalated calls, ranked as in
-:mod:`callsort.summary` -- and of no more calls than fit in
+:mod:`callsort.analyst.summary` -- and of no more calls than fit in
 ``MAX_TIMELINE_SEGMENTS`` segments, so that very long calls cannot blow the
 size up. So 10,000 calls fit in well under 20 MB; a call
 without an embedded timeline says how to export its segments. Timelines are
@@ -31,9 +31,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from callsort import __version__
+from callsort.analyst.summary import customer_channel, label_columns, rank_calls, with_group
+from callsort.dataset.reading import Dataset
 from callsort.errors import CallsortError, UsageError
-from callsort.reading import Dataset
-from callsort.summary import customer_channel, label_columns, rank_calls, with_group
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -233,7 +233,7 @@ def write_report(
     customer: str | None = None,
 ) -> ReportInfo:
     """Render the report and write it to ``out`` atomically."""
-    from callsort.writers import atomic_path
+    from callsort.dataset.writers import atomic_path
 
     page, payload = _render(data, title=title, max_timelines=max_timelines, customer=customer)
     target = Path(out)

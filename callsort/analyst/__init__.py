@@ -1,0 +1,1 @@
+"""Analyst tools over a dataset: summary, export, the HTML report."""

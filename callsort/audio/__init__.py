@@ -1,0 +1,1 @@
+"""Audio in: find recordings, decode them, split channels, find speech segments."""

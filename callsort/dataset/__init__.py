@@ -1,0 +1,1 @@
+"""The dataset on disk: tables, schema-true writers, manifest, lock, run log, reading."""

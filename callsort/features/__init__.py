@@ -1,0 +1,1 @@
+"""Per-segment features: hand-made spectral/prosodic ones, channel normalisation, the speech encoder."""

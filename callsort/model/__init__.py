@@ -1,0 +1,1 @@
+"""The emotion classifier and the model folders it is saved in."""

@@ -1,0 +1,1 @@
+"""Running a batch: one recording's analysis, worker processes, engines, progress."""
