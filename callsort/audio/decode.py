@@ -14,6 +14,7 @@ import stat
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import soundfile as sf
@@ -199,12 +200,21 @@ def resampled_blocks(
             yield np.ascontiguousarray(tail.T)
 
 
+class SoundFileHeader(Protocol):
+    """What :func:`_check_complete` reads of ``soundfile.info(path)``."""
+
+    format: str
+    frames: int
+    duration: float
+    extra_info: str
+
+
 _DATA_CHUNK = re.compile(r"^data\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)
 _PLACEHOLDER_SIZES = (0xFFFFFFFF, 0x7FFFFFFF, 0x7FFFF000)
 UNFINISHED = "unfinished file: {what} (still being written, or never closed by the recorder?)"
 
 
-def _check_complete(info: sf._SoundFileInfo, path: Path | str) -> None:
+def _check_complete(info: SoundFileHeader, path: Path | str) -> None:
     """Refuse a file that holds less than its header declares, or was never finished.
 
     libsndfile quietly shortens ``frames`` to what is there; its header dump
