@@ -217,7 +217,8 @@ def memory(short_minutes: float, long_minutes: float, model: str = "default") ->
 def plan_seconds(archive: Path, dataset: Path, model: str = "default") -> float:
     """Planning alone, in this process: walk, stat, read the manifest, compare."""
     from callsort.audio.discover import find_recordings
-    from callsort.dataset.store import DatasetStore, fingerprint, plan
+    from callsort.dataset.manifest import fingerprint, plan
+    from callsort.dataset.store import DatasetStore
     from callsort.model.classifier import model_folder
     from callsort.settings import AnalysisSettings
 
@@ -303,9 +304,10 @@ def build_large(rows: int, small_dataset: Path, workdir: Path) -> tuple[Path, Pa
 def commit_cost(dataset: Path, archive: Path, batch: int = 200, model: str = "default") -> dict:
     """One commit of ``batch`` (failed) recordings into a dataset with a large manifest."""
     from callsort.audio.discover import Recording
-    from callsort.dataset.store import DatasetStore, Pending, fingerprint
+    from callsort.dataset.manifest import Pending, fingerprint
+    from callsort.dataset.store import DatasetStore
     from callsort.model.classifier import model_folder
-    from callsort.run.batch import _failure
+    from callsort.run.worker import failure
     from callsort.settings import AnalysisSettings
 
     fp = fingerprint(model_folder(model), AnalysisSettings())
@@ -318,7 +320,7 @@ def commit_cost(dataset: Path, archive: Path, batch: int = 200, model: str = "de
     for i in range(batch):
         rec = Recording(path=archive / f"new_{i}.wav", name=f"bench-new/new_{i}.wav")
         items.append(
-            (Pending(rec, 1, 1, "", "2026-12-31", "new"), _failure(rec, "benchmark row", 0.0))
+            (Pending(rec, 1, 1, "", "2026-12-31", "new"), failure(rec, "benchmark row", 0.0))
         )
     started = time.perf_counter()
     data.commit(

@@ -725,13 +725,14 @@ def in_process(
     from threadpoolctl import threadpool_limits
 
     from callsort.audio.discover import Recording
-    from callsort.dataset.store import DatasetStore, Pending, fingerprint, recording_date
+    from callsort.dataset.manifest import Pending, fingerprint, recording_date
+    from callsort.dataset.store import DatasetStore
     from callsort.dataset.tables import RecordingResult
     from callsort.features.encoder import load_encoder
     from callsort.features.spectral import segment_features
     from callsort.model.classifier import load_model
     from callsort.run.analysis import analyse_recording
-    from callsort.run.batch import DEFAULT_BATCH
+    from callsort.run.options import DEFAULT_BATCH
     from callsort.settings import AnalysisSettings
 
     watch = Stopwatch()

@@ -4,7 +4,7 @@ The pipeline, one module per step::
 
     discover -> decode -> channels -> segment -> features -> model -> tables -> writers
 
-``callsort.run.batch`` ties the steps together for one recording and for a batch;
+``callsort.run`` ties the steps together for one recording and for a batch;
 ``callsort.cli`` is the thin command-line layer over it.
 
 The Python API (see the README)::
@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from callsort.version import __version__
 
 __all__ = ["Dataset", "Model", "__version__", "label", "load_model", "read_dataset"]
 

@@ -16,7 +16,6 @@ cheap)::
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Literal
 
@@ -46,20 +45,13 @@ def label(
     row with ``status == "error"``, never an exception. ``jobs=None`` uses
     every core; ``jobs=1`` stays in this process.
     """
-    from callsort.errors import UsageError
     from callsort.run.batch import label as run_pipeline
-    from callsort.settings import AnalysisSettings, ChannelSettings, SegmentationSettings
+    from callsort.run.options import analysis_settings
 
     if isinstance(paths, (str, Path)):
         paths = [paths]
-    if channels not in ("split", "mix"):
-        raise UsageError(f"channels is 'split' or 'mix', not {channels!r}")
-    names = tuple(channel_names)
-    if len(names) != 2 or not all(names) or names[0] == names[1]:
-        raise UsageError("channel_names takes two different names, e.g. ('agent', 'customer')")
-    settings = AnalysisSettings(
-        channels=ChannelSettings(mode=channels, names=names),  # type: ignore[arg-type]
-        segmentation=replace(SegmentationSettings(), max_segment_s=max_segment_s),
+    settings = analysis_settings(
+        channels=channels, channel_names=channel_names, max_segment_s=max_segment_s
     )
     run = run_pipeline(
         list(paths),

@@ -2,7 +2,7 @@
 
 ``python tests/crash_run.py STEP[:N] ARGS...`` kills the process the N-th time
 (default: the first) the dataset reaches ``STEP`` (see
-``callsort.dataset.store._reached``). The crash points are injected here, by the
+``callsort.dataset.store.reached_step``). The crash points are injected here, by the
 tests, into the process they run; the product reads no variable for them.
 """
 
@@ -26,7 +26,7 @@ def crash_at(wanted: str) -> None:
         if seen["n"] >= int(count or 1):
             os.kill(os.getpid(), signal.SIGKILL)
 
-    dataset._reached = reached
+    dataset.reached_step = reached
 
 
 if __name__ == "__main__":

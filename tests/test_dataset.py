@@ -616,12 +616,12 @@ def test_an_oserror_outside_the_dataset_is_not_reported_as_a_dataset_write(
     """The worker pool cannot start a process (too many open files): an internal error."""
     import errno
 
-    from callsort.run import batch as pipeline
+    from callsort.run import pool
 
     def no_more_processes(self):
         raise OSError(errno.EMFILE, "Too many open files")
 
-    monkeypatch.setattr(pipeline._WorkerPool, "_spawn", no_more_processes)
+    monkeypatch.setattr(pool.WorkerPool, "spawn", no_more_processes)
     out = tmp_path / "dataset"
     with pytest.raises(OSError, match="Too many open files") as caught:
         label([archive], out=out, jobs=2)

@@ -28,9 +28,9 @@ def _table(out: Path, name: str) -> pd.DataFrame:
 
 
 def _model_loaded() -> bool:
-    from callsort.run import batch as pipeline
+    from callsort.run import worker
 
-    return "model" in pipeline._worker_state
+    return worker.model_loaded()
 
 
 def test_dask_cluster_run_equals_local_run_row_for_row(tmp_path):
@@ -80,7 +80,7 @@ def test_dask_workers_with_another_model_abort_the_run_and_write_no_rows(tmp_pat
     load its model, the run stops with a model error and commits nothing."""
     from dataclasses import replace
 
-    from callsort.dataset import store as dataset
+    from callsort.dataset import manifest as dataset
     from callsort.errors import ModelError
 
     real = dataset.fingerprint

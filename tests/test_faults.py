@@ -26,7 +26,8 @@ from test_cli import RECORDINGS, SAMPLES, assert_same_segments, read_tables, sho
 
 from callsort.audio.discover import find_recordings
 from callsort.model.classifier import load_model
-from callsort.run.batch import analyse_all, label
+from callsort.run.batch import label
+from callsort.run.pool import analyse_all
 from callsort.settings import AnalysisSettings
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs Linux /proc")
@@ -195,7 +196,7 @@ def test_cli_file_timeout_option(tmp_path, slow_call):
 
 def test_cli_default_file_timeout_is_the_pipelines():
     from callsort.cli import label as label_command
-    from callsort.run.batch import DEFAULT_FILE_TIMEOUT_S
+    from callsort.run.options import DEFAULT_FILE_TIMEOUT_S
 
     parameters = inspect.signature(label_command).parameters
     assert parameters["file_timeout"].default == DEFAULT_FILE_TIMEOUT_S
@@ -223,7 +224,7 @@ def test_workers_that_cannot_load_the_model_stop_the_batch_with_the_reason(tmp_p
 
 def test_one_pool_for_a_whole_run_each_worker_loading_the_model_once(tmp_path, monkeypatch):
     """More recordings than the pool ever took at a time before (500): still two workers."""
-    from callsort.run import batch as pipeline
+    from callsort.run import pool
 
     folder = tmp_path / "many"
     folder.mkdir()
@@ -231,13 +232,13 @@ def test_one_pool_for_a_whole_run_each_worker_loading_the_model_once(tmp_path, m
     for i in range(520):
         sf.write(folder / f"call_{i:04d}.wav", blip, 8000, subtype="PCM_16")
     spawned = []
-    real_spawn = pipeline._WorkerPool._spawn
+    real_spawn = pool.WorkerPool.spawn
 
     def counted(self):
         spawned.append(1)
         real_spawn(self)
 
-    monkeypatch.setattr(pipeline._WorkerPool, "_spawn", counted)
+    monkeypatch.setattr(pool.WorkerPool, "spawn", counted)
     run = label([folder], out=tmp_path / "dataset", jobs=2, batch_size=1000)
     assert run.n_ok == 520 and not run.failures
     assert len(spawned) == 2

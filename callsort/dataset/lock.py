@@ -55,6 +55,11 @@ class OutputLock:
         self.stale: dict | None = None  # the dead holder whose lock this run took over
         self._fd: int | None = None
 
+    @property
+    def held(self) -> bool:
+        """Whether this run holds the lock (it may write into the dataset)."""
+        return self._fd is not None
+
     def __enter__(self) -> OutputLock:
         self.acquire()
         return self

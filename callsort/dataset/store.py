@@ -35,256 +35,25 @@ rewritten only when one of its recordings is reprocessed.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
-import re
 import shutil
 import uuid
+from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from datetime import date, datetime, timezone
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from callsort.audio.discover import Recording
-from callsort.errors import CallsortError, ModelError, UsageError
+from callsort.dataset.manifest import MANIFEST, Pending, status_of
+from callsort.errors import CallsortError
 from callsort.schema import PARTITION_COLUMN, arrow_schema, manifest_columns
-from callsort.settings import AnalysisSettings
 
-MANIFEST = "manifest.parquet"
 INTERNAL = ".callsort"
 JOURNAL = "journal.json"
 TABLES = ("segments", "calls")
-FINGERPRINT_VERSION = 1
-"""Part of every fingerprint: bump it when a code change alters results for the same
-model and settings, so that datasets are reprocessed."""
-
-_DATE_FORMATS = ("%Y-%m-%d", "%Y%m%d", "%Y/%m/%d", "%Y_%m_%d", "%Y.%m.%d")
-
-
-# --- what changes results -----------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Fingerprint:
-    value: str  # 16 hex digits
-    model_version: str
-    classes: list[str]
-    model_sha256: str
-
-
-def fingerprint(model_dir: Path, settings: AnalysisSettings) -> Fingerprint:
-    """The fingerprint of a model folder and analysis settings, with the card's facts.
-
-    Covers what decides the rows: the booster's bytes (their SHA-256, checked
-    against the card), the card's classes and feature settings, every analysis
-    setting and :data:`FINGERPRINT_VERSION`. Not output options (formats, CSV,
-    partitioning). Reads the model folder without loading LightGBM, so a run with
-    nothing to do stays cheap; a folder that is not a model is refused here.
-    """
-    from callsort.model.classifier import file_sha256, model_files
-
-    model_file, card_file = model_files(model_dir)
-    try:
-        card = json.loads(card_file.read_text(encoding="utf-8"))
-        classes, feature_settings = card["classes"], card["feature_settings"]
-        version = str(card["version"])
-    except (ValueError, KeyError, TypeError) as exc:
-        raise ModelError(f"unreadable model card {card_file}: {exc}") from None
-    booster_sha = file_sha256(model_file)
-    if card.get("model_sha256") and card["model_sha256"] != booster_sha:
-        raise ModelError(
-            f"{model_file} does not match its card (checksum differs): truncated or replaced?"
-        )
-    described = {
-        "fingerprint_version": FINGERPRINT_VERSION,
-        "booster_sha256": booster_sha,
-        "head_sha256": card.get("head_sha256", ""),
-        "classes": classes,
-        "feature_settings": feature_settings,
-        "feature_names": hashlib.sha256(
-            "\n".join(card.get("feature_names", [])).encode()
-        ).hexdigest(),
-        "analysis": settings.to_dict(),
-    }
-    text = json.dumps(described, sort_keys=True, default=str)
-    value = hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
-    return Fingerprint(value, version, list(classes), booster_sha)
-
-
-# --- dates --------------------------------------------------------------------------------
-
-
-def compile_date_pattern(pattern: str | None) -> re.Pattern | None:
-    if not pattern:
-        return None
-    try:
-        return re.compile(pattern)
-    except re.error as exc:
-        raise UsageError(f"--date-pattern is not a valid regular expression: {exc}") from None
-
-
-def recording_date(name: str, mtime_ns: int, pattern: re.Pattern | None) -> tuple[str, bool]:
-    """``(YYYY-MM-DD, from_path)``: the date in ``name`` by ``pattern``, else the mtime's (UTC).
-
-    The pattern is searched in the path relative to the archive root. Named groups
-    ``year``, ``month``, ``day`` are used when present; otherwise the first group
-    (or the whole match) is read as ``2026-11-25``, ``20261125``, ``2026/11/25``,
-    ``2026_11_25`` or ``2026.11.25``.
-    """
-    if pattern is not None:
-        found = _date_in(name, pattern)
-        if found is not None:
-            return found.isoformat(), True
-    moment = datetime.fromtimestamp(mtime_ns / 1e9, tz=timezone.utc)
-    return moment.date().isoformat(), False
-
-
-def _date_in(name: str, pattern: re.Pattern) -> date | None:
-    match = pattern.search(name)
-    if match is None:
-        return None
-    groups = match.groupdict()
-    try:
-        if {"year", "month", "day"} <= set(groups) and all(
-            groups[k] for k in ("year", "month", "day")
-        ):
-            return date(int(groups["year"]), int(groups["month"]), int(groups["day"]))
-    except ValueError:
-        return None
-    text = match.group(1) if match.re.groups else match.group(0)
-    return parse_date(text or "")
-
-
-def parse_date(text: str) -> date | None:
-    for fmt in _DATE_FORMATS:
-        try:
-            return datetime.strptime(text.strip(), fmt).date()
-        except ValueError:
-            continue
-    return None
-
-
-# --- planning -----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Pending:
-    """A recording this run analyses, and what the manifest will record about it."""
-
-    recording: Recording
-    size_bytes: int
-    mtime_ns: int
-    content_sha256: str
-    date: str
-    reason: str  # new, changed, content, settings, forced, retry
-
-
-@dataclass(frozen=True)
-class Plan:
-    pending: list[Pending]
-    skipped: int  # unchanged since the last run
-    deferred: int  # left for a later run by max_files
-    outside: int  # before --since
-    dates_from_mtime: int
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def plan(
-    recordings: Sequence[Recording],
-    manifest: dict[str, tuple],
-    *,
-    fingerprint: str,
-    force: bool = False,
-    verify_hash: bool = False,
-    retry_failed: bool = False,
-    date_pattern: re.Pattern | None = None,
-    since: date | None = None,
-    max_files: int | None = None,
-) -> Plan:
-    """Which recordings to analyse, oldest date first, and how many are left alone.
-
-    A recording is analysed when it is new, its size or modification time
-    changed (with ``verify_hash``, also when its bytes' hash differs or was never
-    taken), the fingerprint of model and settings changed, or ``force``. An
-    unchanged recording that failed is tried again only with ``retry_failed``,
-    unless callsort itself failed on it (status ``internal_error``): that one
-    is tried again by every run.
-    """
-    pending: list[Pending] = []
-    skipped = outside = from_mtime = 0
-    since_text = since.isoformat() if since else None
-    for recording in recordings:
-        try:
-            st = os.stat(recording.path)
-            size, mtime = st.st_size, st.st_mtime_ns
-        except OSError:
-            size, mtime = -1, 0  # vanished or unreadable: analysed, and reported as failed
-        day, from_path = recording_date(recording.name, mtime, date_pattern)
-        if since_text and day < since_text:
-            outside += 1
-            continue
-        from_mtime += not from_path
-        known = manifest.get(recording.name)
-        sha = ""
-        if force:
-            reason = "forced"
-        elif known is None:
-            reason = "new"
-        elif (known[0], known[1]) != (size, mtime):
-            reason = "changed"
-        elif known[3] != fingerprint:
-            reason = "settings"
-        else:
-            reason = ""
-            if verify_hash:
-                sha = _try_sha(recording.path)
-                if not known[2] or known[2] != sha:
-                    reason = "content"
-            if not reason and known[4] == INTERNAL_ERROR_STATUS:
-                reason = "retry"  # callsort failed on it, not the file: always tried again
-            if not reason and known[4] != "ok" and retry_failed:
-                reason = "retry"
-            if not reason:
-                skipped += 1
-                continue
-        if verify_hash and not sha:
-            sha = _try_sha(recording.path)
-        pending.append(Pending(recording, size, mtime, sha, day, reason))
-    pending.sort(key=lambda p: (p.date, p.recording.name))
-    deferred = 0
-    if max_files is not None and len(pending) > max_files:
-        deferred = len(pending) - max_files
-        pending = pending[:max_files]
-    return Plan(pending, skipped, deferred, outside, from_mtime)
-
-
-def _try_sha(path: Path) -> str:
-    try:
-        return file_sha256(path)
-    except OSError:
-        return ""
-
-
-INTERNAL_ERROR_STATUS = "internal_error"
-"""Manifest status of a recording callsort itself failed on (a bug): retried by every run."""
-
-
-def _status(result) -> str:
-    if result.analysis is not None:
-        return "ok"
-    return INTERNAL_ERROR_STATUS if getattr(result, "internal", False) else "error"
 
 
 # --- the dataset --------------------------------------------------------------------------
@@ -313,7 +82,7 @@ class DatasetStore:
                 # ParquetFile, not read_table: that imports pyarrow.dataset and pandas (0.15 s)
                 self._manifest = pq.ParquetFile(self.manifest_path).read()
             else:
-                self._manifest = _empty(arrow_schema(manifest_columns()))
+                self._manifest = empty_table(arrow_schema(manifest_columns()))
         return self._manifest
 
     def manifest_index(self) -> dict[str, tuple]:
@@ -429,7 +198,7 @@ class DatasetStore:
                 deletes.append(rel)
 
         # 3. the new manifest
-        counts = _count_by(segments.column("recording").to_pylist())
+        counts = Counter(segments.column("recording").to_pylist())
         rows = []
         for pending, result in batch:
             name = pending.recording.name
@@ -442,7 +211,7 @@ class DatasetStore:
                     "mtime_ns": pending.mtime_ns,
                     "content_sha256": pending.content_sha256,
                     "fingerprint": fingerprint,
-                    "status": _status(result),
+                    "status": status_of(result),
                     "error": result.error,
                     "date": pending.date,
                     "duration_s": round(analysis.duration_s, 3) if analysis is not None else None,
@@ -474,11 +243,11 @@ class DatasetStore:
             *(["rename", a, b] for a, b in manifest_renames),
         ]
         journal = {"run_id": run_id, "sequence": sequence, "steps": steps, "staging": staging.name}
-        _reached("staged")
+        reached_step("staged")
         tmp = self.internal / f".{JOURNAL}.{uuid.uuid4().hex}.tmp"
         _write_durably(tmp, json.dumps(journal, indent=1).encode("utf-8"))
         os.replace(tmp, self.journal)
-        _reached("journal")
+        reached_step("journal")
         self._apply(journal)
         self._manifest = new_manifest
         return segments, calls
@@ -503,8 +272,8 @@ class DatasetStore:
                 with contextlib.suppress(OSError):
                     target.parent.rmdir()  # a partition left empty
             if n == 0:
-                _reached("applying")
-        _reached("applied")
+                reached_step("applying")
+        reached_step("applied")
         self.journal.unlink(missing_ok=True)
         shutil.rmtree(self.staging / journal.get("staging", "-"), ignore_errors=True)
         with contextlib.suppress(OSError):
@@ -557,7 +326,7 @@ class DatasetStore:
                     if writer is None:
                         writer = pacsv.CSVWriter(str(tmp), rows.schema)
                     writer.write_table(rows)
-                    _reached("csv")
+                    reached_step("csv")
                 if writer is not None:
                     writer.close()
         except OSError as exc:
@@ -565,7 +334,7 @@ class DatasetStore:
         return target
 
 
-def _empty(schema: pa.Schema) -> pa.Table:
+def empty_table(schema: pa.Schema) -> pa.Table:
     """An empty table (``Schema.empty_table`` imports pandas: 0.15 s a run with nothing to do)."""
     return pa.Table.from_batches([], schema=schema)
 
@@ -581,13 +350,6 @@ def hive_partitioning():
 
 def empty_csv_header(columns: Iterable[str]) -> str:
     return ",".join(f'"{c}"' for c in columns) + "\n"
-
-
-def _count_by(values: list[str]) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for v in values:
-        counts[v] = counts.get(v, 0) + 1
-    return counts
 
 
 def _write_durably(path: Path, data: bytes) -> None:
@@ -606,7 +368,7 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
-def _reached(step: str) -> None:
+def reached_step(step: str) -> None:
     """A named step of the commit protocol (``staged``, ``journal``, ``applying``,
     ``applied``, ``csv``); does nothing. The crash-safety tests replace it in the
     process they run (tests/crash_run.py) to kill that process at a chosen step."""

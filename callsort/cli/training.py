@@ -1,0 +1,252 @@
+"""``callsort train`` and ``callsort evaluate``: their options, and the plain functions
+that build the training configuration and extract the features."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from callsort.cli.labelling import use_encoder_dir
+from callsort.errors import UsageError
+
+
+def train(
+    data_dirs: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Corpus folders (RAVDESS layout, or with labels.csv), each with its own speakers."
+        ),
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Model folder to write.")],
+    fast: Annotated[
+        bool,
+        typer.Option("--fast", help="The fast model: hand-made features only, no encoder."),
+    ] = False,
+    classes: Annotated[str, typer.Option(help="Comma-separated classes.")] = "angry,calm,happy,sad",
+    holdout_speakers: Annotated[
+        str, typer.Option(help="Speakers left out of the final model, e.g. 23,24.")
+    ] = "",
+    calm_from_neutral: Annotated[
+        bool, typer.Option(help="Also train the calm class on RAVDESS neutral clips.")
+    ] = False,
+    no_telephone: Annotated[
+        bool, typer.Option("--no-telephone", help="Train without telephone-degraded copies.")
+    ] = False,
+    no_channel_normalisation: Annotated[
+        bool,
+        typer.Option(
+            "--no-channel-normalisation",
+            help="Raw features only, not also normalised within each channel.",
+        ),
+    ] = False,
+    tune: Annotated[
+        bool,
+        typer.Option(
+            "--tune",
+            help="Choose LightGBM settings and feature selection by a search inside the "
+            "training speakers (nested in the evaluation; about 30x slower).",
+        ),
+    ] = False,
+    jobs: Annotated[int, typer.Option("--jobs", "-j", help="Processes; 0: all cores.")] = 0,
+    cache: Annotated[Path | None, typer.Option(help="Feature cache folder.")] = None,
+    licence: Annotated[str | None, typer.Option(help="Licence note for the card.")] = None,
+    encoder_dir: Annotated[
+        Path | None,
+        typer.Option(envvar="CALLSORT_ENCODER_DIR", help="Your own copy of Whisper base."),
+    ] = None,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Also write the card's figures here.")
+    ] = None,
+) -> None:
+    """Train a model, cross-validate it by speaker, and write it with its card.
+
+    Example (the shipped models: scripts/train_shipped_models.sh):
+    [bold]callsort train ../shared/datasets/ravdess-speech-16k ../shared/datasets/nemo-speech-16k --out callsort/models/default --holdout-speakers 23,24[/bold]
+    """
+    from callsort.model.classifier import save_model
+    from callsort.run.progress import print_metrics, results
+    from callsort.training import train as training
+    from callsort.training.corpora import default_licence
+
+    config = training_config(
+        classes,
+        holdout_speakers,
+        calm_from_neutral,
+        no_telephone,
+        no_channel_normalisation,
+        tune=tune,
+    )
+    use_encoder_dir(encoder_dir)
+    n_jobs = resolve_jobs(jobs)
+    run = extract_features(data_dirs, config, n_jobs, cache, fast=fast)
+    metrics = training.corpus_protocols(run, config, jobs=n_jobs, on_fold=print_fold)
+    classifier, card = training.train_model(
+        run,
+        config,
+        data_dir=data_dirs,
+        metrics=metrics,
+        jobs=n_jobs,
+        licence=licence or default_licence(data_dirs),
+    )
+    save_model(classifier, card, out)
+    if json_out:
+        import json
+
+        json_out.write_text(json.dumps(metrics, indent=1) + "\n", encoding="utf-8")
+    print_metrics(metrics, classes=config.classes)
+    results.print(f"model {card.version} written to {out}")
+
+
+def evaluate(
+    data_dirs: Annotated[
+        list[Path],
+        typer.Argument(help="Corpus folders (RAVDESS layout, or with labels.csv)."),
+    ],
+    fast: Annotated[
+        bool, typer.Option("--fast", help="Hand-made features only, no encoder.")
+    ] = False,
+    classes: Annotated[str, typer.Option(help="Comma-separated classes.")] = "angry,calm,happy,sad",
+    calm_from_neutral: Annotated[bool, typer.Option(help="Calm also from neutral clips.")] = False,
+    no_telephone: Annotated[
+        bool, typer.Option("--no-telephone", help="Train without telephone copies.")
+    ] = False,
+    no_channel_normalisation: Annotated[
+        bool, typer.Option("--no-channel-normalisation", help="Raw features only.")
+    ] = False,
+    tune: Annotated[
+        bool, typer.Option("--tune", help="Nested search of LightGBM settings (slow).")
+    ] = False,
+    jobs: Annotated[int, typer.Option("--jobs", "-j", help="Processes; 0: all cores.")] = 0,
+    cache: Annotated[Path | None, typer.Option(help="Feature cache folder.")] = None,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Also write figures here.")
+    ] = None,
+    check_card: Annotated[
+        Path | None,
+        typer.Option(help="Exit 1 unless the figures match this model folder's card."),
+    ] = None,
+    tolerance: Annotated[
+        float, typer.Option(help="Largest accepted difference with --check-card.")
+    ] = 0.01,
+    headline_only: Annotated[
+        bool,
+        typer.Option(
+            "--headline-only",
+            help="Only the first corpus's speaker folds, clean and mu-law telephone (the "
+            "figures --check-card compares).",
+        ),
+    ] = False,
+    encoder_dir: Annotated[
+        Path | None,
+        typer.Option(envvar="CALLSORT_ENCODER_DIR", help="Your own copy of Whisper base."),
+    ] = None,
+) -> None:
+    """Run the speaker-independent protocol (6 folds by speaker) and print the figures.
+
+    Example: [bold]callsort evaluate ../shared/datasets/ravdess-speech-16k[/bold]
+    """
+    import json
+
+    from callsort.run.progress import print_metrics, results
+    from callsort.training import train as training
+
+    config = training_config(
+        classes, "", calm_from_neutral, no_telephone, no_channel_normalisation, tune=tune
+    )
+    use_encoder_dir(encoder_dir)
+    n_jobs = resolve_jobs(jobs)
+    run = extract_features(data_dirs, config, n_jobs, cache, fast=fast, codecs=not headline_only)
+    metrics = training.corpus_protocols(
+        run,
+        config,
+        jobs=n_jobs,
+        headline_only=headline_only,
+        on_fold=print_fold,
+    )
+    print_metrics(metrics, classes=config.classes)
+    if json_out:
+        json_out.write_text(json.dumps(metrics, indent=2) + "\n")
+    if check_card is not None:
+        from callsort.model.classifier import load_model
+        from callsort.training.metrics import metric_differences
+
+        expected = load_model(check_card).card.metrics
+        differences = metric_differences(expected, metrics, tolerance=tolerance)
+        for line in differences:
+            results.print(f"[red]{line}[/red]")
+        if differences:
+            raise typer.Exit(1)
+        results.print(f"figures match the card in {check_card} (tolerance {tolerance})")
+
+
+def training_config(
+    classes: str,
+    holdout: str,
+    calm_from_neutral: bool,
+    no_telephone: bool,
+    no_channel_normalisation: bool = False,
+    *,
+    tune: bool = False,
+):
+    """The :class:`~callsort.training.train.TrainingConfig` of the command's options."""
+    from callsort.training.train import TrainingConfig
+
+    names = tuple(c.strip() for c in classes.split(",") if c.strip())
+    if len(names) < 2 or len(set(names)) != len(names):
+        raise UsageError("--classes takes at least two different class names")
+    conditions = TrainingConfig().train_conditions
+    if no_telephone:
+        conditions = tuple(c for c in conditions if c != "telephone")
+    return TrainingConfig(
+        classes=names,
+        train_conditions=conditions,
+        channel_normalisation=not no_channel_normalisation,
+        calm_from_neutral=calm_from_neutral,
+        tune=tune,
+        holdout_speakers=tuple(s.strip() for s in holdout.split(",") if s.strip()),
+    )
+
+
+def resolve_jobs(jobs: int) -> int:
+    """``--jobs``, where 0 means every core this process may use."""
+    from callsort.run.options import default_jobs
+
+    return jobs or default_jobs()
+
+
+def extract_features(data_dirs, config, jobs, cache, *, fast: bool, codecs: bool = True):
+    """The features of every clip of ``data_dirs``, with a progress bar."""
+    from callsort.features.encoder import WHISPER_BASE
+    from callsort.run.progress import clip_progress
+    from callsort.settings import FeatureSettings
+    from callsort.training import train as training
+    from callsort.training.corpora import find_corpora
+
+    n = len(
+        find_corpora(data_dirs, classes=config.classes, calm_from_neutral=config.calm_from_neutral)
+    )
+    tested = (*training.CONDITIONS, *(training.CODEC_CONDITIONS if codecs else ()))
+    conditions = dict.fromkeys([*tested, *config.train_conditions])
+    with clip_progress(total=n * len(conditions)) as advance:
+        return training.extract(
+            data_dirs,
+            config,
+            jobs=jobs,
+            cache_dir=cache or training.default_cache_dir(),
+            on_done=advance,
+            conditions=tested,
+            feature_settings=FeatureSettings(encoder=None if fast else WHISPER_BASE),
+        )
+
+
+def print_fold(protocol: str, k: int, report: dict) -> None:
+    """One line per cross-validation fold as it is done."""
+    from callsort.run.progress import results
+    from callsort.training.train import CONDITIONS
+
+    results.print(
+        f"{protocol}, fold {k} ({len(report['test_speakers'])} test speakers): "
+        + ", ".join(f"{c} macro-F1 {report[c]['macro_f1']:.3f}" for c in CONDITIONS)
+    )

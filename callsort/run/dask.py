@@ -1,0 +1,145 @@
+"""The Dask engine: recordings analysed on a Dask cluster, one task per recording.
+
+Results reach a callback as soon as they are ready (in completion order), with
+only a bounded number of recordings in flight, as on the local engine. Each
+task runs the same function as a local worker
+(:func:`callsort.run.worker.analyse_one`) with the same model, so both give the
+same rows.
+
+Dask needs the ``dask`` extra (``pip install "callsort[dask]"``) on this machine
+and on every worker, and every worker must read the recordings at the same
+absolute paths as this machine (shared storage).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from pathlib import Path
+
+from callsort.audio.discover import Recording
+from callsort.errors import CallsortError, ModelError, UsageError
+from callsort.run.worker import (
+    analyse_one,
+    failure,
+    forget_model,
+    init_worker,
+    is_ready_for,
+    one_thread_while_analysing,
+)
+from callsort.settings import AnalysisSettings
+
+
+def analyse_on_dask(
+    recordings: Sequence[Recording],
+    *,
+    scheduler: str | None,
+    model_dir: Path,
+    settings: AnalysisSettings,
+    jobs: int,
+    on_result: Callable,
+    expected_model_sha: str,
+) -> None:
+    """Analyse ``recordings`` on the cluster at ``scheduler`` (default: a local cluster of
+    ``jobs`` processes); ``on_result(result)`` for each as it completes."""
+    import logging
+
+    from distributed import Client, LocalCluster, as_completed
+
+    from callsort.model.classifier import default_model_dir
+
+    if not recordings:
+        return
+    # The shipped model is named as such, so that each worker loads its own installed
+    # copy; the checksum proves it is the same model. Another model is read by path.
+    shipped = Path(os.path.abspath(model_dir)) == Path(os.path.abspath(default_model_dir()))
+    model_arg = None if shipped else str(Path(os.path.abspath(model_dir)))
+    cluster = None
+    if scheduler:
+        try:
+            client = Client(scheduler, timeout="30s")
+        except (OSError, ValueError) as exc:  # unreachable, refused, or not an address
+            raise UsageError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from None
+    else:
+        cluster = LocalCluster(
+            n_workers=jobs,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            silence_logs=logging.ERROR,
+        )
+        client = Client(cluster)
+    try:
+        n_threads = sum(client.nthreads().values()) or jobs
+        limit = max(4 * n_threads, 8)  # bounded submission, as in the local pool
+        queue = iter(recordings)
+        by_future = {}
+        running = as_completed()
+
+        def submit(recording: Recording) -> None:
+            absolute = replace(recording, path=Path(os.path.abspath(recording.path)))
+            future = client.submit(
+                analyse_on_worker,
+                absolute,
+                model_arg,
+                settings,
+                expected_model_sha,
+                pure=False,
+            )
+            by_future[future] = recording
+            running.add(future)
+
+        for recording in queue:
+            submit(recording)
+            if len(by_future) >= limit:
+                break
+        for future in running:
+            recording = by_future.pop(future)
+            try:
+                result = future.result()
+            except CallsortError:  # a worker that cannot start (its model): abort, as locally
+                raise
+            except Exception as exc:  # the task or its worker failed
+                result = failure(recording, f"worker failed: {exc!r}", 0.0)
+            future.release()
+            on_result(result)
+            for recording in queue:
+                submit(recording)
+                break
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def analyse_on_worker(
+    recording: Recording, model_dir: str | None, settings: AnalysisSettings, model_sha: str
+):
+    """The Dask task: load the model once per worker process, then analyse one recording.
+
+    A worker whose model differs from the client's (``model_sha``) raises
+    :class:`~callsort.errors.ModelError`, which aborts the run before its batch
+    is committed, as a local worker that cannot load the model does.
+
+    The worker process is not callsort's: LightGBM is imported as usual, and its
+    thread pools are limited to one thread only while callsort's tasks run.
+    """
+    from callsort.model.classifier import default_model_dir
+
+    folder = Path(model_dir) if model_dir else default_model_dir()
+    if not is_ready_for(folder, settings):
+        init_worker(folder, settings, pool_worker=False)
+        if model_sha:
+            from callsort.model.classifier import MODEL_FILE, file_sha256
+
+            found = file_sha256(folder / MODEL_FILE)
+            if found != model_sha:
+                forget_model()
+                raise ModelError(
+                    f"the worker's model {folder} differs from the client's "
+                    f"(checksum {found[:12]} != {model_sha[:12]}): install the same callsort "
+                    "on every worker, or pass --model a folder they share"
+                )
+    with one_thread_while_analysing:
+        return analyse_one(recording)

@@ -1,0 +1,145 @@
+"""What a labelling run is asked to do (:class:`LabelOptions`) and what it did (:class:`LabelRun`).
+
+Cheap to import (no analysis library): the command line reads its defaults here.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import date
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from callsort.errors import DatasetWriteError, UsageError
+from callsort.settings import AnalysisSettings, ChannelSettings, SegmentationSettings
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from callsort.audio.discover import Recording
+    from callsort.dataset.manifest import Pending
+    from callsort.dataset.tables import RecordingResult
+
+ProgressCallback = Callable[["RecordingResult"], None]
+
+DEFAULT_FILE_TIMEOUT_S = 3600.0
+"""Per-recording time limit by default: generous (labelling runs far faster than real time)."""
+
+DEFAULT_BATCH = 200
+"""Recordings per commit to a dataset (a commit also happens every ``batch_seconds``)."""
+
+DEFAULT_BATCH_SECONDS = 60.0
+"""Longest time between two commits to a dataset, in seconds."""
+
+
+def default_jobs() -> int:
+    """All the cores this process may use."""
+    try:
+        return max(len(os.sched_getaffinity(0)), 1)
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def analysis_settings(
+    *,
+    channels: str = "split",
+    channel_names: Sequence[str] = ("left", "right"),
+    max_segment_s: float = 4.0,
+    names_option: str = "channel_names",
+) -> AnalysisSettings:
+    """The analysis settings for the user's channel options, checked.
+
+    ``names_option`` is how the user spelt the names option (``--channel-names``
+    on the command line), for the message of the :class:`UsageError` raised
+    when ``channel_names`` are not two different, non-empty names.
+    """
+    if channels not in ("split", "mix"):
+        raise UsageError(f"channels is 'split' or 'mix', not {channels!r}")
+    names = tuple(channel_names)
+    if len(names) != 2 or not all(names) or names[0] == names[1]:
+        raise UsageError(
+            f"{names_option} takes two different names (e.g. agent and customer), not {names!r}"
+        )
+    return AnalysisSettings(
+        channels=ChannelSettings(mode=channels, names=names),  # type: ignore[arg-type]
+        segmentation=replace(SegmentationSettings(), max_segment_s=max_segment_s),
+    )
+
+
+@dataclass(frozen=True)
+class LabelOptions:
+    """Every option of :func:`callsort.run.batch.label` but the paths and the output folder.
+
+    See that function for their meaning; ``jobs`` is resolved (at least 1).
+    """
+
+    formats: tuple[str, ...] = ("parquet", "csv")
+    model_dir: Path | str | None = None
+    settings: AnalysisSettings = AnalysisSettings()
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    jobs: int = 1
+    on_start: Callable[[list[Recording]], None] | None = None
+    on_result: ProgressCallback | None = None
+    file_timeout_s: float | None = DEFAULT_FILE_TIMEOUT_S
+    absolute_paths: bool = False
+    engine: str = "local"
+    scheduler: str | None = None
+    force: bool = False
+    verify_hash: bool = False
+    retry_failed: bool = False
+    date_pattern: str | None = None
+    since: date | str | None = None
+    max_files: int | None = None
+    dry_run: bool = False
+    segments_csv: bool = False
+    wait: bool = False
+    on_wait: Callable[[dict], None] | None = None
+    log_file: Path | str | None = None
+    batch_size: int = DEFAULT_BATCH
+    batch_seconds: float = DEFAULT_BATCH_SECONDS
+    keep_results: bool = True
+
+
+@dataclass(frozen=True)
+class LabelRun:
+    """The outcome of one batch: the tables, where they went, and the results.
+
+    Without an output folder, ``segments`` and ``calls`` hold every recording's
+    rows. With one (a dataset), they hold the rows of the recordings this run
+    analysed, not those it skipped as unchanged (read the dataset for those);
+    ``segments`` and ``results`` are empty when the run was asked not to keep
+    them (``keep_results=False``, as the command does).
+    """
+
+    segments: pa.Table
+    calls: pa.Table
+    results: list[RecordingResult]
+    written: list[Path]
+    model_version: str
+    wall_s: float
+    n_ok: int = 0
+    failures: tuple[tuple[str, str], ...] = ()  # (recording, reason)
+    audio_s: float = 0.0  # of the recordings analysed ok
+    skipped: int = 0  # unchanged since the last run
+    deferred: int = 0  # left for a later run by max_files
+    outside: int = 0  # dated before `since`
+    planned: tuple[Pending, ...] = ()  # what this run analysed (or, dry run, would)
+    dataset: Path | None = None
+    run_id: str = ""
+    summary_file: Path | None = None
+    dry_run: bool = False
+    notes: tuple[str, ...] = ()  # recovery and lock takeover, for the user
+    summary_error: str = ""  # why runs/<run_id>.json could not be written, if it could not
+
+    @property
+    def n_failed(self) -> int:
+        return len(self.failures)
+
+    @property
+    def exit_code(self) -> int:
+        if self.summary_error:  # the tables are committed, but cron must hear of it
+            return DatasetWriteError.exit_code
+        return 1 if self.failures else 0

@@ -1,0 +1,235 @@
+"""One process's share of a run: its loaded model, and one recording analysed into a result row.
+
+Every engine runs :func:`analyse_one` on each recording with the model
+:func:`init_worker` loaded into this process, so all give the same rows: the
+local pool's worker processes (:mod:`callsort.run.pool`), the caller's own
+process with ``jobs=1``, and Dask workers (:mod:`callsort.run.dask`). Any
+failure of one recording becomes an error row (:func:`failure`), never an
+exception.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from callsort.audio.discover import Recording
+from callsort.errors import CallsortError
+from callsort.run.names import without_paths
+from callsort.settings import AnalysisSettings
+
+if TYPE_CHECKING:
+    from callsort.dataset.tables import RecordingResult
+    from callsort.model.classifier import Model
+
+INTERNAL_ERROR = "internal error in callsort, not a fault of the file (the next run tries it again)"
+"""How an error row starts when callsort itself failed on the recording (a bug)."""
+
+
+@dataclass
+class WorkerState:
+    """The model this process analyses with, and the settings it was loaded for."""
+
+    key: tuple[str, AnalysisSettings] | None = None
+    model: Model | None = None
+    settings: AnalysisSettings | None = None
+    warm: bool = False  # the feature code has run once (its lazy imports are done)
+
+
+state = WorkerState()
+"""This process's worker state (one per process: each worker loads the model once)."""
+
+
+def model_loaded() -> bool:
+    """Whether this process has loaded a model to analyse with."""
+    return state.model is not None
+
+
+def is_ready_for(model_dir: Path, settings: AnalysisSettings) -> bool:
+    """Whether this process already analyses with the model in ``model_dir`` and ``settings``."""
+    return state.key == (str(model_dir), settings)
+
+
+def forget_model() -> None:
+    """Drop the loaded model (the next task loads it again)."""
+    state.key = state.model = state.settings = None
+
+
+def init_worker(
+    model_dir: Path,
+    settings: AnalysisSettings,
+    *,
+    pool_worker: bool = True,
+    loaded: Model | None = None,
+) -> None:
+    """Load the model once per process (``loaded``: the caller has loaded it already).
+
+    A ``pool_worker`` is a process callsort started for itself (see
+    :mod:`callsort.run.pool`): LightGBM is imported without its scikit-learn and
+    pandas glue, and BLAS and OpenMP pools are limited to one thread for the
+    rest of the process, since a worker is one core. Their default (a thread
+    per core) makes every worker fight the others, and any other work on the
+    machine, for the small matrix products of the features; measured, that is
+    up to 6 times slower. Any other process is left as it is.
+    """
+    from callsort.model.classifier import lean_lightgbm_import, load_model
+
+    if pool_worker:  # a process of its own that gives LightGBM numpy arrays only
+        lean_lightgbm_import()
+    key = (str(model_dir), settings)
+    if loaded is not None:
+        model = loaded
+    elif state.key == key and state.model is not None:
+        model = state.model
+    else:
+        model = load_model(model_dir)
+    from callsort.features.spectral import feature_names
+
+    model.check_feature_layout(feature_names(model.feature_settings))
+    if not state.warm:
+        warm_up(model)  # also loads every library whose thread pool is limited below
+        state.warm = True
+    state.key, state.model, state.settings = key, model, settings
+    if pool_worker:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(limits=1)
+
+
+def warm_up(model: Model) -> None:
+    """Run the feature code once so lazy imports are not billed to the first recording."""
+    import numpy as np
+
+    from callsort.features.spectral import segment_features
+
+    noise = np.random.default_rng(0).standard_normal(8000).astype(np.float32) * 0.1
+    features = segment_features(noise, settings=model.feature_settings)
+    model.channel_proba(features[np.newaxis, :])
+
+
+def analyse_one(recording: Recording) -> RecordingResult:
+    """The result row of ``recording``, analysed with this process's model; never raises
+    for a fault of the recording or of callsort (an error row says what went wrong)."""
+    from callsort.dataset.tables import RecordingResult
+    from callsort.run.analysis import analyse_recording
+
+    if state.model is None or state.settings is None:
+        raise RuntimeError("init_worker() first: this process has no model loaded")
+    started = time.perf_counter()
+    try:
+        analysis = analyse_recording(recording.path, model=state.model, settings=state.settings)
+    except CallsortError as exc:
+        return failure(recording, str(exc), time.perf_counter() - started)
+    except MemoryError:
+        return failure(recording, "out of memory", time.perf_counter() - started)
+    except Exception as exc:  # callsort failed, not the file: report it, keep the batch going
+        reason = f"{INTERNAL_ERROR}: {type(exc).__name__}: {exc}"
+        return failure(recording, reason, time.perf_counter() - started, internal=True)
+    return RecordingResult(
+        recording=recording.name,
+        recording_id=recording.recording_id,
+        analysis=analysis,
+        error="",
+        processing_s=time.perf_counter() - started,
+        processed_at=datetime.now(timezone.utc),
+    )
+
+
+def failure(
+    recording: Recording, reason: str, seconds: float, *, internal: bool = False
+) -> RecordingResult:
+    """The error row of ``recording``: ``reason`` (never naming its full path), after
+    ``seconds``; ``internal`` when callsort failed, not the file."""
+    from callsort.dataset.tables import RecordingResult
+
+    return RecordingResult(
+        recording=recording.name,
+        recording_id=recording.recording_id,
+        analysis=None,
+        error=without_paths(reason, recording),
+        processing_s=seconds,
+        processed_at=datetime.now(timezone.utc),
+        internal=internal,
+    )
+
+
+def timed_out(timeout_s: float) -> str:
+    """The reason of a recording stopped by the per-recording time limit."""
+    return (
+        f"timed out: still being analysed after {timeout_s:g} s "
+        "(the per-recording limit, --file-timeout)"
+    )
+
+
+class _TimedOut(BaseException):
+    """Raised by the alarm in this process; a BaseException so no library swallows it."""
+
+
+def analyse_in_this_process(recording: Recording, timeout_s: float | None) -> RecordingResult:
+    """:func:`analyse_one` under a best-effort time limit (SIGALRM, main thread only).
+
+    Without a worker process there is nothing to kill: the alarm interrupts
+    Python code between two bytecodes, so a long loop or a long read is
+    stopped, a single native call that never returns is not.
+    """
+    import signal
+
+    if (
+        timeout_s is None
+        or not hasattr(signal, "setitimer")
+        or threading.current_thread() is not threading.main_thread()
+    ):
+        return analyse_one(recording)
+
+    def alarm(signum, frame):
+        raise _TimedOut
+
+    started = time.perf_counter()
+    previous = signal.signal(signal.SIGALRM, alarm)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, timeout_s)
+        try:
+            return analyse_one(recording)
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+    except _TimedOut:
+        return failure(recording, timed_out(timeout_s), time.perf_counter() - started)
+    finally:
+        signal.signal(signal.SIGALRM, previous)
+
+
+class SharedThreadLimit:
+    """BLAS and OpenMP pools limited to one thread while any task of callsort runs.
+
+    For a process callsort does not own (a Dask worker), which may run several
+    of callsort's tasks at once in its threads: the first task to enter limits
+    the pools, the last to leave gives back the limits it found.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._users = 0
+        self._limiter = None
+
+    def __enter__(self) -> None:
+        with self._lock:
+            if self._users == 0:
+                from threadpoolctl import threadpool_limits
+
+                self._limiter = threadpool_limits(limits=1)
+            self._users += 1
+
+    def __exit__(self, *exc: object) -> None:
+        with self._lock:
+            self._users -= 1
+            if self._users == 0 and self._limiter is not None:
+                self._limiter.restore_original_limits()
+                self._limiter = None
+
+
+one_thread_while_analysing = SharedThreadLimit()
+"""This process's :class:`SharedThreadLimit`."""
