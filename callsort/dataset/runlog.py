@@ -50,3 +50,25 @@ def write_summary(folder: Path, run_id: str, summary: dict[str, Any]) -> Path:
     with atomic_path(target) as tmp:
         tmp.write_text(json.dumps(summary, indent=2, default=str) + "\n", encoding="utf-8")
     return target
+
+
+def record_summary(folder: Path, run_id: str, summary: dict[str, Any]) -> tuple[Path | None, str]:
+    """:func:`write_summary`, or why it could not be written: ``(file, "")`` or ``(None, why)``.
+
+    A summary that cannot be written is a dataset that cannot be written: ``why``
+    joins ``summary["error"]``, and a run that otherwise succeeded (exit code 0
+    or 1) gets that exit code in ``summary``, as the caller should.
+    """
+    from callsort.errors import DatasetWriteError
+
+    try:
+        return write_summary(folder, run_id, summary), ""
+    except OSError as exc:
+        why = (
+            f"cannot write the run summary {Path(folder) / 'runs' / (run_id + '.json')}: "
+            f"{exc.strerror or exc}"
+        )
+        summary["error"] = "; ".join(e for e in (summary.get("error", ""), why) if e)
+        if summary.get("exit_code") in (0, 1):
+            summary["exit_code"] = DatasetWriteError.exit_code
+        return None, why

@@ -171,7 +171,7 @@ class DatasetRun:
         Returns ``(summary_file, summary_error, written)``.
         """
         from callsort.dataset.lock import OutputLock
-        from callsort.dataset.runlog import RunLog
+        from callsort.dataset.runlog import RunLog, record_summary
 
         o = self.options
         log = RunLog(o.log_file, self.run_id)
@@ -201,7 +201,7 @@ class DatasetRun:
             finally:
                 summary = self._summary(exit_code, error)
                 if lock.held:  # only a run that held the lock writes into the dataset
-                    summary_file, summary_error = self._write_summary(summary, exit_code, error)
+                    summary_file, summary_error = record_summary(self.root, self.run_id, summary)
                 keys = ("exit_code", "counts", "audio_hours", "wall_s", "error")
                 log.event("run_finished", **{k: summary[k] for k in keys})
                 lock.release()
@@ -299,22 +299,6 @@ class DatasetRun:
             "notes": tally.notes,
             "failures": [{"recording": r, "error": e} for r, e in tally.failures[:1000]],
         }
-
-    def _write_summary(self, summary: dict, exit_code: int, error: str) -> tuple[Path | None, str]:
-        """Write ``summary``; ``(file, "")``, or ``(None, why not)`` (also put in ``summary``)."""
-        from callsort.dataset.runlog import write_summary
-
-        try:
-            return write_summary(self.root, self.run_id, summary), ""
-        except OSError as exc:
-            summary_error = (
-                f"cannot write the run summary {self.root / 'runs' / (self.run_id + '.json')}: "
-                f"{exc.strerror or exc}"
-            )
-            summary["error"] = "; ".join(e for e in (error, summary_error) if e)
-            if exit_code in (0, 1):
-                summary["exit_code"] = DatasetWriteError.exit_code
-            return None, summary_error
 
 
 class BatchCommitter:
