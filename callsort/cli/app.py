@@ -71,9 +71,10 @@ def _main(
 def main() -> None:
     """Console-script entry point: no traceback for the user unless ``--debug``.
 
-    This process is callsort's own, so it is tuned here (and only here): the
-    garbage collector below, and, for ``label``, LightGBM's lean import and the
-    fork server's preloaded modules (:func:`callsort.cli.labelling.tune_own_process`).
+    This process is callsort's own, so it may be tuned (a program calling
+    :data:`app` is not): the garbage collector here; for ``label``, the fork
+    server's preloaded modules and LightGBM's lean import
+    (:mod:`callsort.cli.labelling`, when ``state.own_process``).
     """
     started = time.perf_counter()
     state.own_process = True
