@@ -163,7 +163,7 @@ LAST_CPU_S = [0.0]
 
 def model_facts(key: str, override: Path | None) -> tuple[str, dict]:
     """What ``--model`` gets for the model playing ``key``, and its card's facts."""
-    from callsort.model.classifier import CARD_FILE, model_folder
+    from callsort.model.card import CARD_FILE, model_folder
 
     argument = key if override is None else str(override.resolve())
     card_file = model_folder(argument) / CARD_FILE
@@ -218,7 +218,7 @@ def plan_seconds(archive: Path, dataset: Path, model: str = "default") -> float:
     """Planning alone, in this process: walk, stat, read the manifest, compare."""
     from callsort.audio.discover import find_recordings
     from callsort.dataset.store import DatasetStore, fingerprint, plan
-    from callsort.model.classifier import model_folder
+    from callsort.model.card import model_folder
     from callsort.settings import AnalysisSettings
 
     started = time.perf_counter()
@@ -304,7 +304,7 @@ def commit_cost(dataset: Path, archive: Path, batch: int = 200, model: str = "de
     """One commit of ``batch`` (failed) recordings into a dataset with a large manifest."""
     from callsort.audio.discover import Recording
     from callsort.dataset.store import DatasetStore, Pending, fingerprint
-    from callsort.model.classifier import model_folder
+    from callsort.model.card import model_folder
     from callsort.run.batch import _failure
     from callsort.settings import AnalysisSettings
 

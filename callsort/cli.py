@@ -318,7 +318,7 @@ def _label(paths, out, options, progress):
     from callsort.run.batch import label as label_recordings
 
     if _state.get("own_process"):  # not when a test or a program calls the app in-process
-        from callsort.model.classifier import lean_lightgbm_import
+        from callsort.model.booster import lean_lightgbm_import
 
         lean_lightgbm_import()
     return label_recordings(
@@ -380,7 +380,7 @@ def train(
     Example (the shipped models: scripts/train_shipped_models.sh):
     [bold]callsort train ../shared/datasets/ravdess-speech-16k ../shared/datasets/nemo-speech-16k --out callsort/models/default --holdout-speakers 23,24[/bold]
     """
-    from callsort.model.classifier import save_model
+    from callsort.model.folder import save_model
     from callsort.run.progress import print_metrics, results
     from callsort.training import train as training
     from callsort.training.corpora import default_licence
@@ -487,7 +487,7 @@ def evaluate(
         if json_out:
             json_out.write_text(json.dumps(metrics, indent=2) + "\n")
         if check_card is not None:
-            from callsort.model.classifier import load_model
+            from callsort.model.folder import load_model
             from callsort.training.metrics import metric_differences
 
             expected = load_model(check_card).card.metrics
@@ -511,7 +511,8 @@ def info(
 
     Example: [bold]callsort info[/bold]
     """
-    from callsort.model.classifier import SHIPPED_MODELS, load_model
+    from callsort.model.card import SHIPPED_MODELS
+    from callsort.model.folder import load_model
     from callsort.run.progress import print_card
 
     with _user_errors():

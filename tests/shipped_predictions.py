@@ -41,7 +41,7 @@ def predictions(name: str) -> dict:
     """Segments and probabilities of the shipped model ``name`` on :func:`recording`."""
     from callsort.audio.segment import frame_measures, speech_segments
     from callsort.features.spectral import feature_names, segment_features
-    from callsort.model.classifier import load_model
+    from callsort.model.folder import load_model
     from callsort.settings import SegmentationSettings
 
     model = load_model(name)
@@ -52,8 +52,10 @@ def predictions(name: str) -> dict:
     settings = model.feature_settings
     model.check_feature_layout(feature_names(settings))
     X = np.stack(
-        [segment_features(y[round(a * 16000) : round(b * 16000)], settings=settings)
-         for a, b in segments]
+        [
+            segment_features(y[round(a * 16000) : round(b * 16000)], settings=settings)
+            for a, b in segments
+        ]
     )
     return {
         "segments": [[a, b] for a, b in segments],

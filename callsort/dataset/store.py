@@ -86,7 +86,7 @@ def fingerprint(model_dir: Path, settings: AnalysisSettings) -> Fingerprint:
     partitioning). Reads the model folder without loading LightGBM, so a run with
     nothing to do stays cheap; a folder that is not a model is refused here.
     """
-    from callsort.model.classifier import file_sha256, model_files
+    from callsort.model.card import file_sha256, model_files
 
     model_file, card_file = model_files(model_dir)
     try:

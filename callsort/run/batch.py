@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 
     from callsort.dataset.store import Pending
     from callsort.dataset.tables import RecordingResult
-    from callsort.model.classifier import Model
+    from callsort.model.folder import Model
 
 ProgressCallback = Callable[["RecordingResult"], None]
 
@@ -185,7 +185,7 @@ def label(
         )
 
     from callsort.dataset.tables import calls_table, segments_table
-    from callsort.model.classifier import load_model
+    from callsort.model.folder import load_model
 
     model = load_model(model_dir)  # fail fast on a bad model, before any work
     recordings = find_recordings(paths, include=include, exclude=exclude)
@@ -238,7 +238,7 @@ def _check_model(folder: Path) -> Model:
     """The model in ``folder``, refused before any work if this callsort cannot use it:
     a card that does not match its booster, or features of another layout."""
     from callsort.features.spectral import feature_names
-    from callsort.model.classifier import load_model
+    from callsort.model.folder import load_model
 
     model = load_model(folder)
     model.check_feature_layout(feature_names(model.feature_settings))
@@ -262,7 +262,7 @@ def _check_naming(index: dict, *, absolute: bool, root: Path) -> None:
 
 
 def _model_sha(folder: Path) -> str:
-    from callsort.model.classifier import MODEL_FILE, file_sha256
+    from callsort.model.card import MODEL_FILE, file_sha256
 
     return file_sha256(Path(folder) / MODEL_FILE)
 
@@ -281,7 +281,7 @@ def _label_dataset(paths, root: Path, *, started: float, **o) -> LabelRun:
         parse_date,
         plan,
     )
-    from callsort.model.classifier import model_folder as model_folder_of
+    from callsort.model.card import model_folder as model_folder_of
     from callsort.run.engines import analyse_stream
     from callsort.schema import arrow_schema, call_columns, segment_columns
 
@@ -519,7 +519,7 @@ def _analyse_into(
     batch: list = []
     last_commit = [time.monotonic()]
     if o["engine"] == "local":
-        from callsort.model.classifier import load_model
+        from callsort.model.folder import load_model
 
         if o["jobs"] > 1 and len(pending) > 1:
             start_workers(o["jobs"])  # the workers' imports overlap loading the model here
@@ -998,7 +998,8 @@ def _init_worker(
     the small matrix products of the features; measured, that is up to 6 times
     slower.
     """
-    from callsort.model.classifier import lean_lightgbm_import, load_model
+    from callsort.model.booster import lean_lightgbm_import
+    from callsort.model.folder import load_model
 
     if pool_worker:  # a process of its own that gives LightGBM numpy arrays only
         lean_lightgbm_import()

@@ -99,7 +99,7 @@ def _analyse_on_dask(
 
     from distributed import Client, LocalCluster, as_completed
 
-    from callsort.model.classifier import default_model_dir
+    from callsort.model.card import default_model_dir
     from callsort.run.batch import _failure
 
     if not recordings:
@@ -175,7 +175,7 @@ def analyse_on_worker(
     :class:`~callsort.errors.ModelError`, which aborts the run before its batch
     is committed, as a local worker that cannot load the model does.
     """
-    from callsort.model.classifier import default_model_dir
+    from callsort.model.card import default_model_dir
     from callsort.run import batch as pipeline
 
     folder = Path(model_dir) if model_dir else default_model_dir()
@@ -183,7 +183,7 @@ def analyse_on_worker(
     if state.get("key") != (str(folder), settings):
         pipeline._init_worker(folder, settings)
         if model_sha:
-            from callsort.model.classifier import MODEL_FILE, file_sha256
+            from callsort.model.card import MODEL_FILE, file_sha256
 
             found = file_sha256(folder / MODEL_FILE)
             if found != model_sha:

@@ -805,7 +805,7 @@ def train_model(
     from datetime import datetime, timezone
 
     import callsort
-    from callsort.model.classifier import ModelCard
+    from callsort.model.card import ModelCard
 
     held_out = set(config.holdout_speakers)
     keep = [i for i, c in enumerate(run.clips) if c.speaker not in held_out]
