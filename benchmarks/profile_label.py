@@ -34,7 +34,11 @@ STAGES = [
     ("resampled_blocks", "callsort/audio/decode.py", "resample"),
     ("_measure", "callsort/run/analysis.py", "segment: frame energy and ZCR"),
     ("speech_segments", "callsort/audio/segment.py", "segment: speech segments"),
-    ("_spectral_descriptors", "callsort/features/spectral.py", "features: other spectral descriptors"),
+    (
+        "_spectral_descriptors",
+        "callsort/features/spectral.py",
+        "features: other spectral descriptors",
+    ),
     ("_stft_magnitude", "callsort/features/spectral.py", "features: STFT"),
     ("_deltas", "callsort/features/spectral.py", "features: MFCC deltas"),
     ("spectral_contrast", "librosa", "features: spectral contrast"),
