@@ -90,3 +90,26 @@ def test_lean_import_is_an_opt_in_that_leaves_sys_modules_clean():
     assert not lean["lightgbm_sklearn"] and not lean["lightgbm_pandas"]
     assert lean["sklearn_imports"] == "BaseEstimator"
     assert lean["proba"] == plain["proba"]
+
+
+def test_a_loaded_model_is_a_fitted_estimator():
+    """Model.load builds the fitted state inside the classes (no attributes set from
+    outside); its classifier predicts as the model does and clones to an unfitted one."""
+    from sklearn.base import clone
+    from sklearn.exceptions import NotFittedError
+    from sklearn.utils.validation import check_is_fitted
+
+    from callsort.model.folder import Model
+
+    model = Model.load("fast")
+    classifier = model.classifier
+    check_is_fitted(classifier)
+    assert classifier is model.classifier  # built once
+    assert list(classifier.classes_) == model.classes == model.card.classes
+    assert classifier.temperature == model.card.temperature
+    X = np.random.default_rng(0).standard_normal((5, model.stack.n_features)).astype(np.float32)
+    np.testing.assert_array_equal(classifier.predict_proba(X), model.predict_proba(X))
+    unfitted = clone(classifier)
+    assert unfitted.get_params() == classifier.get_params()
+    with pytest.raises(NotFittedError):
+        unfitted.predict(X)
