@@ -163,7 +163,7 @@ LAST_CPU_S = [0.0]
 
 def model_facts(key: str, override: Path | None) -> tuple[str, dict]:
     """What ``--model`` gets for the model playing ``key``, and its card's facts."""
-    from callsort.model.classifier import CARD_FILE, model_folder
+    from callsort.model.card import CARD_FILE, model_folder
 
     argument = key if override is None else str(override.resolve())
     card_file = model_folder(argument) / CARD_FILE
@@ -219,7 +219,7 @@ def plan_seconds(archive: Path, dataset: Path, model: str = "default") -> float:
     from callsort.audio.discover import find_recordings
     from callsort.dataset.manifest import fingerprint, plan
     from callsort.dataset.store import DatasetStore
-    from callsort.model.classifier import model_folder
+    from callsort.model.card import model_folder
     from callsort.settings import AnalysisSettings
 
     started = time.perf_counter()
@@ -306,7 +306,7 @@ def commit_cost(dataset: Path, archive: Path, batch: int = 200, model: str = "de
     from callsort.audio.discover import Recording
     from callsort.dataset.manifest import Pending, fingerprint
     from callsort.dataset.store import DatasetStore
-    from callsort.model.classifier import model_folder
+    from callsort.model.card import model_folder
     from callsort.run.worker import failure
     from callsort.settings import AnalysisSettings
 

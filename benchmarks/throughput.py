@@ -422,7 +422,7 @@ class ModelUnderTest:
 
 def models_under_test(overrides: dict[str, Path | None]) -> dict[str, ModelUnderTest]:
     """The shipped ``default`` and ``fast`` models, or the folders given instead."""
-    from callsort.model.classifier import CARD_FILE, model_folder
+    from callsort.model.card import CARD_FILE, model_folder
 
     found = {}
     for key, override in overrides.items():
@@ -675,7 +675,7 @@ def _timing_the_product(stages: Stages, seen: Callable[[np.ndarray], None]) -> I
     """callsort's analysis, each step timed as a stage, in this process; ``seen(y)`` for
     every segment's audio, so that the other extractors get the very same segments."""
     from callsort.features.encoder import Encoder
-    from callsort.model.classifier import Model
+    from callsort.model.folder import Model
     from callsort.run import analysis
 
     def features(y, **options):
@@ -730,7 +730,7 @@ def in_process(
     from callsort.dataset.tables import RecordingResult
     from callsort.features.encoder import load_encoder
     from callsort.features.spectral import segment_features
-    from callsort.model.classifier import load_model
+    from callsort.model.folder import load_model
     from callsort.run.analysis import analyse_recording
     from callsort.run.options import DEFAULT_BATCH
     from callsort.settings import AnalysisSettings

@@ -32,14 +32,14 @@ _LAZY = {
     "label": "callsort.api",
     "read_dataset": "callsort.dataset.reading",
     "Dataset": "callsort.dataset.reading",
-    "load_model": "callsort.model.classifier",
-    "Model": "callsort.model.classifier",
+    "load_model": "callsort.model.folder",
+    "Model": "callsort.model.folder",
 }
 
 if TYPE_CHECKING:  # what type checkers and IDEs see
     from callsort.api import label
     from callsort.dataset.reading import Dataset, read_dataset
-    from callsort.model.classifier import Model, load_model
+    from callsort.model.folder import Model, load_model
 
 
 def __getattr__(name: str) -> Any:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Literal
 
 from callsort.dataset.reading import Dataset, frames_from_tables, read_dataset
-from callsort.model.classifier import Model, load_model
+from callsort.model.folder import Model, load_model
 
 __all__ = ["Dataset", "Model", "label", "load_model", "read_dataset"]
 

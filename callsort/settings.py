@@ -7,13 +7,36 @@ the comments: seconds (``_s``), Hz, decibels (``_db``).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Literal
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, ClassVar, Literal
 
 ANALYSIS_SAMPLE_RATE = 16_000
 """Every recording is resampled to this rate (Hz) before analysis."""
 
 DEFAULT_CLASSES: tuple[str, ...] = ("angry", "calm", "happy", "sad")
+
+
+def identity(settings: Any) -> dict:
+    """``asdict(settings)`` without the fields that still hold the value callsort used
+    before they became settings (each class's ``LEGACY``), nested settings alike.
+
+    Fingerprints and cache keys hash this, so adding a setting at its old value keeps
+    existing datasets and feature caches valid, while any other value changes them.
+    """
+    legacy = getattr(settings, "LEGACY", {})
+    out = {}
+    for f in fields(settings):
+        value = getattr(settings, f.name)
+        if f.name in legacy and value == legacy[f.name]:
+            continue
+        out[f.name] = identity(value) if hasattr(value, "__dataclass_fields__") else value
+    return out
+
+
+def settings_repr(settings: Any) -> str:
+    """``repr(settings)`` over :func:`identity`'s fields (what a cache key hashed before)."""
+    inner = ", ".join(f"{k}={v!r}" for k, v in identity(settings).items())
+    return f"{type(settings).__name__}({inner})"
 
 
 @dataclass(frozen=True)
@@ -28,6 +51,14 @@ class ChannelSettings:
 
     mode: Literal["split", "mix"] = "split"
     names: tuple[str, str] = ("left", "right")
+    # A converter's DC offset is the median of the means of chunks of this many samples
+    # (16 ms at 16 kHz) ...
+    dc_chunk: int = 256
+    # ... and is left alone below this level (dBFS): it hides no speech there, and it is
+    # of the order of what speech itself averages to (asymmetric glottal pulses)
+    negligible_dc_db: float = -50.0
+
+    LEGACY: ClassVar[dict[str, object]] = {"dc_chunk": 256, "negligible_dc_db": -50.0}
 
 
 @dataclass(frozen=True)
@@ -35,7 +66,8 @@ class SegmentationSettings:
     """Energy voice-activity detection with hysteresis.
 
     Thresholds are decibels above the channel's own noise floor (a low
-    percentile of its frame energies), never absolute levels.
+    percentile of its frame energies), never absolute levels. Fields added since a
+    model card was written take their defaults, the values callsort used before.
     """
 
     frame_s: float = 0.010
@@ -48,11 +80,29 @@ class SegmentationSettings:
     pad_s: float = 0.05
     max_segment_s: float = 4.0
     min_modulation_db: float = 2.0  # steadier than this (std of frame dB) is a tone, not speech
+    # ... or a zero-crossing rate whose interquartile range over the loud frames is below
+    # this: tones keep a near-constant one, speech does not
+    min_zcr_spread: float = 0.012
+    silence_db: float = -120.0  # frame energies are floored here (digital silence)
+    smooth_s: float = 0.05  # moving average of the frame energies before the thresholds
+    peak_percentile: float = 99.5  # the channel's peak level: this percentile of its frames
+
+    LEGACY: ClassVar[dict[str, object]] = {
+        "min_zcr_spread": 0.012,
+        "silence_db": -120.0,
+        "smooth_s": 0.05,
+        "peak_percentile": 99.5,
+    }
 
 
 @dataclass(frozen=True)
 class FeatureSettings:
-    """Spectral analysis settings for :mod:`callsort.features.spectral` (16 kHz input)."""
+    """Spectral analysis settings for :mod:`callsort.features.spectral` (16 kHz input).
+
+    A model card stores them; fields added since a card was written take their
+    defaults when it is read, which are the values callsort used before they became
+    settings.
+    """
 
     sample_rate: int = ANALYSIS_SAMPLE_RATE
     n_fft: int = 512
@@ -72,8 +122,25 @@ class FeatureSettings:
     f0_min_hz: float = 70.0
     f0_max_hz: float = 400.0
     pitch_every_frames: int = 2  # pitch every 20 ms (two STFT hops)
+    # a frame is voiced when its harmonic share (the normalised autocorrelation peak in
+    # the pitch range) exceeds this: Praat's voicing threshold
+    voicing_threshold: float = 0.45
+    # syllable-rate proxy: peaks of the level, smoothed over this many STFT frames, that
+    # stand this far above its median
+    level_smooth_frames: int = 5
+    level_peak_db: float = 3.0
+    rolloff_fraction: float = 0.85  # spectral roll-off: the frequency below this share
+    delta_width: int = 9  # frames of the MFCC delta filters (fewer in shorter segments)
     # learned features after the hand-made ones: None, or "whisper-base" (callsort.features.encoder)
     encoder: str | None = None
+
+    LEGACY: ClassVar[dict[str, object]] = {
+        "voicing_threshold": 0.45,
+        "level_smooth_frames": 5,
+        "level_peak_db": 3.0,
+        "rolloff_fraction": 0.85,
+        "delta_width": 9,
+    }
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -164,7 +164,7 @@ def demo_agreement(segments, truth) -> dict:
 def demo_results(workdir: Path) -> dict:
     import pandas as pd
 
-    from callsort.model.classifier import load_model
+    from callsort.model.folder import load_model
 
     truth = pd.read_csv(GROUND_TRUTH)
     figures = demo_agreement(_read(workdir / "reports", "segments"), truth)

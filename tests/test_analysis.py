@@ -8,7 +8,7 @@ import pytest
 import soundfile as sf
 
 from callsort.errors import DecodeError
-from callsort.model.classifier import load_model
+from callsort.model.folder import load_model
 from callsort.run.analysis import analyse_recording, decode_mono, waveform_segments
 from callsort.settings import AnalysisSettings, FeatureSettings
 

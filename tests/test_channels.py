@@ -105,6 +105,17 @@ def test_offsets_below_minus_50_dbfs_leave_the_samples_untouched(make_speech, of
     np.testing.assert_array_equal(analysis_channels(block, SPLIT), block.T)
 
 
+def test_what_offset_is_negligible_is_a_setting(make_speech):
+    """An offset of -46 dBFS is taken out by default, left with a -40 dBFS limit."""
+    speech = make_speech(2.0, seed=3)
+    block = (speech + 5e-3).astype(np.float32)[:, None]
+    np.testing.assert_allclose(analysis_channels(block, SPLIT)[0], speech, atol=1e-3)
+    lenient = ChannelSettings(negligible_dc_db=-40.0)
+    np.testing.assert_array_equal(analysis_channels(block, lenient), block.T)
+    coarse = analysis_channels(block, ChannelSettings(dc_chunk=len(speech)))  # one chunk
+    np.testing.assert_allclose(coarse[0], speech + 5e-3 - block.mean(), atol=1e-7)
+
+
 def test_damaged_float_samples_give_no_warning():
     # a damaged float file: garbage up to float32's limit, and inf and NaN samples
     huge = np.full((4096, 1), 3e38, dtype=np.float32)

@@ -33,7 +33,7 @@ from typer.testing import CliRunner
 import callsort
 from callsort.audio.discover import recording_id
 from callsort.cli import app
-from callsort.model.classifier import load_model
+from callsort.model.folder import load_model
 from callsort.schema import PARTITION_COLUMN, arrow_schema, call_columns, segment_columns
 
 REPO = Path(__file__).resolve().parents[1]

@@ -26,7 +26,7 @@ import pytest
 from callsort.dataset.lock import LOCK_FILE, LockedError, OutputLock
 from callsort.dataset.store import MANIFEST, DatasetStore
 from callsort.errors import CallsortError
-from callsort.model.classifier import load_model
+from callsort.model.folder import load_model
 from callsort.run.batch import label
 
 REPO = Path(__file__).resolve().parents[1]

@@ -25,7 +25,7 @@ from conftest import bursts_in_noise
 from test_cli import RECORDINGS, SAMPLES, assert_same_segments, read_tables, shown
 
 from callsort.audio.discover import find_recordings
-from callsort.model.classifier import load_model
+from callsort.model.folder import load_model
 from callsort.run.batch import label
 from callsort.run.pool import analyse_all
 from callsort.settings import AnalysisSettings

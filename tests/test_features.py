@@ -174,8 +174,8 @@ def harmonic_tone(f0_hz: float, seconds: float = 1.0, *, noise: float = 0.0) -> 
     return (0.1 * y).astype(np.float32)
 
 
-def prosody_of(y: np.ndarray) -> dict[str, float]:
-    return dict(zip(feature_names(SETTINGS), segment_features(y, settings=SETTINGS), strict=True))
+def prosody_of(y: np.ndarray, settings: FeatureSettings = SETTINGS) -> dict[str, float]:
+    return dict(zip(feature_names(settings), segment_features(y, settings=settings), strict=True))
 
 
 @pytest.mark.parametrize("f0_hz", [110.0, 220.0])
@@ -217,6 +217,61 @@ def test_syllable_rate_proxy_counts_bursts():
     envelope = np.clip(np.sin(2 * np.pi * 3.0 * t), 0.0, None) ** 2  # 3 bursts a second
     y = (envelope * harmonic_tone(150.0, 2.0)).astype(np.float32)
     assert prosody_of(y)["level_peaks_per_s"] == pytest.approx(3.0, abs=0.5)
+
+
+def syllables(seconds: float = 2.0, rate_hz: float = 3.0) -> np.ndarray:
+    sr = SETTINGS.sample_rate
+    t = np.arange(int(seconds * sr)) / sr
+    envelope = np.clip(np.sin(2 * np.pi * rate_hz * t), 0.0, None) ** 2
+    return (envelope * harmonic_tone(150.0, seconds)).astype(np.float32)
+
+
+def test_the_feature_constants_are_settings():
+    """Voicing threshold, level peaks, roll-off and delta width are read from the
+    settings (and so stored on the model card), each changing only its own features."""
+    y = syllables()
+    base = prosody_of(y)
+    assert base["voiced_share"] > 0.4 and base["level_peaks_per_s"] > 2.0
+    strict = prosody_of(y, replace(SETTINGS, voicing_threshold=0.9999))
+    assert strict["voiced_share"] == 0.0 and strict["f0_semitones_mean"] == 0.0
+    assert strict["hnr_db_mean"] == base["hnr_db_mean"]
+    flat = prosody_of(y, replace(SETTINGS, level_peak_db=60.0))
+    assert flat["level_peaks_per_s"] == 0.0 and flat["voiced_share"] == base["voiced_share"]
+    smoother = prosody_of(y, replace(SETTINGS, level_smooth_frames=31))
+    assert smoother["level_peaks_per_s"] != base["level_peaks_per_s"]
+    low = prosody_of(y, replace(SETTINGS, rolloff_fraction=0.5))
+    assert (
+        low["rolloff_hz_mean"] < base["rolloff_hz_mean"]
+        and low["mfcc_0_mean"] == base["mfcc_0_mean"]
+    )
+    narrow = prosody_of(y, replace(SETTINGS, delta_width=3))
+    assert narrow["mfcc_delta_1_std"] != base["mfcc_delta_1_std"]
+    assert narrow["mfcc_1_std"] == base["mfcc_1_std"]
+
+
+def test_a_card_from_before_the_constants_were_settings_reads_as_today():
+    """Cards written before issue 14 lack the new fields: they take their defaults,
+    which are the values those models were trained with."""
+    old_card = {
+        k: v
+        for k, v in SETTINGS.to_dict().items()
+        if k
+        not in {
+            "voicing_threshold",
+            "level_smooth_frames",
+            "level_peak_db",
+            "rolloff_fraction",
+            "delta_width",
+        }
+    }
+    settings = FeatureSettings(**old_card)
+    assert settings == SETTINGS
+    assert (settings.voicing_threshold, settings.level_peak_db) == (0.45, 3.0)
+    assert (settings.level_smooth_frames, settings.rolloff_fraction, settings.delta_width) == (
+        5,
+        0.85,
+        9,
+    )
 
 
 def test_savgol_deltas_equal_librosa():

@@ -29,7 +29,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from callsort.errors import CallsortError
-from callsort.model.classifier import load_model
+from callsort.model.folder import load_model
 from callsort.run.analysis import analyse_recording
 from callsort.settings import AnalysisSettings
 

@@ -34,7 +34,7 @@ from test_cli import (
     shown,
 )
 
-from callsort.model.classifier import load_model
+from callsort.model.folder import load_model
 from callsort.run.batch import label
 
 REPO = Path(__file__).resolve().parents[1]
@@ -438,7 +438,8 @@ def model_for_layout(folder: Path, names: list[str]) -> Path:
     """A consistent model folder (card and booster agree) for features named ``names``."""
     from dataclasses import replace
 
-    from callsort.model.classifier import EmotionClassifier, save_model
+    from callsort.model.classifier import EmotionClassifier
+    from callsort.model.folder import save_model
 
     shipped = load_model()
     rng = np.random.default_rng(0)

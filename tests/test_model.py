@@ -15,15 +15,9 @@ import pytest
 
 from callsort.errors import ModelError
 from callsort.features.spectral import feature_names
-from callsort.model.classifier import (
-    CARD_FILE,
-    MODEL_FILE,
-    EmotionClassifier,
-    ModelCard,
-    default_model_dir,
-    load_model,
-    save_model,
-)
+from callsort.model.card import CARD_FILE, MODEL_FILE, ModelCard, default_model_dir
+from callsort.model.classifier import EmotionClassifier
+from callsort.model.folder import load_model, save_model
 from callsort.settings import FeatureSettings, SegmentationSettings
 
 LABELS = ("angry", "calm", "happy", "sad")
@@ -276,7 +270,7 @@ def test_load_refuses_a_corrupt_model_file(saved, content):
 LOAD_IN_A_CHILD = """
 import sys
 from callsort.errors import ModelError
-from callsort.model.classifier import load_model
+from callsort.model.folder import load_model
 try:
     load_model(sys.argv[1])
 except ModelError as exc:
@@ -316,9 +310,7 @@ def test_load_refuses_unknown_feature_settings(saved):
 def test_temperature_softens_probabilities_but_keeps_the_ranking(fitted, blobs):
     X, _ = blobs
     sharp = fitted.predict_proba(X)
-    soft = EmotionClassifier(classes=COLUMN_ORDER, temperature=2.0)
-    soft.booster_, soft.classes_ = fitted.booster_, fitted.classes_
-    soft.n_features_in_ = fitted.n_features_in_
+    soft = EmotionClassifier.from_stack(fitted.stack_, temperature=2.0)
     p = soft.predict_proba(X)
     np.testing.assert_allclose(p.sum(axis=1), 1.0, atol=1e-9)
     np.testing.assert_array_equal(p.argmax(axis=1), sharp.argmax(axis=1))

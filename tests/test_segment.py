@@ -136,6 +136,32 @@ def test_tone_with_syllable_rate_tremolo_gives_no_segments(make_sine, make_noise
     assert segments_of(y) == []
 
 
+def test_what_counts_as_a_tone_is_a_setting(make_sine, make_noise):
+    """The tremolo tone above is refused by ``min_zcr_spread``; without that test its
+    moving level makes it speech."""
+    y = make_noise(4.0, rms=1e-3, seed=6)
+    t = np.arange(2 * SR) / SR
+    tremolo = 0.55 + 0.45 * np.sin(2 * np.pi * 4.0 * t)
+    y[SR : 3 * SR] += (make_sine(425.0, 2.0, amplitude=0.3) * tremolo).astype(np.float32)
+    assert segments_of(y) == []
+    assert_segments_match(segments_of(y, replace(SETTINGS, min_zcr_spread=0.0)), [(1.0, 3.0)])
+
+
+def test_the_segmentation_constants_are_settings_with_the_old_values():
+    """Fields added in issue 14 default to the constants they replace, so a card
+    written before them reads as the same settings."""
+    old_card = {
+        k: v
+        for k, v in SETTINGS.__dict__.items()
+        if k not in {"min_zcr_spread", "silence_db", "smooth_s", "peak_percentile"}
+    }
+    settings = SegmentationSettings(**old_card)
+    assert settings == SETTINGS
+    assert (settings.min_zcr_spread, settings.silence_db) == (0.012, -120.0)
+    assert (settings.smooth_s, settings.peak_percentile) == (0.05, 99.5)
+    assert round(settings.smooth_s / settings.frame_s) == 5  # frames, as before
+
+
 def test_steady_hiss_switching_on_gives_no_segments(make_noise):
     """Broadband noise 30 dB above the floor for 2 s: loud, but its level never moves."""
     y = make_noise(4.0, rms=1e-3, seed=7)

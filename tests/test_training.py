@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from callsort.model.classifier import EmotionClassifier, temperature_scaled
+from callsort.model.booster import temperature_scaled
+from callsort.model.classifier import EmotionClassifier
 from callsort.training import train as training
 from callsort.training.corpora import Clip
 from callsort.training.metrics import NO_SPEECH, calibration_scores, predicted_labels

@@ -26,34 +26,31 @@ def channel_names(n_channels: int, settings: ChannelSettings) -> list[str]:
 def analysis_channels(block: np.ndarray, settings: ChannelSettings) -> np.ndarray:
     """Map a ``(frames, channels)`` block to ``(analysis_channels, frames)``, each
     channel without its DC offset (:func:`without_dc`)."""
+    dc = {"chunk": settings.dc_chunk, "negligible_db": settings.negligible_dc_db}
     if block.shape[1] > 1 and settings.mode == "mix":
-        return without_dc(block.mean(axis=1, dtype=np.float32)[np.newaxis, :])
-    return without_dc(np.ascontiguousarray(block.T))
+        return without_dc(block.mean(axis=1, dtype=np.float32)[np.newaxis, :], **dc)
+    return without_dc(np.ascontiguousarray(block.T), **dc)
 
 
-# Offsets below -50 dBFS are left alone: they hide no speech, and they are of the order
-# of what speech itself averages to (asymmetric glottal pulses), not a converter's DC.
-NEGLIGIBLE_DC = 10 ** (-50 / 20)
-_DC_CHUNK = 256  # samples whose mean is one estimate of the offset
-
-
-def without_dc(channels: np.ndarray) -> np.ndarray:
+def without_dc(channels: np.ndarray, *, chunk: int, negligible_db: float) -> np.ndarray:
     """``channels`` ``(channels, samples)`` minus each channel's DC offset.
 
     A cheap converter's constant offset lifts every frame's energy and hides
     zero crossings, so the voice-activity detector misses the speech on it and
     the features describe the offset. The offset is the median of the means of
-    256-sample chunks (robust to speech and clicks); below :data:`NEGLIGIBLE_DC`,
-    or beyond full scale, the channel is returned as it is, untouched to the last bit.
+    ``chunk``-sample chunks (robust to speech and clicks); below ``negligible_db``
+    (dBFS), or beyond full scale, the channel is returned as it is, untouched to
+    the last bit.
     """
-    n = channels.shape[-1] // _DC_CHUNK * _DC_CHUNK
+    n = channels.shape[-1] // chunk * chunk
     if n == 0:
         return channels
-    chunks = channels[:, :n].reshape(channels.shape[0], -1, _DC_CHUNK)
+    chunks = channels[:, :n].reshape(channels.shape[0], -1, chunk)
     with np.errstate(invalid="ignore"):  # a damaged float file's NaN or inf samples
         offset = np.median(chunks.mean(axis=-1, dtype=np.float64), axis=-1)
     # beyond full scale it is no converter's offset but a damaged file: left alone
-    offset[~((np.abs(offset) >= NEGLIGIBLE_DC) & (np.abs(offset) <= 1.0))] = 0.0
+    negligible = 10 ** (negligible_db / 20)
+    offset[~((np.abs(offset) >= negligible) & (np.abs(offset) <= 1.0))] = 0.0
     if not offset.any():
         return channels
     return channels - offset[:, np.newaxis].astype(channels.dtype)

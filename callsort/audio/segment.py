@@ -16,10 +16,6 @@ from scipy.ndimage import uniform_filter1d
 
 from callsort.settings import SegmentationSettings
 
-_SILENCE_DB = -120.0
-_SMOOTH_FRAMES = 5  # 50 ms moving average of frame energy
-_MIN_ZCR_SPREAD = 0.012  # tones keep a near-constant zero-crossing rate; speech does not
-
 
 def frame_measures(y: np.ndarray, *, frame_length: int) -> tuple[np.ndarray, np.ndarray]:
     """Energy (dB re full scale) and zero-crossing rate of whole frames of ``y``.
@@ -54,17 +50,19 @@ def speech_segments(
     s = settings
     if energy_db.size == 0:
         return []
-    e = uniform_filter1d(np.maximum(energy_db, _SILENCE_DB).astype(np.float64), _SMOOTH_FRAMES)
+    smooth = max(1, round(s.smooth_s / s.frame_s))
+    e = uniform_filter1d(np.maximum(energy_db, s.silence_db).astype(np.float64), smooth)
     min_frames = round(s.min_speech_s / s.frame_s)
     floor = float(np.percentile(e, s.noise_floor_percentile))
-    peak = float(np.percentile(e, 99.5))
+    peak = float(np.percentile(e, s.peak_percentile))
     if peak - floor < s.start_db:
-        # Speech can be under 0.5 % of a long recording (a few turns in an hour on
-        # hold): then take the peak among the frames that rise above the floor.
+        # Speech can be under 0.5 % (100 - peak_percentile) of a long recording (a few
+        # turns in an hour on hold): then take the peak among the frames that rise above
+        # the floor.
         loud = e[e > floor + s.start_db]
         if loud.size >= min_frames:
-            peak = float(np.percentile(loud, 99.5))
-    if peak - floor < s.start_db or peak <= _SILENCE_DB + s.start_db:
+            peak = float(np.percentile(loud, s.peak_percentile))
+    if peak - floor < s.start_db or peak <= s.silence_db + s.start_db:
         return []  # nothing rises above the floor: silence or a steady sound throughout
     start_threshold = max(floor + s.start_db, peak - s.dynamic_range_db)
     stay_threshold = start_threshold - (s.start_db - s.stay_db)
@@ -113,7 +111,7 @@ def _is_steady(
     rate of its loud frames), barely moves. Speech moves both all the time."""
     q_e = np.percentile(energy_db, [25, 75])
     q_z = np.percentile(zcr[loud] if loud.any() else zcr, [25, 75])
-    return bool(q_e[1] - q_e[0] < s.min_modulation_db or q_z[1] - q_z[0] < _MIN_ZCR_SPREAD)
+    return bool(q_e[1] - q_e[0] < s.min_modulation_db or q_z[1] - q_z[0] < s.min_zcr_spread)
 
 
 def _windows(start: float, end: float, max_len: float) -> list[tuple[float, float]]:

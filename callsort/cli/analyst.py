@@ -20,7 +20,8 @@ def info(
 
     Example: [bold]callsort info[/bold]
     """
-    from callsort.model.classifier import SHIPPED_MODELS, load_model
+    from callsort.model.card import SHIPPED_MODELS
+    from callsort.model.folder import load_model
     from callsort.run.progress import print_card
 
     # --json prints one card: the model named, or the default

@@ -276,7 +276,7 @@ def run_label(paths: list[Path], **options):
     from callsort.run.batch import label as label_recordings
 
     if state.own_process:
-        from callsort.model.classifier import lean_lightgbm_import
+        from callsort.model.booster import lean_lightgbm_import
 
         lean_lightgbm_import()
     return label_recordings(paths, **options)

@@ -65,7 +65,7 @@ def train(
     Example (the shipped models: scripts/train_shipped_models.sh):
     [bold]callsort train ../shared/datasets/ravdess-speech-16k ../shared/datasets/nemo-speech-16k --out callsort/models/default --holdout-speakers 23,24[/bold]
     """
-    from callsort.model.classifier import save_model
+    from callsort.model.folder import save_model
     from callsort.run.progress import print_metrics, results
     from callsort.training import train as training
     from callsort.training.corpora import default_licence
@@ -169,7 +169,7 @@ def evaluate(
     if json_out:
         json_out.write_text(json.dumps(metrics, indent=2) + "\n")
     if check_card is not None:
-        from callsort.model.classifier import load_model
+        from callsort.model.folder import load_model
         from callsort.training.metrics import metric_differences
 
         expected = load_model(check_card).card.metrics

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from callsort.audio.discover import Recording
 from callsort.errors import ModelError, UsageError
-from callsort.settings import AnalysisSettings
+from callsort.settings import AnalysisSettings, identity
 
 MANIFEST = "manifest.parquet"
 FINGERPRINT_VERSION = 1
@@ -50,7 +50,7 @@ def fingerprint(model_dir: Path, settings: AnalysisSettings) -> Fingerprint:
     partitioning). Reads the model folder without loading LightGBM, so a run with
     nothing to do stays cheap; a folder that is not a model is refused here.
     """
-    from callsort.model.classifier import file_sha256, model_files
+    from callsort.model.card import file_sha256, model_files
 
     model_file, card_file = model_files(model_dir)
     try:
@@ -73,7 +73,7 @@ def fingerprint(model_dir: Path, settings: AnalysisSettings) -> Fingerprint:
         "feature_names": hashlib.sha256(
             "\n".join(card.get("feature_names", [])).encode()
         ).hexdigest(),
-        "analysis": settings.to_dict(),
+        "analysis": identity(settings),
     }
     text = json.dumps(described, sort_keys=True, default=str)
     value = hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
@@ -227,7 +227,7 @@ def plan(
 
 
 def _try_sha(path: Path) -> str:
-    from callsort.model.classifier import file_sha256
+    from callsort.model.card import file_sha256
 
     try:
         return file_sha256(Path(path))

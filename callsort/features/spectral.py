@@ -128,7 +128,7 @@ def _spectral_descriptors(
     mel_basis, chroma_basis, freqs = _bases(s)
     log_mel = librosa.power_to_db(mel_basis @ power, ref=1.0, amin=1e-10, top_db=None)
     mfcc = librosa.feature.mfcc(S=log_mel, n_mfcc=s.n_mfcc)
-    delta, delta2 = _deltas(mfcc)
+    delta, delta2 = _deltas(mfcc, max_width=s.delta_width)
     rms = np.sqrt(np.mean(power, axis=0, keepdims=True) * 2.0 / s.n_fft)
     rms_db = 20.0 * np.log10(rms + 1e-6)
     contrast = librosa.feature.spectral_contrast(
@@ -142,7 +142,7 @@ def _spectral_descriptors(
     chroma = chroma / np.maximum(chroma.max(axis=0, keepdims=True), 1e-10)
     magnitude_sum = np.maximum(spectrum.sum(axis=0, keepdims=True), 1e-10)
     centroid = (freqs[:, None] * spectrum).sum(axis=0, keepdims=True) / magnitude_sum
-    rolloff = _rolloff(spectrum, freqs)
+    rolloff = _rolloff(spectrum, freqs, fraction=s.rolloff_fraction)
     flatness = np.exp(np.mean(np.log(power + 1e-10), axis=0, keepdims=True)) / (
         np.mean(power, axis=0, keepdims=True) + 1e-10
     )
@@ -214,7 +214,12 @@ def prosody_features(
         [
             voiced.mean() if voiced.size else 0.0,
             _slope(np.flatnonzero(voiced) * frame_s * step, semitones[voiced]),
-            _peak_rate(rms_db[0], frame_s=frame_s),
+            _peak_rate(
+                rms_db[0],
+                frame_s=frame_s,
+                width=s.level_smooth_frames,
+                min_rise_db=s.level_peak_db,
+            ),
         ]
     )
     return [
@@ -322,7 +327,7 @@ def _harmonicity(power: np.ndarray, *, settings: FeatureSettings) -> tuple[np.nd
     lo = int(s.sample_rate / s.f0_max_hz)
     hi = min(int(s.sample_rate / s.f0_min_hz), s.n_fft // 2 - 1)
     peak = np.clip(r[lo : hi + 1].max(axis=0), 1e-4, 1 - 1e-4)
-    return 10.0 * np.log10(peak / (1.0 - peak)), peak > 0.45  # Praat's voicing threshold
+    return 10.0 * np.log10(peak / (1.0 - peak)), peak > s.voicing_threshold
 
 
 def _band_slope(log_power: np.ndarray, freqs: np.ndarray, lo: float, hi: float) -> np.ndarray:
@@ -340,15 +345,17 @@ def _slope(t: np.ndarray, values: np.ndarray) -> float:
     return float((t @ (values - values.mean())) / (t @ t))
 
 
-def _peak_rate(level_db: np.ndarray, *, frame_s: float) -> float:
-    """Local maxima of the level, smoothed over 50 ms, that stand 3 dB above their
-    neighbourhood, per second: a proxy for syllables per second."""
-    if level_db.size < 5:
+def _peak_rate(level_db: np.ndarray, *, frame_s: float, width: int, min_rise_db: float) -> float:
+    """Local maxima of the level (dB per frame of ``frame_s`` seconds), smoothed over
+    ``width`` frames, that stand ``min_rise_db`` above its median, per second: a proxy
+    for syllables per second."""
+    if level_db.size < width:
         return 0.0
-    width = 5
     smooth = np.convolve(level_db, np.ones(width) / width, mode="same")
     inner = smooth[1:-1]
-    peaks = (inner > smooth[:-2]) & (inner >= smooth[2:]) & (inner > np.median(smooth) + 3.0)
+    peaks = (
+        (inner > smooth[:-2]) & (inner >= smooth[2:]) & (inner > np.median(smooth) + min_rise_db)
+    )
     return float(peaks.sum() / (level_db.size * frame_s))
 
 
@@ -370,10 +377,11 @@ def _bases(s: FeatureSettings) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return mel.astype(np.float32), chroma.astype(np.float32), freqs.astype(np.float32)
 
 
-def _deltas(mfcc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """First and second time derivatives; the window shrinks for short segments."""
+def _deltas(mfcc: np.ndarray, *, max_width: int) -> tuple[np.ndarray, np.ndarray]:
+    """First and second time derivatives over ``max_width`` frames (odd); the window
+    shrinks for short segments."""
     n = mfcc.shape[1]
-    width = min(9, n if n % 2 else n - 1)
+    width = min(max_width, n if n % 2 else n - 1)
     if width < 3:
         zeros = np.zeros_like(mfcc)
         return zeros, zeros
@@ -418,7 +426,8 @@ def _zero_crossing_rate(y: np.ndarray, *, frame_length: int, hop_length: int) ->
     return (counts / frame_length)[np.newaxis, :]
 
 
-def _rolloff(spectrum: np.ndarray, freqs: np.ndarray, fraction: float = 0.85) -> np.ndarray:
+def _rolloff(spectrum: np.ndarray, freqs: np.ndarray, *, fraction: float) -> np.ndarray:
+    """The frequency (Hz) below which ``fraction`` of each frame's magnitude lies, ``(1, frames)``."""
     cumulative = np.cumsum(spectrum, axis=0)
     threshold = fraction * cumulative[-1:, :]
     index = np.argmax(cumulative >= threshold, axis=0)

@@ -19,7 +19,7 @@ from callsort.audio.decode import AudioInfo, probe, read_blocks, resampled_block
 from callsort.audio.segment import frame_measures, speech_segments
 from callsort.errors import DecodeError
 from callsort.features.spectral import feature_names, segment_features
-from callsort.model.classifier import Model
+from callsort.model.folder import Model
 from callsort.settings import (
     ANALYSIS_SAMPLE_RATE,
     AnalysisSettings,

@@ -126,7 +126,7 @@ def _label_in_memory(
 ) -> LabelRun:
     """Analyse every recording under ``paths`` and return the tables; nothing is written."""
     from callsort.dataset.tables import calls_table, segments_table
-    from callsort.model.classifier import load_model
+    from callsort.model.folder import load_model
     from callsort.run.engines import analyse_stream
 
     o = options
@@ -174,6 +174,6 @@ def _label_in_memory(
 
 
 def _model_sha(folder: Path) -> str:
-    from callsort.model.classifier import MODEL_FILE, file_sha256
+    from callsort.model.card import MODEL_FILE, file_sha256
 
     return file_sha256(Path(folder) / MODEL_FILE)

@@ -47,7 +47,7 @@ def analyse_on_dask(
 
     from distributed import Client, LocalCluster, as_completed
 
-    from callsort.model.classifier import default_model_dir
+    from callsort.model.card import default_model_dir
 
     if not recordings:
         return
@@ -125,13 +125,13 @@ def analyse_on_worker(
     The worker process is not callsort's: LightGBM is imported as usual, and its
     thread pools are limited to one thread only while callsort's tasks run.
     """
-    from callsort.model.classifier import default_model_dir
+    from callsort.model.card import default_model_dir
 
     folder = Path(model_dir) if model_dir else default_model_dir()
     if not is_ready_for(folder, settings):
         init_worker(folder, settings, pool_worker=False)
         if model_sha:
-            from callsort.model.classifier import MODEL_FILE, file_sha256
+            from callsort.model.card import MODEL_FILE, file_sha256
 
             found = file_sha256(folder / MODEL_FILE)
             if found != model_sha:

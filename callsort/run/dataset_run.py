@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from callsort.dataset.runlog import RunLog
     from callsort.dataset.store import DatasetStore
     from callsort.dataset.tables import RecordingResult
-    from callsort.model.classifier import Model
+    from callsort.model.folder import Model
 
 
 @dataclass
@@ -85,7 +85,7 @@ class DatasetRun:
 
         from callsort.dataset import manifest
         from callsort.dataset.store import DatasetStore, empty_table
-        from callsort.model.classifier import model_folder as model_folder_of
+        from callsort.model.card import model_folder as model_folder_of
         from callsort.schema import arrow_schema, call_columns, segment_columns
 
         o = self.options
@@ -426,7 +426,7 @@ def _check_model(folder: Path) -> Model:
     """The model in ``folder``, refused before any work if this callsort cannot use it:
     a card that does not match its booster, or features of another layout."""
     from callsort.features.spectral import feature_names
-    from callsort.model.classifier import load_model
+    from callsort.model.folder import load_model
 
     model = load_model(folder)
     model.check_feature_layout(feature_names(model.feature_settings))

@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from multiprocessing.process import BaseProcess
 
     from callsort.dataset.tables import RecordingResult
-    from callsort.model.classifier import Model
+    from callsort.model.folder import Model
 
 
 def analyse_all(

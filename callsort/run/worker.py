@@ -24,7 +24,7 @@ from callsort.settings import AnalysisSettings
 
 if TYPE_CHECKING:
     from callsort.dataset.tables import RecordingResult
-    from callsort.model.classifier import Model
+    from callsort.model.folder import Model
 
 INTERNAL_ERROR = "internal error in callsort, not a fault of the file (the next run tries it again)"
 """How an error row starts when callsort itself failed on the recording (a bug)."""
@@ -76,7 +76,8 @@ def init_worker(
     machine, for the small matrix products of the features; measured, that is
     up to 6 times slower. Any other process is left as it is.
     """
-    from callsort.model.classifier import lean_lightgbm_import, load_model
+    from callsort.model.booster import lean_lightgbm_import
+    from callsort.model.folder import load_model
 
     if pool_worker:  # a process of its own that gives LightGBM numpy arrays only
         lean_lightgbm_import()

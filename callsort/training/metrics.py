@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from callsort.model.classifier import temperature_scaled
+from callsort.model.booster import temperature_scaled
 
 NO_SPEECH = "(no speech)"
 """What a clip in which the voice-activity detector finds no speech is predicted as."""

@@ -26,7 +26,13 @@ import numpy as np
 from callsort.errors import DatasetError
 from callsort.features.encoder import WHISPER_BASE
 from callsort.features.spectral import feature_names
-from callsort.settings import DEFAULT_CLASSES, AnalysisSettings, FeatureSettings
+from callsort.settings import (
+    DEFAULT_CLASSES,
+    AnalysisSettings,
+    FeatureSettings,
+    identity,
+    settings_repr,
+)
 from callsort.training.corpora import Clip, corpus_folders, default_licence, find_corpora
 from callsort.training.metrics import (
     calibration_report,
@@ -190,8 +196,8 @@ def _cache_key(path: Path, condition: str, settings: AnalysisSettings, fs: Featu
             st.st_size,
             st.st_mtime_ns,
             condition,
-            settings.segmentation.__repr__(),
-            asdict(fs),
+            settings_repr(settings.segmentation),
+            identity(fs),
             FEATURE_CACHE_VERSION,
         ],
         sort_keys=True,
@@ -805,7 +811,7 @@ def train_model(
     from datetime import datetime, timezone
 
     import callsort
-    from callsort.model.classifier import ModelCard
+    from callsort.model.card import ModelCard
 
     held_out = set(config.holdout_speakers)
     keep = [i for i, c in enumerate(run.clips) if c.speaker not in held_out]

@@ -1,0 +1,229 @@
+"""Model folders: load one into a :class:`Model`, save a fitted classifier into one.
+
+:meth:`Model.load` refuses a folder whose card and booster disagree; a loaded
+model predicts with its :class:`~callsort.model.booster.StackedBooster` and
+imports scikit-learn only when its :attr:`Model.classifier` is asked for.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from callsort.errors import ModelError
+from callsort.model.booster import StackedBooster, booster_input_names, lgb_safe
+from callsort.model.card import (
+    CARD_FILE,
+    HEAD_FILE,
+    MODEL_FILE,
+    ModelCard,
+    file_sha256,
+    model_files,
+    model_folder,
+)
+from callsort.model.head import LinearHead, head_columns
+from callsort.settings import FeatureSettings
+
+if TYPE_CHECKING:
+    from callsort.model.classifier import EmotionClassifier
+
+CHANNEL_BLOCK = 512
+"""Segments normalised and predicted at a time in :meth:`Model.channel_proba`."""
+
+
+@dataclass(frozen=True, eq=False)
+class Model:
+    """A loaded model folder: what it predicts with, its card, where it lives."""
+
+    stack: StackedBooster
+    card: ModelCard
+    path: Path
+    n_jobs: int = 1  # LightGBM threads per prediction
+
+    @classmethod
+    def load(cls, path: Path | str | None = None, *, n_jobs: int = 1) -> Model:
+        """Load a model folder (``None``: the shipped default; see
+        :func:`~callsort.model.card.model_folder`) and check its card against its booster."""
+        import lightgbm as lgb
+
+        folder = model_folder(path)
+        model_file, card_file = model_files(folder)
+        card = ModelCard.read(card_file)
+        if card.model_sha256 and file_sha256(model_file) != card.model_sha256:
+            raise ModelError(
+                f"{model_file} does not match its card (checksum differs): truncated or replaced?"
+            )
+        try:
+            booster = lgb.Booster(model_file=str(model_file))
+        except lgb.basic.LightGBMError as exc:
+            raise ModelError(f"unreadable model {model_file}: {exc}") from None
+        head = read_head(folder, card)
+        # the booster reads the card's inputs (the head's columns replaced by its scores);
+        # one fitted with max_features reads a subset
+        inputs = booster_input_names(
+            card.feature_names, card.classes, None if head is None else head.columns
+        )
+        position = {lgb_safe(n): i for i, n in enumerate(inputs)}
+        feature_index = np.array([position.get(n, -1) for n in booster.feature_name()])
+        if booster.num_feature() > len(inputs):
+            raise ModelError(
+                f"model card lists {len(card.feature_names)} features but the booster "
+                f"expects {booster.num_feature()}: {folder} is inconsistent"
+            )
+        if (feature_index < 0).any() or (np.diff(feature_index) <= 0).any():
+            raise ModelError(f"model card feature names do not match the booster in {folder}")
+        if card.normalisation is not None:
+            from callsort.features.spectral import feature_names
+
+            n_raw = len(feature_names(FeatureSettings(**card.feature_settings)))
+            sizes = {len(card.normalisation.get(k, ())) for k in ("mean", "var")}
+            if sizes != {n_raw} or 2 * n_raw != len(card.feature_names):
+                raise ModelError(f"model card normalisation does not fit its features in {folder}")
+        if booster.params.get("num_class", len(card.classes)) != len(card.classes):
+            raise ModelError(f"model card classes do not match the booster in {folder}")
+        stack = StackedBooster(
+            booster=booster,
+            classes=np.array(card.classes),
+            feature_names=np.array(card.feature_names),
+            head=head,
+            feature_index=None if len(feature_index) == len(inputs) else feature_index,
+        )
+        return cls(stack=stack, card=card, path=folder, n_jobs=n_jobs)
+
+    @property
+    def version(self) -> str:
+        return self.card.version
+
+    @property
+    def classes(self) -> list[str]:
+        return self.stack.classes.tolist()
+
+    @property
+    def feature_settings(self) -> FeatureSettings:
+        return FeatureSettings(**self.card.feature_settings)
+
+    @cached_property
+    def classifier(self) -> EmotionClassifier:
+        """The model as a fitted scikit-learn estimator (imports scikit-learn)."""
+        from callsort.model.classifier import EmotionClassifier
+
+        return EmotionClassifier.from_stack(
+            self.stack, temperature=self.card.temperature, n_jobs=self.n_jobs
+        )
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        """Class probabilities ``(samples, classes)`` of features ``X`` (segments,
+        features) as the card lists them (already channel-normalised, if the model is)."""
+        return self.stack.predict_proba(X, n_jobs=self.n_jobs, temperature=self.card.temperature)
+
+    def channel_proba(self, X: np.ndarray) -> np.ndarray:
+        """Class probabilities of the segments ``X`` (segments, features) of ONE channel.
+
+        The features are normalised against the channel's own segments first when
+        the model was trained that way (see :mod:`callsort.features.normalise`).
+        """
+        if self.card.normalisation is None:
+            return self.predict_proba(X)
+        if not len(X):
+            return self.predict_proba(np.zeros((0, self.stack.n_features), dtype=np.float32))
+        from callsort.features.normalise import (
+            PopulationPrior,
+            channel_normalised,
+            channel_statistics,
+        )
+
+        prior = PopulationPrior.from_dict(self.card.normalisation)
+        statistics = channel_statistics(X, prior=prior)
+        # in blocks: the statistics come from the whole channel, the [raw, z] matrix
+        # (twice the features) never exists for more than a block of a long recording
+        return np.concatenate(
+            [
+                self.predict_proba(
+                    channel_normalised(
+                        X[start : start + CHANNEL_BLOCK], prior=prior, statistics=statistics
+                    )
+                )
+                for start in range(0, len(X), CHANNEL_BLOCK)
+            ]
+        )
+
+    def check_feature_layout(self, computed: Sequence[str]) -> None:
+        """Refuse to label with features other than the card's, in number or in order.
+
+        ``computed`` names the features this callsort computes with the card's
+        feature settings. A model made for another layout would otherwise be
+        handed the right number of values in the wrong places.
+        """
+        expected = list(self.card.feature_names)
+        computed = list(computed)
+        if self.card.normalisation is not None:  # the model adds the z-scores itself
+            from callsort.features.normalise import normalised_names
+
+            computed = normalised_names(computed)
+        if computed == expected:
+            return
+        if len(computed) != len(expected):
+            raise ModelError(
+                f"the model in {self.path} expects {len(expected)} features, this callsort "
+                f"computes {len(computed)}: the model was made for another feature layout"
+            )
+        i = next(i for i, (a, b) in enumerate(zip(computed, expected, strict=True)) if a != b)
+        raise ModelError(
+            f"the model in {self.path} expects its features in another order (feature {i} "
+            f"is {expected[i]!r} on its card, {computed[i]!r} here): the model was made "
+            "for another feature layout"
+        )
+
+
+def load_model(path: Path | str | None = None, *, n_jobs: int = 1) -> Model:
+    """Load a model folder (default: the shipped model): :meth:`Model.load`."""
+    return Model.load(path, n_jobs=n_jobs)
+
+
+def read_head(folder: Path, card: ModelCard) -> LinearHead | None:
+    """The linear head of a model folder (None if its card names none), checked
+    against the card's checksum and embedding columns."""
+    if not card.head_sha256:
+        return None
+    head_file = folder / HEAD_FILE
+    try:
+        head_bytes = head_file.read_bytes()
+    except OSError as exc:
+        raise ModelError(f"the model in {folder} needs {HEAD_FILE}: {exc.strerror}") from None
+    if hashlib.sha256(head_bytes).hexdigest() != card.head_sha256:
+        raise ModelError(f"{head_file} does not match its card (checksum differs)")
+    head = LinearHead.from_npz(head_bytes)
+    if set(head.columns.tolist()) != set(head_columns(card.feature_names).tolist()):
+        raise ModelError(f"{head_file} does not read the card's embedding columns")
+    return head
+
+
+def save_model(classifier: EmotionClassifier, card: ModelCard, folder: Path | str) -> Path:
+    """Write a fitted ``classifier`` and its ``card`` into ``folder``, each file atomically;
+    the card gets the checksums of the files written beside it."""
+    from callsort.dataset.writers import atomic_path
+
+    folder = Path(folder)
+    model_text = classifier.booster_.model_to_string().encode("utf-8")
+    head = classifier.head_
+    head_bytes = head.to_npz() if head is not None else b""
+    card = replace(
+        card,
+        model_sha256=hashlib.sha256(model_text).hexdigest(),
+        head_sha256=hashlib.sha256(head_bytes).hexdigest() if head is not None else "",
+    )
+    files = [(MODEL_FILE, model_text), (CARD_FILE, card.to_json().encode("utf-8"))]
+    if head is not None:
+        files.insert(0, (HEAD_FILE, head_bytes))
+    elif (folder / HEAD_FILE).exists():
+        (folder / HEAD_FILE).unlink()  # a previous model's head must not linger
+    for name, data in files:
+        with atomic_path(folder / name) as tmp:
+            tmp.write_bytes(data)
+    return folder

@@ -1,0 +1,31 @@
+"""Settings added after datasets and feature caches existed keep those valid at their old values."""
+
+from dataclasses import replace
+
+from callsort.dataset.manifest import fingerprint
+from callsort.model.card import model_folder
+from callsort.settings import AnalysisSettings, FeatureSettings, identity, settings_repr
+
+# the fields SegmentationSettings had before its constants became settings (issue 14)
+SEGMENTATION_BEFORE = [
+    "frame_s", "noise_floor_percentile", "start_db", "stay_db", "dynamic_range_db",
+    "min_speech_s", "min_pause_s", "pad_s", "max_segment_s", "min_modulation_db",
+]  # fmt: skip
+
+
+def test_a_setting_at_its_old_value_leaves_the_identity_as_before():
+    default = AnalysisSettings()
+    assert list(identity(default.segmentation)) == SEGMENTATION_BEFORE
+    assert set(identity(default.channels)) == {"mode", "names"}
+    assert "voicing_threshold" not in identity(FeatureSettings())
+    assert settings_repr(default.segmentation).startswith("SegmentationSettings(frame_s=0.01, ")
+
+
+def test_a_setting_away_from_its_old_value_changes_the_dataset_fingerprint():
+    folder = model_folder("fast")
+    default = AnalysisSettings()
+    louder_floor = replace(default, segmentation=replace(default.segmentation, silence_db=-100.0))
+    other_dc = replace(default, channels=replace(default.channels, dc_chunk=512))
+    values = {fingerprint(folder, s).value for s in (default, louder_floor, other_dc)}
+    assert len(values) == 3
+    assert identity(louder_floor)["segmentation"]["silence_db"] == -100.0
