@@ -45,8 +45,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from callsort import training  # noqa: E402
 from callsort.settings import FeatureSettings  # noqa: E402
+from callsort.training import train as training  # noqa: E402
+from callsort.training.standardise import ArchiveSample  # noqa: E402
 from callsort.training.train import CONDITIONS, TEST_CONDITIONS, TrainingConfig  # noqa: E402
 
 TARGETS = {
@@ -79,6 +80,10 @@ MULTI_CORPUS = {
     "shipped-unbalanced",
     "shipped-no-nemo-calm",
     "shipped-no-norm",
+    "shipped-archive",
+    "shipped-archive-no-norm",
+    "shipped-archive-skewed",
+    "shipped-archive-50",
 }
 """Experiments run over RAVDESS and nEMO: each corpus's speaker folds (the other corpus
 trains too) and leave-one-corpus-out; the others are RAVDESS rows of the earlier issues."""
@@ -104,6 +109,38 @@ EXPERIMENTS: dict[str, tuple[TrainingConfig, FeatureSettings, str]] = {
         replace(SHIPPED[0], channel_normalisation=False),
         SHIPPED[1],
         "the default without channel normalisation (raw features and embedding only)",
+    ),
+    "shipped-archive": (
+        replace(SHIPPED[0], archive_standardisation=True),
+        SHIPPED[1],
+        "the default, each corpus standardised per condition over its own training clips, "
+        "test clips over all the test clips of their corpus and condition (unlabelled)",
+    ),
+    "shipped-archive-no-norm": (
+        replace(SHIPPED[0], archive_standardisation=True, channel_normalisation=False),
+        SHIPPED[1],
+        "shipped-archive without channel normalisation (the probe's form)",
+    ),
+    "shipped-archive-skewed": (
+        replace(
+            SHIPPED[0],
+            archive_standardisation=True,
+            archive_sample=ArchiveSample(calm_share=0.7, prior_weight=20.0),
+        ),
+        SHIPPED[1],
+        "shipped-archive, test statistics from a sample that is 70 % calm (every calm "
+        "test clip, the other emotions in equal parts), shrunk toward the training "
+        "population (20 segments)",
+    ),
+    "shipped-archive-50": (
+        replace(
+            SHIPPED[0],
+            archive_standardisation=True,
+            archive_sample=ArchiveSample(n_clips=50, prior_weight=20.0),
+        ),
+        SHIPPED[1],
+        "shipped-archive, test statistics from 50 random test clips, shrunk toward the "
+        "training population (20 segments)",
     ),
     "shipped-ravdess-only": (*SHIPPED, "the default model's recipe on RAVDESS alone"),
     "fast-ravdess-only": (*FAST, "the fast model's recipe on RAVDESS alone"),
@@ -210,6 +247,18 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=len(os.sched_getaffinity(0)))
     parser.add_argument("--cache", type=Path, default=None, help="feature cache folder")
     parser.add_argument("--out", type=Path, default=None, help="results JSON (default by name)")
+    parser.add_argument(
+        "--protocols",
+        choices=("all", "folds", "loco"),
+        default="all",
+        help="two-corpus experiments: only the speaker folds, or only leave-one-corpus-out",
+    )
+    parser.add_argument(
+        "--test-audio",
+        default=",".join(PROTOCOL_CONDITIONS),
+        help="two-corpus experiments: comma-separated test conditions (default: the corpus "
+        "files and all four telephone codecs; 'clean,telephone' skips A-law, GSM, G.721)",
+    )
     args = parser.parse_args()
     if not args.data.is_dir():
         print(f"no corpus at {args.data}: nothing to measure", file=sys.stderr)
@@ -262,7 +311,13 @@ def make_report(args, name, description, config, feature_settings, run, metrics)
         "experiment": name,
         "description": description,
         "command": f"python benchmarks/accuracy.py --experiment {args.experiment}"
-        + ("" if args.seed is None else f" --seed {args.seed}"),
+        + ("" if args.seed is None else f" --seed {args.seed}")
+        + ("" if getattr(args, "protocols", "all") == "all" else f" --protocols {args.protocols}")
+        + (
+            ""
+            if getattr(args, "test_audio", None) in (None, ",".join(PROTOCOL_CONDITIONS))
+            else f" --test-audio {args.test_audio}"
+        ),
         "corpora": sorted({c.corpus for c in run.clips}),
         "training_config": asdict(config),
         "feature_settings": asdict(feature_settings),
@@ -287,18 +342,23 @@ def multi_corpus(args, config, feature_settings, description) -> int:
     name = args.experiment
     if args.seed is not None:
         config, name = replace(config, seed=args.seed), f"{name}-seed{args.seed}"
-    corpora = [CORPORA["ravdess"]] if name.endswith("ravdess-only") else list(CORPORA.values())
+    if args.protocols != "all":
+        name = f"{name}-{args.protocols}"
+    corpora = (
+        [CORPORA["ravdess"]] if args.experiment.endswith("ravdess-only") else list(CORPORA.values())
+    )
     missing = [str(c) for c in corpora if not c.is_dir()]
     if missing:
         print(f"no corpus at {', '.join(missing)}: nothing to measure", file=sys.stderr)
         return 0
+    tested = tuple(args.test_audio.split(","))
     started = time.perf_counter()
     encoder_run = training.extract(
         corpora,
         config,
         jobs=args.jobs,
         cache_dir=args.cache or training.default_cache_dir(),
-        conditions=PROTOCOL_CONDITIONS,
+        conditions=tested,
         feature_settings=replace(feature_settings, encoder="whisper-base"),
     )
     # the fast model's features are the first columns of the default's (same code, same
@@ -313,9 +373,10 @@ def multi_corpus(args, config, feature_settings, description) -> int:
         run,
         config,
         jobs=args.jobs,
+        kinds=("folds", "loco") if args.protocols == "all" else (args.protocols,),
         on_fold=lambda protocol, k, r: print(
             f"  {protocol}, fold {k + 1}: "
-            + ", ".join(f"{c} {r[c]['macro_f1']:.3f}" for c in PROTOCOL_CONDITIONS)
+            + ", ".join(f"{c} {r[c]['macro_f1']:.3f}" for c in tested)
             + f" ({time.perf_counter() - started:.0f} s)",
             flush=True,
         ),
@@ -369,7 +430,7 @@ def render_multi(report: dict) -> str:
         "|---|---|---|---|---|" + "---|" * len(classes) + "---|",
     ]
     for protocol, pm in protocols.items():
-        for cond in PROTOCOL_CONDITIONS:
+        for cond in [c for c in PROTOCOL_CONDITIONS if c in pm]:
             e = pm[cond]
             lines.append(
                 f"| {protocol} | {cond} | {pm['n_clips']} | {e['accuracy']:.3f} | "
