@@ -46,9 +46,22 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from callsort.settings import FeatureSettings  # noqa: E402
-from callsort.training import train as training  # noqa: E402
+from callsort.training.cache import default_cache_dir  # noqa: E402
+from callsort.training.config import (  # noqa: E402
+    CODEC_CONDITIONS,
+    CONDITIONS,
+    TEST_CONDITIONS,
+    ClipFeatures,
+    TrainingConfig,
+)
+from callsort.training.crossval import WHOLE_SPEAKER  # noqa: E402
+from callsort.training.protocol import (  # noqa: E402
+    ProtocolRun,
+    corpus_protocols,
+    evaluate_protocol,
+    extract,
+)
 from callsort.training.standardise import ArchiveSample  # noqa: E402
-from callsort.training.train import CONDITIONS, TEST_CONDITIONS, TrainingConfig  # noqa: E402
 
 TARGETS = {
     "clean_macro_f1": 0.80,
@@ -61,7 +74,7 @@ CORPORA = {
     "ravdess": REPO.parent / "shared" / "datasets" / "ravdess-speech-16k",
     "nemo": REPO.parent / "shared" / "datasets" / "nemo-speech-16k",
 }
-PROTOCOL_CONDITIONS = ("clean", "telephone", *training.CODEC_CONDITIONS)
+PROTOCOL_CONDITIONS = ("clean", "telephone", *CODEC_CONDITIONS)
 """Test audio of the multi-corpus rows: the corpus files and the four telephone codecs."""
 
 SHIPPED = (TrainingConfig(), FeatureSettings(encoder="whisper-base"))
@@ -254,6 +267,11 @@ def main() -> int:
         help="two-corpus experiments: only the speaker folds, or only leave-one-corpus-out",
     )
     parser.add_argument(
+        "--folds",
+        default=None,
+        help="two-corpus experiments: only these folds of each corpus (1-based, e.g. 1,3)",
+    )
+    parser.add_argument(
         "--test-audio",
         default=",".join(PROTOCOL_CONDITIONS),
         help="two-corpus experiments: comma-separated test conditions (default: the corpus "
@@ -270,9 +288,9 @@ def main() -> int:
         return multi_corpus(args, config, feature_settings, description)
     if args.seed is not None:
         config, name = replace(config, seed=args.seed), f"{name}-seed{args.seed}"
-    cache = args.cache or training.default_cache_dir()
+    cache = args.cache or default_cache_dir()
     started = time.perf_counter()
-    run = training.extract(
+    run = extract(
         args.data,
         config,
         jobs=args.jobs,
@@ -286,7 +304,7 @@ def main() -> int:
         f"{extracted:.0f} s",
         flush=True,
     )
-    metrics = training.evaluate_protocol(
+    metrics = evaluate_protocol(
         run,
         config,
         jobs=args.jobs,
@@ -313,6 +331,7 @@ def make_report(args, name, description, config, feature_settings, run, metrics)
         "command": f"python benchmarks/accuracy.py --experiment {args.experiment}"
         + ("" if args.seed is None else f" --seed {args.seed}")
         + ("" if getattr(args, "protocols", "all") == "all" else f" --protocols {args.protocols}")
+        + (f" --folds {args.folds}" if getattr(args, "folds", None) else "")
         + (
             ""
             if getattr(args, "test_audio", None) in (None, ",".join(PROTOCOL_CONDITIONS))
@@ -344,6 +363,8 @@ def multi_corpus(args, config, feature_settings, description) -> int:
         config, name = replace(config, seed=args.seed), f"{name}-seed{args.seed}"
     if args.protocols != "all":
         name = f"{name}-{args.protocols}"
+    if args.folds:
+        name = f"{name}-folds{args.folds.replace(',', '')}"
     corpora = (
         [CORPORA["ravdess"]] if args.experiment.endswith("ravdess-only") else list(CORPORA.values())
     )
@@ -353,11 +374,11 @@ def multi_corpus(args, config, feature_settings, description) -> int:
         return 0
     tested = tuple(args.test_audio.split(","))
     started = time.perf_counter()
-    encoder_run = training.extract(
+    encoder_run = extract(
         corpora,
         config,
         jobs=args.jobs,
-        cache_dir=args.cache or training.default_cache_dir(),
+        cache_dir=args.cache or default_cache_dir(),
         conditions=tested,
         feature_settings=replace(feature_settings, encoder="whisper-base"),
     )
@@ -369,11 +390,12 @@ def multi_corpus(args, config, feature_settings, description) -> int:
         f"{time.perf_counter() - started:.0f} s",
         flush=True,
     )
-    metrics = training.corpus_protocols(
+    metrics = corpus_protocols(
         run,
         config,
         jobs=args.jobs,
         kinds=("folds", "loco") if args.protocols == "all" else (args.protocols,),
+        fold_subset=[int(k) - 1 for k in args.folds.split(",")] if args.folds else None,
         on_fold=lambda protocol, k, r: print(
             f"  {protocol}, fold {k + 1}: "
             + ", ".join(f"{c} {r[c]['macro_f1']:.3f}" for c in tested)
@@ -388,12 +410,12 @@ def multi_corpus(args, config, feature_settings, description) -> int:
     return write_report(report, args.out, name)
 
 
-def without_encoder(run: training.ProtocolRun) -> training.ProtocolRun:
+def without_encoder(run: ProtocolRun) -> ProtocolRun:
     keep = [i for i, n in enumerate(run.feature_names) if not n.startswith("enc_")]
     return replace(
         run,
         features={
-            c: [training.ClipFeatures(X=f.X[:, keep], durations_s=f.durations_s) for f in fs]
+            c: [ClipFeatures(X=f.X[:, keep], durations_s=f.durations_s) for f in fs]
             for c, fs in run.features.items()
         },
         feature_settings=replace(run.feature_settings, encoder=None),
@@ -494,12 +516,12 @@ def render(report: dict) -> str:
         lines += [
             "",
             "macro-F1 by pseudo-call kind (clean / telephone): "
-            + "; ".join(f"{k} {v}" for k, v in kind_f1.items() if k != training.WHOLE_SPEAKER),
+            + "; ".join(f"{k} {v}" for k, v in kind_f1.items() if k != WHOLE_SPEAKER),
         ]
-        if training.WHOLE_SPEAKER in kind_f1:
+        if WHOLE_SPEAKER in kind_f1:
             lines.append(
                 "normalised over each test actor's whole balanced set instead (optimistic, "
-                f"not in the figures above): {kind_f1[training.WHOLE_SPEAKER]}"
+                f"not in the figures above): {kind_f1[WHOLE_SPEAKER]}"
             )
     if "tuning" in m:
         lines += ["", "nested search, candidate chosen inside each fold's training actors:"]

@@ -15,7 +15,7 @@ from callsort.features.archive import (
     shrunk,
     standardised,
 )
-from callsort.training.config import ClipFeatures
+from callsort.training.config import ClipFeatures, TrainingConfig
 from callsort.training.corpora import Clip
 from callsort.training.standardise import ArchiveSample, archive_standardised, sample_clips
 
@@ -162,3 +162,82 @@ def test_a_skewed_archive_sample_is_mostly_calm():
     assert all(counts[e] in (4, 5) for e in ("angry", "happy", "sad"))
     small = sample_clips(labels, ArchiveSample(n_clips=50), rng=rng)
     assert len(small) == len(set(small.tolist())) == 50
+
+
+def _shifted_corpora(seed: int = 0):
+    """Corpora a and b, 3 speakers each, classes low/high carried by column 1; corpus b
+    is the same voices through another chain (every column scaled and shifted)."""
+    rng = np.random.default_rng(seed)
+    clips, feats = [], []
+    for corpus in ("a", "b"):
+        for s in range(3):
+            for label in ("low", "high"):
+                for take in range(6):
+                    X = rng.standard_normal((2, 4))
+                    X[:, 1] += 3.0 if label == "high" else 0.0
+                    if corpus == "b":
+                        X = X * 2.0 + 10.0
+                    clips.append(
+                        Clip(Path(f"{corpus}{s}-{label}-{take}.wav"), label, f"{corpus}{s}", corpus)
+                    )
+                    feats.append(
+                        ClipFeatures(X=X.astype(np.float32), durations_s=np.ones(2, np.float32))
+                    )
+    return clips, {"clean": feats, "telephone": feats}
+
+
+@pytest.mark.parametrize("standardise", [False, True])
+def test_a_corpus_never_trained_on_is_recognised_once_each_archive_is_standardised(standardise):
+    from callsort.training.crossval import cross_validate, make_classifier
+
+    clips, features = _shifted_corpora()
+    config = TrainingConfig(
+        classes=("low", "high"),
+        train_conditions=("clean",),
+        channel_normalisation=False,
+        n_estimators=40,
+        archive_standardisation=standardise,
+    )
+    metrics = cross_validate(
+        clips,
+        features,
+        classes=config.classes,
+        config=config,
+        make_model=lambda cfg: make_classifier(cfg, jobs=1),
+        feature_names=[f"f{i}" for i in range(4)],
+        folds=[["b0", "b1", "b2"]],  # leave corpus b out: only a trains
+    )
+    if standardise:
+        assert metrics["clean"]["macro_f1"] > 0.9
+    else:  # raw: corpus b lies beyond every threshold learned on a
+        assert metrics["clean"]["macro_f1"] < 0.5
+
+
+def test_the_final_model_stores_the_raw_training_population():
+    from callsort.training.crossval import fit_final, make_classifier
+    from callsort.training.train import archive_card
+
+    clips, features = _shifted_corpora(1)
+    config = TrainingConfig(
+        classes=("low", "high"),
+        train_conditions=("clean",),
+        n_estimators=20,
+        archive_standardisation=True,
+    )
+    fitted = fit_final(
+        clips,
+        features,
+        config=config,
+        make_model=lambda cfg: make_classifier(cfg, jobs=1),
+        feature_names=[f"f{i}" for i in range(4)],
+    )
+    raw = np.concatenate([f.X for f in features["clean"]]).astype(np.float64)
+    np.testing.assert_allclose(fitted.archive_population.mean, raw.mean(axis=0), rtol=1e-6)
+    np.testing.assert_allclose(fitted.archive_population.var, raw.var(axis=0), rtol=1e-5)
+    # the channel prior is learned on standardised features: about 0 and 1
+    np.testing.assert_allclose(fitted.prior.mean, 0, atol=1e-5)
+    np.testing.assert_allclose(fitted.prior.var, 1, atol=1e-4)
+    entry = json.loads(json.dumps(archive_card(fitted.archive_population, config)))
+    population = ArchiveStatistics.from_dict(entry["archive_standardisation"]["population"])
+    np.testing.assert_allclose(population.mean, fitted.archive_population.mean)
+    assert archive_card(None, config) == {}

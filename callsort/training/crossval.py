@@ -10,10 +10,13 @@ normalisation, test clips are scored inside pseudo-calls of their own speaker.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
 from callsort.errors import DatasetError
+from callsort.features.archive import ArchiveStatistics
+from callsort.features.normalise import PopulationPrior
 from callsort.training.config import (
     CONDITIONS,
     TEST_CONDITIONS,
@@ -318,10 +321,35 @@ def fit_final(
     config: TrainingConfig,
     make_model: Callable[[TrainingConfig], object],
     feature_names: Sequence[str],
-):
-    """Fit one model on every clip given; returns it and its population prior (or None)."""
+) -> FinalFit:
+    """Fit one model on every clip given (each corpus standardised over its own clips
+    first when ``config.archive_standardisation``)."""
     index = np.arange(len(clips))
-    return _fit(clips, features, index, config, make_model, feature_names)
+    population = None
+    if config.archive_standardisation:
+        features, population = archive_standardised(
+            clips,
+            features,
+            index,
+            np.arange(0),
+            sample=config.archive_sample,
+            seed=config.seed,
+            make=ClipFeatures,
+            train_conditions=config.train_conditions,
+        )
+    model, prior = _fit(clips, features, index, config, make_model, feature_names)
+    return FinalFit(model=model, prior=prior, archive_population=population)
+
+
+@dataclass(frozen=True)
+class FinalFit:
+    """The final model, its channel-normalisation prior and its archive population."""
+
+    model: object  # EmotionClassifier
+    prior: PopulationPrior | None  # None: trained without channel normalisation
+    # statistics of all the training segments before per-corpus standardisation (the
+    # population an archive's own statistics are shrunk toward); None: not standardised
+    archive_population: ArchiveStatistics | None
 
 
 def _fit(clips, features, index, config, make_model, feature_names):

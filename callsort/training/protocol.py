@@ -128,6 +128,7 @@ def corpus_protocols(
     headline_only: bool = False,
     on_fold: Callable[[str, int, dict], None] | None = None,
     kinds: Sequence[str] = ("folds", "loco"),
+    fold_subset: Sequence[int] | None = None,
 ) -> dict:
     """The protocols of a run over one or more corpora.
 
@@ -136,13 +137,19 @@ def corpus_protocols(
     corpora train, every clip of this one tests). The first corpus's folds are the
     headline: their figures stand at the top level, as with one corpus; the rest
     are under ``other_protocols``. ``kinds`` runs only the speaker folds
-    (``"folds"``) or only leave-one-corpus-out (``"loco"``) to save time.
+    (``"folds"``) or only leave-one-corpus-out (``"loco"``) to save time;
+    ``fold_subset`` (0-based) tests only those folds of each corpus (each trained
+    exactly as in the whole protocol).
     """
     corpora = list(dict.fromkeys(c.corpus for c in run.clips))
     runs: dict[str, dict] = {}
     for corpus in (corpora[:1] if headline_only else corpora) if "folds" in kinds else ():
         folds = corpus_folds(run.clips, corpus, n_folds=config.n_folds)
         name = f"{corpus}: {len(folds)} folds by speaker"
+        if fold_subset is not None:
+            chosen = [k for k in fold_subset if k < len(folds)]
+            folds = [folds[k] for k in chosen]
+            name += f", folds {','.join(str(k + 1) for k in chosen)}"
         runs[name] = evaluate_protocol(
             run,
             config,

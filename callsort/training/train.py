@@ -69,13 +69,14 @@ def train_model(
             make_model=partial(make_classifier, jobs=jobs),
             feature_names=run.feature_names,
         )
-    classifier, prior = fit_final(
+    fitted = fit_final(
         clips,
         features,
         config=config,
         make_model=partial(make_classifier, jobs=jobs),
         feature_names=run.feature_names,
     )
+    classifier, prior = fitted.model, fitted.prior
     if config.calibrate:
         # the temperature the cross-validation fitted on all its out-of-fold predictions
         classifier.temperature = metrics.get("temperature", 1.0)
@@ -106,6 +107,7 @@ def train_model(
             "label_counts": {c: sum(x.label == c for x in clips) for c in config.classes},
             "config": asdict(config),
             **({"tuning": search} if search is not None else {}),
+            **archive_card(fitted.archive_population, config),
             "command": "callsort train "
             + " ".join(Path(d).name for d in corpus_folders(data_dir))
             + " --out MODEL_DIR"
@@ -118,6 +120,20 @@ def train_model(
         created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
     )
     return classifier, card
+
+
+def archive_card(population, config: TrainingConfig) -> dict:
+    """The card's ``archive_standardisation`` entry (empty without it): the training
+    population's statistics of the raw features (:mod:`callsort.features.archive`) and
+    the weight an archive's own statistics are shrunk toward them with."""
+    if population is None:
+        return {}
+    return {
+        "archive_standardisation": {
+            "population": population.to_dict(),
+            "prior_weight": config.archive_sample.prior_weight,
+        }
+    }
 
 
 def library_versions() -> dict[str, str]:
