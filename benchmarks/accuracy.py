@@ -124,13 +124,20 @@ EXPERIMENTS: dict[str, tuple[TrainingConfig, FeatureSettings, str]] = {
         "the default without channel normalisation (raw features and embedding only)",
     ),
     "shipped-archive": (
-        replace(SHIPPED[0], archive_standardisation=True),
+        replace(
+            SHIPPED[0], archive_standardisation=True, archive_sample=ArchiveSample(prior_weight=0.0)
+        ),
         SHIPPED[1],
         "the default, each corpus standardised per condition over its own training clips, "
         "test clips over all the test clips of their corpus and condition (unlabelled)",
     ),
     "shipped-archive-no-norm": (
-        replace(SHIPPED[0], archive_standardisation=True, channel_normalisation=False),
+        replace(
+            SHIPPED[0],
+            archive_standardisation=True,
+            archive_sample=ArchiveSample(prior_weight=0.0),
+            channel_normalisation=False,
+        ),
         SHIPPED[1],
         "shipped-archive without channel normalisation (the probe's form)",
     ),

@@ -117,7 +117,7 @@ def test_protocol_standardises_each_corpus_over_its_own_clips_without_test_label
         features,
         train,
         test,
-        sample=ArchiveSample(),
+        sample=ArchiveSample(prior_weight=0.0),
         seed=0,
         make=ClipFeatures,
         train_conditions=("clean",),
@@ -139,7 +139,7 @@ def test_protocol_standardises_each_corpus_over_its_own_clips_without_test_label
         features,
         train,
         test,
-        sample=ArchiveSample(),
+        sample=ArchiveSample(prior_weight=0.0),
         seed=0,
         make=ClipFeatures,
         train_conditions=("clean",),
@@ -197,6 +197,7 @@ def test_a_corpus_never_trained_on_is_recognised_once_each_archive_is_standardis
         channel_normalisation=False,
         n_estimators=40,
         archive_standardisation=standardise,
+        archive_sample=ArchiveSample(prior_weight=0.0),
     )
     metrics = cross_validate(
         clips,

@@ -31,7 +31,9 @@ class ArchiveSample:
     n_clips: int | None = None  # a random sample of this many clips (None: every one)
     calm_share: float | None = None  # share of calm clips in the sample (None: as it comes)
     calm_label: str = "calm"
-    prior_weight: float = 0.0  # segments the training population counts as
+    # segments the training population counts as when the sample's statistics are
+    # shrunk toward it; a model's card stores it for the archives it will label
+    prior_weight: float = 20.0
 
 
 def sample_clips(
