@@ -30,6 +30,9 @@ leave-one-corpus-out both ways, each tested on the corpus files and on 8 kHz
 mu-law, A-law, GSM 06.10 and G.721 files read through ``callsort label``'s
 decode path. ``bash scripts/train_shipped_models.sh`` writes the same figures
 for the shipped models (``accuracy-shipped.json``, ``accuracy-fast.json``).
+``--protocols folds|loco``, ``--folds 1,3`` and ``--test-audio clean,telephone``
+run part of those protocols (each fold trained as in the whole one); the
+results file's name then says which part.
 """
 
 from __future__ import annotations
