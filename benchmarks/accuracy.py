@@ -30,6 +30,9 @@ leave-one-corpus-out both ways, each tested on the corpus files and on 8 kHz
 mu-law, A-law, GSM 06.10 and G.721 files read through ``callsort label``'s
 decode path. ``bash scripts/train_shipped_models.sh`` writes the same figures
 for the shipped models (``accuracy-shipped.json``, ``accuracy-fast.json``).
+``--protocols folds|loco``, ``--folds 1,3`` and ``--test-audio clean,telephone``
+run part of those protocols (each fold trained as in the whole one); the
+results file's name then says which part.
 """
 
 from __future__ import annotations
@@ -45,9 +48,23 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from callsort import training  # noqa: E402
 from callsort.settings import FeatureSettings  # noqa: E402
-from callsort.training.train import CONDITIONS, TEST_CONDITIONS, TrainingConfig  # noqa: E402
+from callsort.training.cache import default_cache_dir  # noqa: E402
+from callsort.training.config import (  # noqa: E402
+    CODEC_CONDITIONS,
+    CONDITIONS,
+    TEST_CONDITIONS,
+    ClipFeatures,
+    TrainingConfig,
+)
+from callsort.training.crossval import WHOLE_SPEAKER  # noqa: E402
+from callsort.training.protocol import (  # noqa: E402
+    ProtocolRun,
+    corpus_protocols,
+    evaluate_protocol,
+    extract,
+)
+from callsort.training.standardise import ArchiveSample  # noqa: E402
 
 TARGETS = {
     "clean_macro_f1": 0.80,
@@ -60,7 +77,7 @@ CORPORA = {
     "ravdess": REPO.parent / "shared" / "datasets" / "ravdess-speech-16k",
     "nemo": REPO.parent / "shared" / "datasets" / "nemo-speech-16k",
 }
-PROTOCOL_CONDITIONS = ("clean", "telephone", *training.CODEC_CONDITIONS)
+PROTOCOL_CONDITIONS = ("clean", "telephone", *CODEC_CONDITIONS)
 """Test audio of the multi-corpus rows: the corpus files and the four telephone codecs."""
 
 SHIPPED = (TrainingConfig(), FeatureSettings(encoder="whisper-base"))
@@ -79,6 +96,10 @@ MULTI_CORPUS = {
     "shipped-unbalanced",
     "shipped-no-nemo-calm",
     "shipped-no-norm",
+    "shipped-archive",
+    "shipped-archive-no-norm",
+    "shipped-archive-skewed",
+    "shipped-archive-50",
 }
 """Experiments run over RAVDESS and nEMO: each corpus's speaker folds (the other corpus
 trains too) and leave-one-corpus-out; the others are RAVDESS rows of the earlier issues."""
@@ -104,6 +125,45 @@ EXPERIMENTS: dict[str, tuple[TrainingConfig, FeatureSettings, str]] = {
         replace(SHIPPED[0], channel_normalisation=False),
         SHIPPED[1],
         "the default without channel normalisation (raw features and embedding only)",
+    ),
+    "shipped-archive": (
+        replace(
+            SHIPPED[0], archive_standardisation=True, archive_sample=ArchiveSample(prior_weight=0.0)
+        ),
+        SHIPPED[1],
+        "the default, each corpus standardised per condition over its own training clips, "
+        "test clips over all the test clips of their corpus and condition (unlabelled)",
+    ),
+    "shipped-archive-no-norm": (
+        replace(
+            SHIPPED[0],
+            archive_standardisation=True,
+            archive_sample=ArchiveSample(prior_weight=0.0),
+            channel_normalisation=False,
+        ),
+        SHIPPED[1],
+        "shipped-archive without channel normalisation (the probe's form)",
+    ),
+    "shipped-archive-skewed": (
+        replace(
+            SHIPPED[0],
+            archive_standardisation=True,
+            archive_sample=ArchiveSample(calm_share=0.7, prior_weight=20.0),
+        ),
+        SHIPPED[1],
+        "shipped-archive, test statistics from a sample that is 70 % calm (every calm "
+        "test clip, the other emotions in equal parts), shrunk toward the training "
+        "population (20 segments)",
+    ),
+    "shipped-archive-50": (
+        replace(
+            SHIPPED[0],
+            archive_standardisation=True,
+            archive_sample=ArchiveSample(n_clips=50, prior_weight=20.0),
+        ),
+        SHIPPED[1],
+        "shipped-archive, test statistics from 50 random test clips, shrunk toward the "
+        "training population (20 segments)",
     ),
     "shipped-ravdess-only": (*SHIPPED, "the default model's recipe on RAVDESS alone"),
     "fast-ravdess-only": (*FAST, "the fast model's recipe on RAVDESS alone"),
@@ -210,6 +270,23 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=len(os.sched_getaffinity(0)))
     parser.add_argument("--cache", type=Path, default=None, help="feature cache folder")
     parser.add_argument("--out", type=Path, default=None, help="results JSON (default by name)")
+    parser.add_argument(
+        "--protocols",
+        choices=("all", "folds", "loco"),
+        default="all",
+        help="two-corpus experiments: only the speaker folds, or only leave-one-corpus-out",
+    )
+    parser.add_argument(
+        "--folds",
+        default=None,
+        help="two-corpus experiments: only these folds of each corpus (1-based, e.g. 1,3)",
+    )
+    parser.add_argument(
+        "--test-audio",
+        default=",".join(PROTOCOL_CONDITIONS),
+        help="two-corpus experiments: comma-separated test conditions (default: the corpus "
+        "files and all four telephone codecs; 'clean,telephone' skips A-law, GSM, G.721)",
+    )
     args = parser.parse_args()
     if not args.data.is_dir():
         print(f"no corpus at {args.data}: nothing to measure", file=sys.stderr)
@@ -221,9 +298,9 @@ def main() -> int:
         return multi_corpus(args, config, feature_settings, description)
     if args.seed is not None:
         config, name = replace(config, seed=args.seed), f"{name}-seed{args.seed}"
-    cache = args.cache or training.default_cache_dir()
+    cache = args.cache or default_cache_dir()
     started = time.perf_counter()
-    run = training.extract(
+    run = extract(
         args.data,
         config,
         jobs=args.jobs,
@@ -237,7 +314,7 @@ def main() -> int:
         f"{extracted:.0f} s",
         flush=True,
     )
-    metrics = training.evaluate_protocol(
+    metrics = evaluate_protocol(
         run,
         config,
         jobs=args.jobs,
@@ -262,7 +339,14 @@ def make_report(args, name, description, config, feature_settings, run, metrics)
         "experiment": name,
         "description": description,
         "command": f"python benchmarks/accuracy.py --experiment {args.experiment}"
-        + ("" if args.seed is None else f" --seed {args.seed}"),
+        + ("" if args.seed is None else f" --seed {args.seed}")
+        + ("" if getattr(args, "protocols", "all") == "all" else f" --protocols {args.protocols}")
+        + (f" --folds {args.folds}" if getattr(args, "folds", None) else "")
+        + (
+            ""
+            if getattr(args, "test_audio", None) in (None, ",".join(PROTOCOL_CONDITIONS))
+            else f" --test-audio {args.test_audio}"
+        ),
         "corpora": sorted({c.corpus for c in run.clips}),
         "training_config": asdict(config),
         "feature_settings": asdict(feature_settings),
@@ -287,18 +371,25 @@ def multi_corpus(args, config, feature_settings, description) -> int:
     name = args.experiment
     if args.seed is not None:
         config, name = replace(config, seed=args.seed), f"{name}-seed{args.seed}"
-    corpora = [CORPORA["ravdess"]] if name.endswith("ravdess-only") else list(CORPORA.values())
+    if args.protocols != "all":
+        name = f"{name}-{args.protocols}"
+    if args.folds:
+        name = f"{name}-folds{args.folds.replace(',', '')}"
+    corpora = (
+        [CORPORA["ravdess"]] if args.experiment.endswith("ravdess-only") else list(CORPORA.values())
+    )
     missing = [str(c) for c in corpora if not c.is_dir()]
     if missing:
         print(f"no corpus at {', '.join(missing)}: nothing to measure", file=sys.stderr)
         return 0
+    tested = tuple(args.test_audio.split(","))
     started = time.perf_counter()
-    encoder_run = training.extract(
+    encoder_run = extract(
         corpora,
         config,
         jobs=args.jobs,
-        cache_dir=args.cache or training.default_cache_dir(),
-        conditions=PROTOCOL_CONDITIONS,
+        cache_dir=args.cache or default_cache_dir(),
+        conditions=tested,
         feature_settings=replace(feature_settings, encoder="whisper-base"),
     )
     # the fast model's features are the first columns of the default's (same code, same
@@ -309,13 +400,15 @@ def multi_corpus(args, config, feature_settings, description) -> int:
         f"{time.perf_counter() - started:.0f} s",
         flush=True,
     )
-    metrics = training.corpus_protocols(
+    metrics = corpus_protocols(
         run,
         config,
         jobs=args.jobs,
+        kinds=("folds", "loco") if args.protocols == "all" else (args.protocols,),
+        fold_subset=[int(k) - 1 for k in args.folds.split(",")] if args.folds else None,
         on_fold=lambda protocol, k, r: print(
             f"  {protocol}, fold {k + 1}: "
-            + ", ".join(f"{c} {r[c]['macro_f1']:.3f}" for c in PROTOCOL_CONDITIONS)
+            + ", ".join(f"{c} {r[c]['macro_f1']:.3f}" for c in tested)
             + f" ({time.perf_counter() - started:.0f} s)",
             flush=True,
         ),
@@ -327,12 +420,12 @@ def multi_corpus(args, config, feature_settings, description) -> int:
     return write_report(report, args.out, name)
 
 
-def without_encoder(run: training.ProtocolRun) -> training.ProtocolRun:
+def without_encoder(run: ProtocolRun) -> ProtocolRun:
     keep = [i for i, n in enumerate(run.feature_names) if not n.startswith("enc_")]
     return replace(
         run,
         features={
-            c: [training.ClipFeatures(X=f.X[:, keep], durations_s=f.durations_s) for f in fs]
+            c: [ClipFeatures(X=f.X[:, keep], durations_s=f.durations_s) for f in fs]
             for c, fs in run.features.items()
         },
         feature_settings=replace(run.feature_settings, encoder=None),
@@ -369,7 +462,7 @@ def render_multi(report: dict) -> str:
         "|---|---|---|---|---|" + "---|" * len(classes) + "---|",
     ]
     for protocol, pm in protocols.items():
-        for cond in PROTOCOL_CONDITIONS:
+        for cond in [c for c in PROTOCOL_CONDITIONS if c in pm]:
             e = pm[cond]
             lines.append(
                 f"| {protocol} | {cond} | {pm['n_clips']} | {e['accuracy']:.3f} | "
@@ -433,12 +526,12 @@ def render(report: dict) -> str:
         lines += [
             "",
             "macro-F1 by pseudo-call kind (clean / telephone): "
-            + "; ".join(f"{k} {v}" for k, v in kind_f1.items() if k != training.WHOLE_SPEAKER),
+            + "; ".join(f"{k} {v}" for k, v in kind_f1.items() if k != WHOLE_SPEAKER),
         ]
-        if training.WHOLE_SPEAKER in kind_f1:
+        if WHOLE_SPEAKER in kind_f1:
             lines.append(
                 "normalised over each test actor's whole balanced set instead (optimistic, "
-                f"not in the figures above): {kind_f1[training.WHOLE_SPEAKER]}"
+                f"not in the figures above): {kind_f1[WHOLE_SPEAKER]}"
             )
     if "tuning" in m:
         lines += ["", "nested search, candidate chosen inside each fold's training actors:"]

@@ -749,10 +749,10 @@ def test_train_info_label_evaluate_on_synthetic_data(synth_data, tmp_path):
 
 
 def test_train_tune_searches_inside_the_training_speakers(synth_data, tmp_path, monkeypatch):
-    from callsort.training import train as training
+    from callsort.training import tuning
 
     useless = {"n_estimators": 50, "model_params": {"min_data_in_leaf": 10_000}}  # no split
-    monkeypatch.setattr(training, "TUNING_CANDIDATES", (useless, {"n_estimators": 50}))
+    monkeypatch.setattr(tuning, "TUNING_CANDIDATES", (useless, {"n_estimators": 50}))
     model_dir = tmp_path / "model"
     common = ("--classes", ",".join(SYNTH_CLASSES), "--jobs", 1, "--cache", tmp_path / "cache")
     result = invoke("train", synth_data, "--out", model_dir, "--no-telephone", "--tune", *common)

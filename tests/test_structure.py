@@ -168,27 +168,9 @@ def cycle_in(component: list[str], graph: dict[str, list[str]]) -> list[str]:
 
 MODULES = read_package()
 
-# Offenders being reworked on other branches of issue 14 (run/, dataset/, cli.py; training/):
-# their checks are expected failures until then, and fail once an entry is no longer
-# needed, so that it is removed here.
-AWAITING_CYCLES: list[frozenset[str]] = []
-AWAITING_PRIVATE: set[str] = set()
-AWAITING_SHORT = {"callsort.training.train"}
-
 
 def describe(name: str) -> str:
     return str(MODULES[name].path.relative_to(PACKAGE.parent))
-
-
-def awaiting(problem: str | None, *, expected: bool) -> None:
-    """Fail on a new ``problem``; mark an expected one as such; fail when an expected
-    one is gone (its entry above is to be removed)."""
-    if problem and not expected:
-        pytest.fail(problem)
-    if problem:
-        pytest.xfail(f"awaiting the rework on another branch: {problem}")
-    if expected:
-        pytest.fail("fixed: remove this module from the AWAITING_ lists of this file")
 
 
 def test_the_walk_sees_the_package_and_its_imports():
@@ -200,26 +182,19 @@ def test_the_walk_sees_the_package_and_its_imports():
 
 def test_no_import_cycle():
     found = cycles(MODULES)
-    new = [c for c in found if frozenset(c) not in AWAITING_CYCLES]
-    assert not new, "import cycles:\n" + "\n".join(" -> ".join(c) for c in new)
-    gone = set(AWAITING_CYCLES) - {frozenset(c) for c in found}
-    assert not gone, f"cycles gone, remove them from AWAITING_CYCLES: {gone}"
-    if found:
-        pytest.xfail("awaiting the rework on another branch: " + " -> ".join(found[0]))
+    assert not found, "import cycles:\n" + "\n".join(" -> ".join(c) for c in found)
 
 
 @pytest.mark.parametrize("name", sorted(MODULES))
 def test_no_private_name_imported_from_another_module(name):
     private = MODULES[name].private
-    problem = f"{describe(name)} reaches private names: " + "; ".join(private) if private else None
-    awaiting(problem, expected=name in AWAITING_PRIVATE)
+    assert not private, f"{describe(name)} reaches private names: " + "; ".join(private)
 
 
 @pytest.mark.parametrize("name", sorted(MODULES))
 def test_module_is_short(name):
     lines = len(MODULES[name].path.read_text(encoding="utf-8").splitlines())
-    problem = f"{describe(name)} has {lines} lines (at most {MAX_LINES})"
-    awaiting(problem if lines > MAX_LINES else None, expected=name in AWAITING_SHORT)
+    assert lines <= MAX_LINES, f"{describe(name)} has {lines} lines (at most {MAX_LINES})"
 
 
 # --- the checks themselves -----------------------------------------------------------------
@@ -319,13 +294,3 @@ def test_check_is_fitted_tells_fitted_from_unfitted():
     with pytest.raises(NotFittedError):
         unfitted.predict_proba(X)
     check_is_fitted(unfitted.fit(X, y))
-
-
-def test_an_awaited_problem_fails_when_new_and_when_gone():
-    with pytest.raises(pytest.fail.Exception, match="too long"):
-        awaiting("too long", expected=False)
-    with pytest.raises(pytest.fail.Exception, match="remove this module"):
-        awaiting(None, expected=True)
-    with pytest.raises(pytest.xfail.Exception, match="too long"):
-        awaiting("too long", expected=True)
-    awaiting(None, expected=False)

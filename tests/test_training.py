@@ -10,19 +10,20 @@ import pytest
 
 from callsort.model.booster import temperature_scaled
 from callsort.model.classifier import EmotionClassifier
-from callsort.training import train as training
+from callsort.training import cache as training_cache
+from callsort.training import tuning
+from callsort.training.config import ClipFeatures, TrainingConfig
 from callsort.training.corpora import Clip
-from callsort.training.metrics import NO_SPEECH, calibration_scores, predicted_labels
-from callsort.training.train import (
+from callsort.training.crossval import (
     CALL_CLIPS,
     INNER_FOLDS,
     MIX_KINDS,
-    ClipFeatures,
-    TrainingConfig,
     cross_validate,
+    make_classifier,
     pseudo_call,
-    tuned_config,
 )
+from callsort.training.metrics import NO_SPEECH, calibration_scores, predicted_labels
+from callsort.training.tuning import tuned_config
 
 EMOTIONS = ("angry", "calm", "happy", "sad")
 
@@ -112,7 +113,7 @@ def separable_clips(seed: int = 0):
 def test_nested_search_never_sees_the_test_speakers_and_picks_the_better_candidate(monkeypatch):
     useless = {"model_params": {"min_data_in_leaf": 10_000}}  # can never split: chance
     useful = {"n_estimators": 40}
-    monkeypatch.setattr(training, "TUNING_CANDIDATES", (useless, useful))
+    monkeypatch.setattr(tuning, "TUNING_CANDIDATES", (useless, useful))
     clips, features = separable_clips()
     config = TrainingConfig(
         classes=("low", "high"),
@@ -124,7 +125,7 @@ def test_nested_search_never_sees_the_test_speakers_and_picks_the_better_candida
     speakers_seen: list[set[int]] = []
 
     def make_model(cfg: TrainingConfig) -> EmotionClassifier:
-        model = training._classifier(cfg, jobs=1)
+        model = make_classifier(cfg, jobs=1)
         fit = model.fit
 
         def recording_fit(X, y, **kwargs):
@@ -199,7 +200,7 @@ def test_telephone_training_copies_are_what_label_reads_from_an_8khz_mulaw_file(
     labelled_segments, labelled = waveform_segments(
         decode_mono(archive), settings=settings, feature_settings=fs
     )
-    trained = training._compute_clip_features(clip_path, "telephone", settings, fs)
+    trained = training_cache._compute_clip_features(clip_path, "telephone", settings, fs)
     assert len(labelled_segments) == len(trained.X) >= 1
     durations = np.array([b - a for a, b in labelled_segments])
     np.testing.assert_allclose(trained.durations_s, durations, atol=0.03)
@@ -220,11 +221,11 @@ def test_fast_features_are_read_from_an_encoder_models_cache(tmp_path, make_spee
     settings, cache = AnalysisSettings(), tmp_path / "cache"
     rich = FeatureSettings(encoder="whisper-base")
     task = (path, "clean", settings, rich, cache)
-    with_encoder = training._clip_features_task(task)
+    with_encoder = training_cache._clip_features_task(task)
     assert len(list(cache.iterdir())) == 1
-    fast = training._clip_features_task((path, "clean", settings, FeatureSettings(), cache))
+    fast = training_cache._clip_features_task((path, "clean", settings, FeatureSettings(), cache))
     assert len(list(cache.iterdir())) == 1  # nothing new computed or written
-    computed = training._compute_clip_features(path, "clean", settings, FeatureSettings())
+    computed = training_cache._compute_clip_features(path, "clean", settings, FeatureSettings())
     np.testing.assert_array_equal(fast.X, computed.X)
     assert with_encoder.X.shape[1] == computed.X.shape[1] + 1024
 

@@ -1,0 +1,168 @@
+"""Segment features of every clip under every audio condition, cached on disk.
+
+Clips go through the product's own path (decode, segmentation, features), so a
+model trains on what ``callsort label`` computes; telephone copies are real
+8 kHz codec files read back by the label path. One ``.npz`` per clip and
+condition, keyed by the file (path, size, mtime), the settings and
+:data:`FEATURE_CACHE_VERSION`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from callsort.features.encoder import WHISPER_BASE
+from callsort.features.spectral import feature_names
+from callsort.settings import AnalysisSettings, FeatureSettings, identity, settings_repr
+from callsort.training.config import (
+    AUGMENTED,
+    CODEC_CONDITIONS,
+    PERTURBED,
+    TEST_CONDITIONS,
+    ClipFeatures,
+)
+from callsort.training.corpora import Clip
+
+FEATURE_CACHE_VERSION = 4  # bump when feature code changes without a settings change
+
+
+def clip_features(
+    clips: Sequence[Clip],
+    *,
+    condition: str,
+    settings: AnalysisSettings,
+    feature_settings: FeatureSettings,
+    cache_dir: Path | None,
+    jobs: int,
+    on_done: Callable[[], None] | None = None,
+) -> list[ClipFeatures]:
+    """Features of every clip under ``condition``, using all ``jobs`` cores and the cache."""
+    tasks = [(c.path, condition, settings, feature_settings, cache_dir) for c in clips]
+    if jobs <= 1:
+        out = []
+        for t in tasks:
+            out.append(_clip_features_task(t))
+            if on_done:
+                on_done()
+        return out
+    import multiprocessing
+
+    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        out = []
+        for result in pool.map(_clip_features_task, tasks, chunksize=8):
+            out.append(result)
+            if on_done:
+                on_done()
+        return out
+
+
+def _clip_features_task(task: tuple) -> ClipFeatures:
+    path, condition, settings, feature_settings, cache_dir = task
+    cache_file = None
+    if cache_dir is not None:
+        cache_file = (
+            Path(cache_dir) / f"{_cache_key(path, condition, settings, feature_settings)}.npz"
+        )
+        if cache_file.is_file():
+            with np.load(cache_file) as data:
+                return ClipFeatures(X=data["X"], durations_s=data["durations_s"])
+        if feature_settings.encoder is None:
+            # the hand-made features are the first columns of an encoder model's: reuse
+            # those when they are cached (same code, same segments)
+            with_encoder = replace(feature_settings, encoder=WHISPER_BASE)
+            richer = Path(cache_dir) / f"{_cache_key(path, condition, settings, with_encoder)}.npz"
+            if richer.is_file():
+                n = len(feature_names(feature_settings))
+                with np.load(richer) as data:
+                    return ClipFeatures(X=data["X"][:, :n], durations_s=data["durations_s"])
+    features = _compute_clip_features(path, condition, settings, feature_settings)
+    if cache_file is not None:
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache_file.with_suffix(f".{os.getpid()}.tmp.npz")
+        np.savez(tmp, X=features.X, durations_s=features.durations_s)
+        os.replace(tmp, cache_file)
+    return features
+
+
+def _compute_clip_features(
+    path: Path, condition: str, settings: AnalysisSettings, feature_settings: FeatureSettings
+) -> ClipFeatures:
+    from callsort.run.analysis import decode_mono, waveform_segments
+    from callsort.training.augment import add_noise
+
+    y = decode_mono(path)
+    if condition == "telephone":
+        y = through_telephone_file(y, codec="mulaw")
+    elif condition in CODEC_CONDITIONS:
+        y = through_telephone_file(y, codec=condition)
+    elif condition == AUGMENTED:
+        from callsort.training.augment import TELEPHONE_CODECS, augmented
+
+        seed = _name_seed(path) ^ 0x5EED
+        y = augmented(y, seed=seed, telephone_chain=False)
+        rng = np.random.default_rng([seed, 1])
+        if rng.random() < 0.5:
+            codecs = sorted(TELEPHONE_CODECS)
+            y = through_telephone_file(y, codec=codecs[int(rng.integers(len(codecs)))])
+    elif condition == PERTURBED:
+        from callsort.training.augment import perturbed
+
+        y = perturbed(y, seed=_name_seed(path) ^ 0x5BEED)
+    elif condition.startswith("noise") and condition in TEST_CONDITIONS:
+        # the same noise for a clip every time: a stable seed from its file name
+        y = add_noise(y, snr_db=float(condition[len("noise") :]), seed=_name_seed(path))
+    elif condition != "clean":
+        raise ValueError(f"unknown condition {condition!r}")
+    # A clip in which no speech is found gives no rows, as `callsort label` would:
+    # it trains nothing and counts as wrong when tested (see NO_SPEECH).
+    segments, X = waveform_segments(y, settings=settings, feature_settings=feature_settings)
+    durations = np.array([end - start for start, end in segments], dtype=np.float32)
+    return ClipFeatures(X=X.astype(np.float32), durations_s=durations)
+
+
+def through_telephone_file(y: np.ndarray, *, codec: str) -> np.ndarray:
+    """16 kHz ``y`` written as an 8 kHz telephone WAV in ``codec`` and decoded again by
+    ``callsort label``'s own path (what an archive's file gives the model)."""
+    import tempfile
+
+    from callsort.run.analysis import decode_mono
+    from callsort.training.augment import write_telephone_file
+
+    with tempfile.TemporaryDirectory(prefix="callsort-telephone-") as folder:
+        path = write_telephone_file(y, Path(folder) / f"{codec}.wav", codec=codec)
+        return decode_mono(path)
+
+
+def _name_seed(path: Path) -> int:
+    """A seed that is stable for a clip across runs and machines."""
+    return int(hashlib.sha1(Path(path).name.encode()).hexdigest()[:8], 16)
+
+
+def _cache_key(path: Path, condition: str, settings: AnalysisSettings, fs: FeatureSettings) -> str:
+    st = os.stat(path)
+    ident = json.dumps(
+        [
+            str(Path(path).resolve()),
+            st.st_size,
+            st.st_mtime_ns,
+            condition,
+            settings_repr(settings.segmentation),
+            identity(fs),
+            FEATURE_CACHE_VERSION,
+        ],
+        sort_keys=True,
+    )
+    return hashlib.sha1(ident.encode()).hexdigest()
+
+
+def default_cache_dir() -> Path:
+    base = os.environ.get("CALLSORT_CACHE") or os.environ.get("XDG_CACHE_HOME")
+    return Path(base) / "callsort" if base else Path.home() / ".cache" / "callsort"
