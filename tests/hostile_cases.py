@@ -446,7 +446,7 @@ KNOWN_GAPS = [
         "libmpg123 prints its own warnings about it on stderr (the row is as above). "
         "MP3 is read in blocks like every other format, each block after a seek a "
         "little before it, to avoid a libsndfile 1.2 bug with consecutive reads "
-        "(tests/test_decode.py); a 1-hour MP3's peak memory is in "
+        "(tests/audio/test_decode.py); a 1-hour MP3's peak memory is in "
         "benchmarks/results/mp3_memory.json",
     ),
 ]
@@ -496,7 +496,7 @@ def markdown() -> str:
         "device; the previous tables there are unchanged`: every file is written to a "
         "temporary name first and renamed only when all are complete |",
         "| a named pipe or a device given by name | `error` `not a regular file (a named pipe, "
-        "device or socket)`, at once (tests/test_decode.py); inside folders only files and "
+        "device or socket)`, at once (tests/audio/test_decode.py); inside folders only files and "
         "symlinks are listed |",
         "| a subfolder that cannot be listed (no read permission) | an `error` row named "
         "after the folder: `folder that cannot be listed (permission denied): its "

@@ -1,6 +1,6 @@
 """Probabilities of the shipped models on a fixed synthetic recording.
 
-``tests/test_model_shipped.py`` compares today's probabilities with those stored in
+``tests/model/test_model_shipped.py`` compares today's probabilities with those stored in
 ``tests/data/shipped_predictions.json``. The stored ones were computed before the
 classifier became a scikit-learn estimator and the feature constants moved into the
 settings; regenerate them (``python tests/shipped_predictions.py``) only for a

@@ -119,14 +119,14 @@ def read_blocks(
 MP3_PREROLL = 9216
 """Frames decoded and dropped before each MP3 block: 16 frames of the shortest MPEG
 layer III frame (576 samples), more than the bit reservoir and the overlap reach back.
-4608 was the least that gave exact samples in tests/test_decode.py's files."""
+4608 was the least that gave exact samples in tests/audio/test_decode.py's files."""
 
 
 def _seeking_reader(f: sf.SoundFile):
     """``f.read`` for libsndfile's MP3 decoder, in blocks that come out exact.
 
     libsndfile 1.2's MP3 decoder returns wrong samples when a read continues where
-    the previous one stopped (tests/test_decode.py shows it), while one read after a
+    the previous one stopped (tests/audio/test_decode.py shows it), while one read after a
     seek is exact once the decoder has settled. So each block is one read that starts
     :data:`MP3_PREROLL` frames early, after a seek there, and those frames are dropped:
     memory holds one block, as for every other format.

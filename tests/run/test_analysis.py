@@ -12,7 +12,7 @@ from callsort.model.folder import load_model
 from callsort.run.analysis import analyse_recording, decode_mono, waveform_segments
 from callsort.settings import AnalysisSettings, FeatureSettings
 
-SAMPLES = Path(__file__).resolve().parent.parent / "sample_recordings"
+SAMPLES = Path(__file__).resolve().parents[2] / "sample_recordings"
 CALL = SAMPLES / "call_01_escalation.wav"
 
 

@@ -14,7 +14,7 @@ from callsort.run.batch import label
 
 distributed = pytest.importorskip("distributed", reason="the Dask engine needs callsort[dask]")
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SAMPLES = REPO / "sample_recordings"
 RUN_SPECIFIC = ["processing_s", "processed_at"]  # wall time and clock: differ between runs
 

@@ -29,7 +29,7 @@ from callsort.errors import CallsortError
 from callsort.model.folder import load_model
 from callsort.run.batch import label
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SAMPLES = REPO / "sample_recordings"
 AUDIO = sorted(p.name for p in SAMPLES.iterdir() if p.suffix in (".wav", ".flac"))
 VOICEMAIL = "voicemail_05_mono.flac"

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from callsort.cli import app
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SAMPLES = REPO / "sample_recordings"
 
 
