@@ -369,3 +369,21 @@ def test_every_sampled_recording_failing_falls_back_to_the_population(models, tm
     got = segments[segments["recording"] == paths[0].name].sort_values("segment_index")
     want = model.predict_proba(standardised(raw.features[0], model.archive_population))
     np.testing.assert_allclose(got[["p_high", "p_low"]].to_numpy(), want, atol=1e-5)
+
+
+def test_dask_computes_and_applies_the_same_statistics(models, tmp_path):
+    pytest.importorskip("distributed", reason="the Dask engine needs callsort[dask]")
+    archive = tmp_path / "archive"
+    write_archive(archive, range(1, 4))
+    runs = {
+        engine: label_run(
+            [archive], out=tmp_path / engine, model_dir=models["archive"], engine=engine, jobs=2
+        )
+        for engine in ("local", "dask")
+    }
+    assert runs["dask"].n_ok == runs["local"].n_ok == 3
+    assert runs["dask"].archive == runs["local"].archive
+    docs = {e: json.loads((tmp_path / e / ARCHIVE_FILE).read_text()) for e in runs}
+    np.testing.assert_allclose(docs["dask"]["mean"], docs["local"]["mean"], rtol=1e-12)
+    rows = {e: segments_of(tmp_path / e).sort_values(["recording", "segment_index"]) for e in runs}
+    np.testing.assert_allclose(rows["dask"]["p_high"], rows["local"]["p_high"], atol=1e-6)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -35,6 +35,11 @@ ARCHIVE_FILE = "archive-statistics.json"
 ARCHIVE_FORMAT = 1
 
 
+KEEP_BYTES = 256 << 20
+"""Raw features of sampled recordings kept for their labelling, at most (bytes); the
+recordings beyond are decoded again by the labelling pass."""
+
+
 @dataclass(frozen=True)
 class ArchiveChoice:
     """The statistics a run labels with and where they came from.
@@ -50,6 +55,9 @@ class ArchiveChoice:
     recordings: int = 0
     segments: int = 0
     failed: int = 0
+    # the sampled recordings' outcomes (SampledFeatures, or a failure RecordingResult) by
+    # recording id: labelled from these (:func:`sampled_results`), not analysed again
+    sampled: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def summary(self) -> dict[str, Any]:
         """What a run summary says of them."""
@@ -97,12 +105,20 @@ def compute_statistics(
     sample = sample_recordings(recordings, n=n)
     by_id: dict[str, ArchiveStatistics] = {}  # pooled in sample order: the same figures
     counts = {"ok": 0, "failed": 0, "segments": 0}  # whatever order the workers finish in
+    sampled: dict[str, Any] = {}
+    kept_bytes = 0
 
     def take(result) -> None:
+        nonlocal kept_bytes
         if not result.ok:
             counts["failed"] += 1
+            sampled[result.recording_id] = result  # its error row: not tried twice
             return
         counts["ok"] += 1
+        size = sum(x.nbytes for x in result.features)
+        if kept_bytes + size <= KEEP_BYTES:
+            sampled[result.recording_id] = result
+            kept_bytes += size
         X = [x for x in result.features if len(x)]
         if X:
             rows = np.concatenate(X)
@@ -119,6 +135,7 @@ def compute_statistics(
             source="population",
             recordings=counts["ok"],
             failed=counts["failed"],
+            sampled=sampled,
         )
     statistics = shrunk(pooled(parts), population=population, weight=model.archive_prior_weight)
     return ArchiveChoice(
@@ -127,7 +144,47 @@ def compute_statistics(
         recordings=counts["ok"],
         segments=counts["segments"],
         failed=counts["failed"],
+        sampled=sampled,
     )
+
+
+def sampled_results(choice: ArchiveChoice | None, *, model: Model) -> list:
+    """The result rows of the recordings the sampling pass kept, labelled here with the
+    statistics chosen (:class:`~callsort.dataset.tables.RecordingResult`): those that
+    failed keep their error, the others are labelled from their kept features exactly as
+    a worker labels them."""
+    import time
+    from datetime import datetime, timezone
+
+    from callsort.dataset.tables import RecordingResult
+    from callsort.run.analysis import ChannelAnalysis, RecordingAnalysis
+
+    if choice is None:
+        return []
+    out = []
+    for result in choice.sampled.values():
+        if not result.ok:
+            out.append(result)
+            continue
+        started = time.perf_counter()
+        raw = result.raw
+        channels = [
+            ChannelAnalysis(name, segs, model.channel_proba(X, archive=choice.statistics))
+            for name, segs, X in zip(raw.names, raw.segments, raw.features, strict=True)
+        ]
+        out.append(
+            RecordingResult(
+                recording=result.recording,
+                recording_id=result.recording_id,
+                analysis=RecordingAnalysis(
+                    info=raw.info, duration_s=raw.duration_s, channels=channels
+                ),
+                error="",
+                processing_s=result.processing_s + time.perf_counter() - started,
+                processed_at=datetime.now(timezone.utc),
+            )
+        )
+    return out
 
 
 def checked_statistics(
@@ -231,3 +288,35 @@ def same_statistics(a: ArchiveStatistics, b: ArchiveStatistics) -> bool:
         and np.allclose(a.mean, b.mean, rtol=1e-9, atol=0)
         and np.allclose(a.var, b.var, rtol=1e-9, atol=0)
     )
+
+
+def dataset_choice(
+    session: EngineSession,
+    recordings: Sequence[Recording],
+    *,
+    root: Path,
+    fp: Fingerprint,
+    model: Model,
+    imposed: ArchiveChoice | None,
+    n: int,
+) -> ArchiveChoice:
+    """The statistics a run labels the dataset at ``root`` with: ``imposed`` (refused if
+    the dataset has others of its own), else its ``archive-statistics.json`` made for the
+    same model and settings (``fp``), else those computed from up to ``n`` of
+    ``recordings``. The dataset's file is written when it has none (not for the
+    population fallback: nothing was learned, the next run samples again)."""
+    stored = read_dataset_statistics(root, fp, model=model)
+    if imposed is not None:
+        choice = imposed
+        if stored is not None and not same_statistics(stored, imposed.statistics):
+            raise UsageError(
+                f"the dataset in {root} was labelled with archive statistics of its own "
+                f"({ARCHIVE_FILE}); impose others on a new output folder"
+            )
+    elif stored is not None:
+        return ArchiveChoice(stored, source="reused")
+    else:
+        choice = compute_statistics(session, recordings, model=model, n=n)
+    if stored is None and choice.source != "population":
+        write_dataset_statistics(root, fp, choice, model=model)
+    return choice

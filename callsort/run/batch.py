@@ -140,6 +140,7 @@ def _label_in_memory(
         checked_statistics,
         compute_statistics,
         population_note,
+        sampled_results,
     )
     from callsort.run.engines import EngineSession
     from callsort.run.worker import Task
@@ -181,7 +182,10 @@ def _label_in_memory(
                 session, recordings, model=model, n=o.settings.archive_sample_recordings
             )
         archive = choice.statistics if choice is not None else None
-        session.each(recordings, on_result=collect, task=Task(archive=archive))
+        for result in sampled_results(choice, model=model):  # decoded once, not twice
+            collect(result)
+        rest = [r for r in recordings if choice is None or r.recording_id not in choice.sampled]
+        session.each(rest, on_result=collect, task=Task(archive=archive))
     results.sort(key=lambda r: order[r.recording_id])
     classes, version = model.classes, model.version
     segments = segments_table(results, classes=classes, model_version=version)

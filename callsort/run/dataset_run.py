@@ -331,6 +331,7 @@ class BatchCommitter:
         from the run's model folder) and commit every result. A model that standardises
         per archive first gets the archive's statistics (:meth:`archive_statistics`), in
         the same workers."""
+        from callsort.run.archive import sampled_results
         from callsort.run.engines import EngineSession
         from callsort.run.pool import start_workers
         from callsort.run.worker import Task
@@ -352,40 +353,35 @@ class BatchCommitter:
             file_timeout_s=o.file_timeout_s,
         ) as session:
             archive = self.archive_statistics(session, recordings, model)
+            choice = run.archive_choice
+            for result in sampled_results(choice, model=model):  # decoded once, not twice
+                self.take(result)
+            if choice is not None and choice.sampled:
+                recordings = [r for r in recordings if r.recording_id not in choice.sampled]
             session.each(recordings, on_result=self.take, task=Task(archive=archive))
         self.commit()
 
     def archive_statistics(self, session, recordings, model: Model):
-        """The statistics this run labels with (None for a model that takes none):
-        imposed, the dataset's file made for the same model and settings, or computed
-        from a sample of ``recordings`` and written to the dataset before any row."""
-        from callsort.run import archive as arch
+        """The statistics this run labels with (None for a model that takes none), see
+        :func:`callsort.run.archive.dataset_choice`; written before any row."""
+        from callsort.run import archive
 
-        run, o = self.run, self.run.options
+        run = self.run
         if model.archive_population is None:
             return None
-        stored = arch.read_dataset_statistics(run.root, run.fp, model=model)
-        if run.imposed is not None:
-            choice = run.imposed
-            if stored is not None and not arch.same_statistics(stored, choice.statistics):
-                raise UsageError(
-                    f"the dataset in {run.root} was labelled with archive statistics of its "
-                    f"own ({arch.ARCHIVE_FILE}); impose others on a new output folder"
-                )
-        elif stored is not None:
-            choice = arch.ArchiveChoice(stored, source="reused")
-        else:
-            choice = arch.compute_statistics(
-                session, recordings, model=model, n=o.settings.archive_sample_recordings
+        with writing_to(run.root):
+            choice = run.archive_choice = archive.dataset_choice(
+                session,
+                recordings,
+                root=run.root,
+                fp=run.fp,
+                model=model,
+                imposed=run.imposed,
+                n=run.options.settings.archive_sample_recordings,
             )
-        run.archive_choice = choice
         self.log.event("archive_statistics", **choice.summary())
         if choice.source == "population":
-            # nothing learned: no file, the next run samples its own recordings again
-            run.tally.notes.append(arch.population_note(choice))
-        elif stored is None:
-            with writing_to(run.root):
-                arch.write_dataset_statistics(run.root, run.fp, choice, model=model)
+            run.tally.notes.append(archive.population_note(choice))
         return choice.statistics
 
     def take(self, result: RecordingResult) -> None:

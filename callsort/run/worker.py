@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from callsort.dataset.tables import RecordingResult
     from callsort.features.archive import ArchiveStatistics
     from callsort.model.folder import Model
+    from callsort.run.analysis import RecordingFeatures
 
 INTERNAL_ERROR = "internal error in callsort, not a fault of the file (the next run tries it again)"
 """How an error row starts when callsort itself failed on the recording (a bug)."""
@@ -49,18 +50,20 @@ ANALYSE = Task()
 
 @dataclass(frozen=True)
 class SampledFeatures:
-    """The raw features of one recording's analysis channels, each ``(segments, features)``
-    float32 (the same decoding, segments and features as labelling)."""
+    """One recording decoded, segmented and featured as labelling does it
+    (:class:`~callsort.run.analysis.RecordingFeatures`), not yet labelled."""
 
     recording: str
     recording_id: str
-    features: list[np.ndarray]
-    error: str = ""
+    raw: RecordingFeatures
     processing_s: float = 0.0
 
+    ok = True
+
     @property
-    def ok(self) -> bool:
-        return not self.error
+    def features(self) -> list[np.ndarray]:
+        """Each analysis channel's raw features, ``(segments, features)`` float32."""
+        return self.raw.features
 
 
 @dataclass
@@ -174,7 +177,7 @@ def features_one(recording: Recording) -> SampledFeatures | RecordingResult:
     return SampledFeatures(
         recording=recording.name,
         recording_id=recording.recording_id,
-        features=raw.features,
+        raw=raw,
         processing_s=time.perf_counter() - started,
     )
 
