@@ -35,6 +35,7 @@ def label(
     include: Sequence[str] = (),
     exclude: Sequence[str] = (),
     jobs: int | None = None,
+    archive_statistics: object | None = None,
 ) -> Dataset:
     """Label recordings and return their tables as DataFrames; nothing is written.
 
@@ -43,7 +44,11 @@ def label(
     Returns a :class:`~callsort.dataset.reading.Dataset` that unpacks as
     ``segments, calls``. A recording that cannot be analysed is a ``calls``
     row with ``status == "error"``, never an exception. ``jobs=None`` uses
-    every core; ``jobs=1`` stays in this process.
+    every core; ``jobs=1`` stays in this process. A model that standardises
+    features per archive labels with the statistics of a sample of ``paths``, or
+    with ``archive_statistics`` (a JSON file such as a dataset's
+    ``archive-statistics.json``, a dict, or
+    :class:`~callsort.features.archive.ArchiveStatistics`) when given.
     """
     from callsort.run.batch import label as run_pipeline
     from callsort.run.options import analysis_settings
@@ -61,5 +66,6 @@ def label(
         include=include,
         exclude=exclude,
         jobs=jobs,
+        archive_statistics=archive_statistics,
     )
     return frames_from_tables(run.segments, run.calls)

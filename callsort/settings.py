@@ -157,6 +157,12 @@ class AnalysisSettings:
     # 38 MB for 5 minutes of stereo); longer ones are decoded twice, block by block, so that
     # a worker's memory does not grow with the length (benchmarks/nightly.py).
     in_memory_s: float = 300.0
+    # a model that standardises features per archive (callsort.features.archive) gets the
+    # statistics of the segments of up to this many recordings, evenly spread over the run's
+    # sorted plan (a dataset keeps them in archive-statistics.json for its later runs)
+    archive_sample_recordings: int = 64
+
+    LEGACY: ClassVar[dict[str, object]] = {"archive_sample_recordings": 64}
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -111,6 +111,16 @@ def label(
             rich_help_panel=_DATASET,
         ),
     ] = False,
+    archive_statistics: Annotated[
+        Path | None,
+        typer.Option(
+            "--archive-statistics",
+            help="Label with these archive statistics (e.g. another dataset's "
+            "archive-statistics.json) instead of this archive's own; only for a model "
+            "that standardises features per archive.",
+            rich_help_panel=_DATASET,
+        ),
+    ] = None,
     retry_failed: Annotated[
         bool,
         typer.Option(
@@ -253,6 +263,7 @@ def label(
             keep_results=False,  # bounded memory for archives of any size
             file_timeout_s=file_timeout,
             absolute_paths=absolute_paths,
+            archive_statistics=archive_statistics,
             on_start=progress.start,
             on_result=progress.advance,
         )

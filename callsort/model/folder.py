@@ -31,6 +31,7 @@ from callsort.model.head import LinearHead, head_columns
 from callsort.settings import FeatureSettings
 
 if TYPE_CHECKING:
+    from callsort.features.archive import ArchiveStatistics
     from callsort.model.classifier import EmotionClassifier
 
 CHANNEL_BLOCK = 512
@@ -78,6 +79,17 @@ class Model:
             )
         if (feature_index < 0).any() or (np.diff(feature_index) <= 0).any():
             raise ModelError(f"model card feature names do not match the booster in {folder}")
+        entry = card.training.get("archive_standardisation") if card.training else None
+        if entry:
+            from callsort.features.spectral import feature_names
+
+            n_raw = len(feature_names(FeatureSettings(**card.feature_settings)))
+            population = entry.get("population", {}) if isinstance(entry, dict) else {}
+            sizes = {len(population.get(k, ())) for k in ("mean", "var")}
+            if sizes != {n_raw} or not np.isfinite(population.get("var", [np.nan])).all():
+                raise ModelError(
+                    f"model card archive standardisation does not fit its features in {folder}"
+                )
         if card.normalisation is not None:
             from callsort.features.spectral import feature_names
 
@@ -117,17 +129,47 @@ class Model:
             self.stack, temperature=self.card.temperature, n_jobs=self.n_jobs
         )
 
+    @cached_property
+    def archive_population(self) -> ArchiveStatistics | None:
+        """The training population's statistics of the raw features when the model was
+        trained on features standardised per archive (:mod:`callsort.features.archive`),
+        else None. The card keeps them in ``training["archive_standardisation"]``."""
+        entry = self.card.training.get("archive_standardisation")
+        if not entry:
+            return None
+        from callsort.features.archive import ArchiveStatistics
+
+        return ArchiveStatistics.from_dict(entry["population"])
+
+    @property
+    def archive_prior_weight(self) -> float:
+        """Segments the population counts as when an archive's statistics are shrunk
+        toward it (0 for a model without archive standardisation)."""
+        entry = self.card.training.get("archive_standardisation")
+        return float(entry.get("prior_weight", 0.0)) if entry else 0.0
+
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         """Class probabilities ``(samples, classes)`` of features ``X`` (segments,
         features) as the card lists them (already channel-normalised, if the model is)."""
         return self.stack.predict_proba(X, n_jobs=self.n_jobs, temperature=self.card.temperature)
 
-    def channel_proba(self, X: np.ndarray) -> np.ndarray:
+    def channel_proba(
+        self, X: np.ndarray, *, archive: ArchiveStatistics | None = None
+    ) -> np.ndarray:
         """Class probabilities of the segments ``X`` (segments, features) of ONE channel.
 
-        The features are normalised against the channel's own segments first when
-        the model was trained that way (see :mod:`callsort.features.normalise`).
+        A model trained on features standardised per archive standardises ``X`` with
+        ``archive``, the statistics of the archive the channel belongs to (shrunk
+        toward the training population), or with the population itself when
+        ``archive`` is None (no shift); a model without it ignores ``archive``. The
+        features are then normalised against the channel's own segments when the
+        model was trained that way (see :mod:`callsort.features.normalise`).
         """
+        population = self.archive_population
+        if population is not None and len(X):
+            from callsort.features.archive import standardised
+
+            X = standardised(X, population if archive is None else archive)
         if self.card.normalisation is None:
             return self.predict_proba(X)
         if not len(X):

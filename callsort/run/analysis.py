@@ -18,6 +18,7 @@ from callsort.audio.channels import analysis_channels, channel_names
 from callsort.audio.decode import AudioInfo, probe, read_blocks, resampled_blocks
 from callsort.audio.segment import frame_measures, speech_segments
 from callsort.errors import DecodeError
+from callsort.features.archive import ArchiveStatistics
 from callsort.features.spectral import feature_names, segment_features
 from callsort.model.folder import Model
 from callsort.settings import (
@@ -48,16 +49,28 @@ class RecordingAnalysis:
     channels: list[ChannelAnalysis] = field(default_factory=list)
 
 
-def analyse_recording(
-    path: Path | str, *, model: Model, settings: AnalysisSettings
-) -> RecordingAnalysis:
-    """Segment and label every channel of the recording at ``path``.
+@dataclass(frozen=True)
+class RecordingFeatures:
+    """The raw features (before any standardisation) of every analysis channel of one
+    recording: ``features[c]`` is ``(segments, features)`` float32 for channel ``names[c]``."""
+
+    info: AudioInfo
+    duration_s: float  # of the audio actually decoded
+    names: list[str]
+    segments: list[list[tuple[float, float]]]  # (start_s, end_s) per channel
+    features: list[np.ndarray]
+
+
+def recording_features(
+    path: Path | str, *, feature_settings: FeatureSettings, settings: AnalysisSettings
+) -> RecordingFeatures:
+    """Segment every channel of the recording at ``path`` and compute each segment's raw
+    features (:func:`~callsort.features.spectral.segment_features`), as labelling does.
 
     Raises :class:`~callsort.errors.DecodeError` for files that are not usable audio.
     """
     info = probe(path)
     names = channel_names(info.n_channels, settings.channels)
-    feature_settings = model.feature_settings
     frame_length = round(settings.segmentation.frame_s * SR)
 
     keep = info.duration_s <= settings.in_memory_s
@@ -88,11 +101,30 @@ def analyse_recording(
     features = [np.zeros((len(s), n_features), dtype=np.float32) for s in segments]
     for c, i, y in audio:
         features[c][i] = segment_features(y, settings=feature_settings)
+    return RecordingFeatures(
+        info=info, duration_s=duration_s, names=names, segments=segments, features=features
+    )
+
+
+def analyse_recording(
+    path: Path | str,
+    *,
+    model: Model,
+    settings: AnalysisSettings,
+    archive: ArchiveStatistics | None = None,
+) -> RecordingAnalysis:
+    """Segment and label every channel of the recording at ``path``; ``archive``: the
+    statistics of the archive it belongs to, for a model that standardises per archive
+    (see :meth:`~callsort.model.folder.Model.channel_proba`).
+
+    Raises :class:`~callsort.errors.DecodeError` for files that are not usable audio.
+    """
+    raw = recording_features(path, feature_settings=model.feature_settings, settings=settings)
     channels = [
-        ChannelAnalysis(name, segs, model.channel_proba(X))
-        for name, segs, X in zip(names, segments, features, strict=True)
+        ChannelAnalysis(name, segs, model.channel_proba(X, archive=archive))
+        for name, segs, X in zip(raw.names, raw.segments, raw.features, strict=True)
     ]
-    return RecordingAnalysis(info=info, duration_s=duration_s, channels=channels)
+    return RecordingAnalysis(info=raw.info, duration_s=raw.duration_s, channels=channels)
 
 
 def decode_mono(path: Path | str) -> np.ndarray:

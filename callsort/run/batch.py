@@ -67,6 +67,7 @@ def label(
     batch_size: int = DEFAULT_BATCH,
     batch_seconds: float = DEFAULT_BATCH_SECONDS,
     keep_results: bool = True,
+    archive_statistics: object | None = None,
 ) -> LabelRun:
     """Label every recording under ``paths``; with ``out``, bring the dataset there up to date.
 
@@ -81,6 +82,12 @@ def label(
     holds the folder, unless ``wait``. Recordings are named by their path
     relative to the input root, or by their absolute path with
     ``absolute_paths``; ``file_timeout_s`` bounds the analysis of one recording.
+
+    A model that standardises features per archive labels with the archive's
+    statistics (:mod:`callsort.run.archive`): ``archive_statistics`` if given (a
+    file, a dict or :class:`~callsort.features.archive.ArchiveStatistics`), else the
+    dataset's ``archive-statistics.json`` if made for the same model and settings,
+    else those of a sample of the recordings to analyse (``out=None``: every call).
     """
     from callsort.run.engines import check_engine
 
@@ -112,6 +119,7 @@ def label(
         batch_size=batch_size,
         batch_seconds=batch_seconds,
         keep_results=keep_results,
+        archive_statistics=archive_statistics,
     )
     check_engine(engine, scheduler)
     if out is not None:
@@ -127,7 +135,15 @@ def _label_in_memory(
     """Analyse every recording under ``paths`` and return the tables; nothing is written."""
     from callsort.dataset.tables import calls_table, segments_table
     from callsort.model.folder import load_model
-    from callsort.run.engines import analyse_stream
+    from callsort.run.archive import (
+        ArchiveChoice,
+        checked_statistics,
+        compute_statistics,
+        population_note,
+        sampled_results,
+    )
+    from callsort.run.engines import EngineSession
+    from callsort.run.worker import Task
 
     o = options
     model = load_model(o.model_dir)  # fail fast on a bad model, before any work
@@ -144,18 +160,32 @@ def _label_in_memory(
         if o.on_result:
             o.on_result(result)
 
-    analyse_stream(
-        recordings,
+    choice = None
+    if o.archive_statistics is not None:  # refused for a model that takes none
+        choice = ArchiveChoice(
+            checked_statistics(o.archive_statistics, model=model, what="archive_statistics"),
+            source="imposed",
+        )
+    with EngineSession(
         engine=o.engine,
         scheduler=o.scheduler,
         model_dir=model.path,
         settings=o.settings,
         jobs=o.jobs,
-        on_result=collect,
+        most=len(recordings),
         model=model,
         file_timeout_s=o.file_timeout_s,
         expected_model_sha=_model_sha(model.path) if o.engine == "dask" else "",
-    )
+    ) as session:
+        if model.archive_population is not None and choice is None:
+            choice = compute_statistics(
+                session, recordings, model=model, n=o.settings.archive_sample_recordings
+            )
+        archive = choice.statistics if choice is not None else None
+        for result in sampled_results(choice, model=model):  # decoded once, not twice
+            collect(result)
+        rest = [r for r in recordings if choice is None or r.recording_id not in choice.sampled]
+        session.each(rest, on_result=collect, task=Task(archive=archive))
     results.sort(key=lambda r: order[r.recording_id])
     classes, version = model.classes, model.version
     segments = segments_table(results, classes=classes, model_version=version)
@@ -170,6 +200,8 @@ def _label_in_memory(
         n_ok=sum(r.ok for r in results),
         failures=tuple((r.recording, r.error) for r in results if not r.ok),
         audio_s=sum(r.analysis.duration_s for r in results if r.analysis is not None),
+        archive=choice.summary() if choice is not None else None,
+        notes=(population_note(choice),) if choice and choice.source == "population" else (),
     )
 
 

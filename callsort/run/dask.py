@@ -21,12 +21,14 @@ from pathlib import Path
 from callsort.audio.discover import Recording
 from callsort.errors import CallsortError, ModelError, UsageError
 from callsort.run.worker import (
-    analyse_one,
+    ANALYSE,
+    Task,
     failure,
     forget_model,
     init_worker,
     is_ready_for,
     one_thread_while_analysing,
+    run_task,
 )
 from callsort.settings import AnalysisSettings
 
@@ -40,38 +42,90 @@ def analyse_on_dask(
     jobs: int,
     on_result: Callable,
     expected_model_sha: str,
+    task: Task = ANALYSE,
 ) -> None:
     """Analyse ``recordings`` on the cluster at ``scheduler`` (default: a local cluster of
     ``jobs`` processes); ``on_result(result)`` for each as it completes."""
-    import logging
-
-    from distributed import Client, LocalCluster, as_completed
-
-    from callsort.model.card import default_model_dir
-
     if not recordings:
         return
-    # The shipped model is named as such, so that each worker loads its own installed
-    # copy; the checksum proves it is the same model. Another model is read by path.
-    shipped = Path(os.path.abspath(model_dir)) == Path(os.path.abspath(default_model_dir()))
-    model_arg = None if shipped else str(Path(os.path.abspath(model_dir)))
-    cluster = None
-    if scheduler:
-        try:
-            client = Client(scheduler, timeout="30s")
-        except (OSError, ValueError) as exc:  # unreachable, refused, or not an address
-            raise UsageError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from None
-    else:
-        cluster = LocalCluster(
-            n_workers=jobs,
-            threads_per_worker=1,
-            processes=True,
-            dashboard_address=None,
-            silence_logs=logging.ERROR,
-        )
-        client = Client(cluster)
-    try:
-        n_threads = sum(client.nthreads().values()) or jobs
+    with DaskSession(
+        scheduler=scheduler,
+        model_dir=model_dir,
+        settings=settings,
+        jobs=jobs,
+        expected_model_sha=expected_model_sha,
+    ) as session:
+        session.each(recordings, on_result=on_result, task=task)
+
+
+class DaskSession:
+    """One run's connection to a Dask cluster (a local one of ``jobs`` processes without
+    ``scheduler``), opened at the first pass and kept for the run's later passes."""
+
+    def __init__(
+        self,
+        *,
+        scheduler: str | None,
+        model_dir: Path,
+        settings: AnalysisSettings,
+        jobs: int,
+        expected_model_sha: str,
+    ) -> None:
+        from callsort.model.card import default_model_dir
+
+        self.scheduler, self.settings, self.jobs = scheduler, settings, jobs
+        self.expected_model_sha = expected_model_sha
+        # The shipped model is named as such, so that each worker loads its own installed
+        # copy; the checksum proves it is the same model. Another model is read by path.
+        shipped = Path(os.path.abspath(model_dir)) == Path(os.path.abspath(default_model_dir()))
+        self.model_arg = None if shipped else str(Path(os.path.abspath(model_dir)))
+        self.client = self.cluster = None
+
+    def __enter__(self) -> DaskSession:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.client is not None:
+            self.client.close()
+        if self.cluster is not None:
+            self.cluster.close()
+        self.client = self.cluster = None
+
+    def _connect(self):
+        import logging
+
+        from distributed import Client, LocalCluster
+
+        if self.client is not None:
+            return self.client
+        if self.scheduler:
+            try:
+                self.client = Client(self.scheduler, timeout="30s")
+            except (OSError, ValueError) as exc:  # unreachable, refused, or not an address
+                raise UsageError(
+                    f"cannot reach the Dask scheduler at {self.scheduler}: {exc}"
+                ) from None
+        else:
+            self.cluster = LocalCluster(
+                n_workers=self.jobs,
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=None,
+                silence_logs=logging.ERROR,
+            )
+            self.client = Client(self.cluster)
+        return self.client
+
+    def each(
+        self, recordings: Sequence[Recording], *, on_result: Callable, task: Task = ANALYSE
+    ) -> None:
+        """``task`` on every recording; ``on_result(result)`` for each as it completes."""
+        from distributed import as_completed
+
+        if not recordings:
+            return
+        client = self._connect()
+        n_threads = sum(client.nthreads().values()) or self.jobs
         limit = max(4 * n_threads, 8)  # bounded submission, as in the local pool
         queue = iter(recordings)
         by_future = {}
@@ -82,9 +136,10 @@ def analyse_on_dask(
             future = client.submit(
                 analyse_on_worker,
                 absolute,
-                model_arg,
-                settings,
-                expected_model_sha,
+                self.model_arg,
+                self.settings,
+                self.expected_model_sha,
+                task,
                 pure=False,
             )
             by_future[future] = recording
@@ -107,16 +162,17 @@ def analyse_on_dask(
             for recording in queue:
                 submit(recording)
                 break
-    finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
 
 
 def analyse_on_worker(
-    recording: Recording, model_dir: str | None, settings: AnalysisSettings, model_sha: str
+    recording: Recording,
+    model_dir: str | None,
+    settings: AnalysisSettings,
+    model_sha: str,
+    task: Task = ANALYSE,
 ):
-    """The Dask task: load the model once per worker process, then analyse one recording.
+    """The Dask task: load the model once per worker process, then ``task`` on one recording
+    (analyse it, with the run's archive statistics, or return its raw features).
 
     A worker whose model differs from the client's (``model_sha``) raises
     :class:`~callsort.errors.ModelError`, which aborts the run before its batch
@@ -142,4 +198,4 @@ def analyse_on_worker(
                     "on every worker, or pass --model a folder they share"
                 )
     with one_thread_while_analysing:
-        return analyse_one(recording)
+        return run_task(recording, task)

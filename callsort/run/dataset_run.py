@@ -78,6 +78,8 @@ class DatasetRun:
         self.started_at = datetime.now(timezone.utc)
         self.tally = RunTally()
         self.kept = KeptRows()
+        self.imposed = None  # ArchiveChoice of statistics the caller imposes
+        self.archive_choice = None  # ArchiveChoice this run labelled with
 
     def run(self) -> LabelRun:
         """Plan (and, unless a dry run, analyse and commit); see :func:`callsort.run.batch.label`."""
@@ -124,6 +126,15 @@ class DatasetRun:
             )
 
         checked_model = _check_model(self.model_folder)  # the local engine then uses it
+        if o.archive_statistics is not None:  # refused before the output folder is touched
+            from callsort.run.archive import ArchiveChoice, checked_statistics
+
+            self.imposed = ArchiveChoice(
+                checked_statistics(
+                    o.archive_statistics, model=checked_model, what="--archive-statistics"
+                ),
+                source="imposed",
+            )
         summary_file, summary_error, written = self._locked(checked_model)
         kept, tally, todo = self.kept, self.tally, self.tally.plan
         segments = pa.concat_tables(kept.segments) if kept.segments else empty_segments
@@ -147,6 +158,7 @@ class DatasetRun:
             summary_file=summary_file,
             summary_error=summary_error,
             notes=tuple(tally.notes),
+            archive=self.archive_choice.summary() if self.archive_choice else None,
         )
 
     def _plan(self, index: dict) -> Plan:
@@ -296,6 +308,9 @@ class DatasetRun:
             "reasons": dict(Counter(p.reason for p in todo.pending)) if todo else {},
             "audio_hours": round(tally.audio_s / 3600, 4),
             "batches_committed": tally.batches,
+            "archive_statistics": (
+                self.archive_choice.summary() if self.archive_choice is not None else None
+            ),
             "notes": tally.notes,
             "failures": [{"recording": r, "error": e} for r, e in tally.failures[:1000]],
         }
@@ -311,32 +326,63 @@ class BatchCommitter:
         self.by_id: dict[str, Pending] = {}
         self.last_commit = time.monotonic()
 
-    def analyse(self, pending: list[Pending], model: Model | None) -> None:
+    def analyse(self, pending: list[Pending], model: Model) -> None:
         """Analyse ``pending`` on the run's engine (locally with ``model``, already loaded
-        from the run's model folder) and commit every result."""
-        from callsort.run.engines import analyse_stream
+        from the run's model folder) and commit every result. A model that standardises
+        per archive first gets the archive's statistics (:meth:`archive_statistics`), in
+        the same workers."""
+        from callsort.run.archive import sampled_results
+        from callsort.run.engines import EngineSession
         from callsort.run.pool import start_workers
+        from callsort.run.worker import Task
 
         run, o = self.run, self.run.options
         self.by_id = {p.recording.recording_id: p for p in pending}
-        if o.engine == "local":
-            if o.jobs > 1 and len(pending) > 1:
-                start_workers(o.jobs)  # the workers' imports overlap loading the model here
-        else:
-            model = None
-        analyse_stream(
-            [p.recording for p in pending],
+        if o.engine == "local" and o.jobs > 1 and len(pending) > 1:
+            start_workers(o.jobs)  # the workers' imports overlap loading the model here
+        recordings = [p.recording for p in pending]
+        with EngineSession(
             engine=o.engine,
             scheduler=o.scheduler,
             model_dir=run.model_folder,
             settings=o.settings,
             jobs=o.jobs,
-            on_result=self.take,
-            model=model,
+            most=len(recordings),
+            model=model if o.engine == "local" else None,
             expected_model_sha=run.fp.model_sha256,
             file_timeout_s=o.file_timeout_s,
-        )
+        ) as session:
+            archive = self.archive_statistics(session, recordings, model)
+            choice = run.archive_choice
+            for result in sampled_results(choice, model=model):  # decoded once, not twice
+                self.take(result)
+            if choice is not None and choice.sampled:
+                recordings = [r for r in recordings if r.recording_id not in choice.sampled]
+            session.each(recordings, on_result=self.take, task=Task(archive=archive))
         self.commit()
+
+    def archive_statistics(self, session, recordings, model: Model):
+        """The statistics this run labels with (None for a model that takes none), see
+        :func:`callsort.run.archive.dataset_choice`; written before any row."""
+        from callsort.run import archive
+
+        run = self.run
+        if model.archive_population is None:
+            return None
+        with writing_to(run.root):
+            choice = run.archive_choice = archive.dataset_choice(
+                session,
+                recordings,
+                root=run.root,
+                fp=run.fp,
+                model=model,
+                imposed=run.imposed,
+                n=run.options.settings.archive_sample_recordings,
+            )
+        self.log.event("archive_statistics", **choice.summary())
+        if choice.source == "population":
+            run.tally.notes.append(archive.population_note(choice))
+        return choice.statistics
 
     def take(self, result: RecordingResult) -> None:
         """One result: counted, logged, reported, and committed with its batch when full."""

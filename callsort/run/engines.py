@@ -21,6 +21,69 @@ from callsort.settings import AnalysisSettings
 ENGINES = ("local", "dask")
 
 
+class EngineSession:
+    """One run's engine, kept open for all of the run's passes over its recordings (the
+    archive statistics' sample, then the labelling): one local pool or one Dask client.
+    Use as a context manager; :meth:`each` runs a :class:`~callsort.run.worker.Task` on
+    recordings, handing every result to ``on_result`` as it completes."""
+
+    def __init__(
+        self,
+        *,
+        engine: str,
+        model_dir: Path,
+        settings: AnalysisSettings,
+        jobs: int,
+        most: int,
+        model=None,
+        scheduler: str | None = None,
+        expected_model_sha: str = "",
+        file_timeout_s: float | None = DEFAULT_FILE_TIMEOUT_S,
+    ) -> None:
+        self.file_timeout_s = file_timeout_s
+        if engine == "local":
+            from callsort.run.pool import LocalSession
+
+            self.local = True
+            self.session = LocalSession(model_dir, settings, jobs=jobs, most=most, model=model)
+        elif engine == "dask":
+            from callsort.run.dask import DaskSession
+
+            self.local = False
+            self.session = DaskSession(
+                scheduler=scheduler,
+                model_dir=model_dir,
+                settings=settings,
+                jobs=jobs,
+                expected_model_sha=expected_model_sha,
+            )
+        else:
+            raise UsageError(f"--engine takes one of {', '.join(ENGINES)}, not {engine!r}")
+
+    def __enter__(self) -> EngineSession:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.session.__exit__(*exc)
+
+    def each(self, recordings: Sequence[Recording], *, on_result: Callable, task=None) -> None:
+        """``task`` (default: analyse) on every recording; ``file_timeout_s`` limits one
+        recording on the local engine (see :func:`callsort.run.pool.analyse_all`); Dask has
+        its own task controls."""
+        from callsort.run.worker import ANALYSE
+
+        task = task or ANALYSE
+        if self.local:
+            self.session.each(  # no result is kept here
+                recordings,
+                record=lambda _, result: on_result(result),
+                task=task,
+                file_timeout_s=self.file_timeout_s,
+            )
+        else:
+            self.session.each(recordings, on_result=on_result, task=task)
+
+
 def analyse_stream(
     recordings: Sequence[Recording],
     *,
@@ -33,38 +96,22 @@ def analyse_stream(
     scheduler: str | None = None,
     expected_model_sha: str = "",
     file_timeout_s: float | None = DEFAULT_FILE_TIMEOUT_S,
+    task=None,
 ) -> None:
-    """Analyse ``recordings`` on ``engine``; ``on_result(result)`` for each as it completes.
-
-    ``file_timeout_s`` limits one recording on the local engine (see
-    :func:`callsort.run.pool.analyse_all`); Dask has its own task controls.
-    """
-    if engine == "local":
-        from callsort.run.pool import analyse_each
-
-        analyse_each(  # one pool for the whole run; no result is kept here
-            recordings,
-            model_dir=model_dir,
-            settings=settings,
-            jobs=jobs,
-            record=lambda _, result: on_result(result),
-            model=model,
-            file_timeout_s=file_timeout_s,
-        )
-    elif engine == "dask":
-        from callsort.run.dask import analyse_on_dask
-
-        analyse_on_dask(
-            recordings,
-            scheduler=scheduler,
-            model_dir=model_dir,
-            settings=settings,
-            jobs=jobs,
-            on_result=on_result,
-            expected_model_sha=expected_model_sha,
-        )
-    else:
-        raise UsageError(f"--engine takes one of {', '.join(ENGINES)}, not {engine!r}")
+    """Analyse ``recordings`` on ``engine`` (one :class:`EngineSession` for them);
+    ``on_result(result)`` for each as it completes."""
+    with EngineSession(
+        engine=engine,
+        model_dir=model_dir,
+        settings=settings,
+        jobs=jobs,
+        most=len(recordings),
+        model=model,
+        scheduler=scheduler,
+        expected_model_sha=expected_model_sha,
+        file_timeout_s=file_timeout_s,
+    ) as session:
+        session.each(recordings, on_result=on_result, task=task)
 
 
 def check_engine(engine: str, scheduler: str | None) -> None:

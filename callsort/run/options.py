@@ -101,6 +101,9 @@ class LabelOptions:
     batch_size: int = DEFAULT_BATCH
     batch_seconds: float = DEFAULT_BATCH_SECONDS
     keep_results: bool = True
+    # statistics imposed on a model that standardises per archive: ArchiveStatistics, their
+    # dict, or a JSON file of them (callsort.run.archive.checked_statistics)
+    archive_statistics: object | None = None
 
 
 @dataclass(frozen=True)
@@ -133,6 +136,9 @@ class LabelRun:
     dry_run: bool = False
     notes: tuple[str, ...] = ()  # recovery and lock takeover, for the user
     summary_error: str = ""  # why runs/<run_id>.json could not be written, if it could not
+    # for a model that standardises per archive: where its statistics came from
+    # (callsort.run.archive.ArchiveChoice.summary), else None
+    archive: dict | None = None
 
     @property
     def n_failed(self) -> int:

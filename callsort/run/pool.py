@@ -25,10 +25,12 @@ from callsort.audio.discover import Recording
 from callsort.errors import CallsortError
 from callsort.run.options import DEFAULT_FILE_TIMEOUT_S, ProgressCallback
 from callsort.run.worker import (
+    ANALYSE,
+    Task,
     analyse_in_this_process,
-    analyse_one,
     failure,
     init_worker,
+    run_task,
     timed_out,
 )
 from callsort.settings import AnalysisSettings
@@ -89,33 +91,73 @@ def analyse_each(
     record: Callable[[int, RecordingResult], None],
     model: Model | None = None,
     file_timeout_s: float | None = DEFAULT_FILE_TIMEOUT_S,
+    task: Task = ANALYSE,
 ) -> None:
     """:func:`analyse_all` keeping nothing: ``record(index, result)`` as each completes.
 
     One pool of ``jobs`` workers for all the recordings, each worker loading the
     model once, however many recordings there are.
     """
-    if not recordings:
-        return
-    timeout = file_timeout_s if file_timeout_s and file_timeout_s > 0 else None
-    if jobs <= 1 or len(recordings) <= 1:
-        from threadpoolctl import threadpool_limits
+    with LocalSession(model_dir, settings, jobs=jobs, most=len(recordings), model=model) as session:
+        session.each(recordings, record=record, task=task, file_timeout_s=file_timeout_s)
 
-        init_worker(model_dir, settings, pool_worker=False, loaded=model)
-        with threadpool_limits(limits=1):  # as in a worker; the caller's limits come back after
-            for index, recording in enumerate(recordings):
-                record(index, analyse_in_this_process(recording, timeout))
-        return
 
-    import threading
+class LocalSession:
+    """The workers of one run on this machine: every pass of the run (the archive
+    statistics' sample, then the labelling) goes to the same pool of workers, started
+    at the first pass that needs more than one; with ``jobs`` 1 (or ``most``, the
+    largest pass, 1) everything runs in this process with ``model``."""
 
-    # This process only waits while the workers start and run: meanwhile, import what
-    # building and writing the tables will need (pyarrow imports pandas for that, 0.25 s),
-    # instead of doing it after the last recording.
-    threading.Thread(target=_import_table_writers, daemon=True).start()
-    WorkerPool(model_dir, settings, size=min(jobs, len(recordings))).run(
-        recordings, record=record, timeout_s=timeout
-    )
+    def __init__(
+        self,
+        model_dir: Path,
+        settings: AnalysisSettings,
+        *,
+        jobs: int,
+        most: int,
+        model: Model | None = None,
+    ) -> None:
+        self.model_dir, self.settings, self.model = model_dir, settings, model
+        self.size = max(min(jobs, most), 1)
+        self.pool: WorkerPool | None = None
+
+    def __enter__(self) -> LocalSession:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.pool is not None:
+            self.pool.close()
+            self.pool = None
+
+    def each(
+        self,
+        recordings: Sequence[Recording],
+        *,
+        record: Callable[[int, RecordingResult], None],
+        task: Task = ANALYSE,
+        file_timeout_s: float | None = DEFAULT_FILE_TIMEOUT_S,
+    ) -> None:
+        """``task`` on every recording; ``record(index, result)`` as each completes."""
+        if not recordings:
+            return
+        timeout = file_timeout_s if file_timeout_s and file_timeout_s > 0 else None
+        if self.size <= 1:
+            from threadpoolctl import threadpool_limits
+
+            init_worker(self.model_dir, self.settings, pool_worker=False, loaded=self.model)
+            with threadpool_limits(limits=1):  # as in a worker; the caller's come back after
+                for index, recording in enumerate(recordings):
+                    record(index, analyse_in_this_process(recording, timeout, task))
+            return
+        if self.pool is None:
+            import threading
+
+            # This process only waits while the workers start and run: meanwhile, import
+            # what building and writing the tables will need (pyarrow imports pandas for
+            # that, 0.25 s), instead of doing it after the last recording.
+            threading.Thread(target=_import_table_writers, daemon=True).start()
+            self.pool = WorkerPool(self.model_dir, self.settings, size=self.size)
+        self.pool.run(recordings, record=record, timeout_s=timeout, task=task)
 
 
 @dataclass
@@ -150,6 +192,7 @@ class WorkerPool:
         self.size = size
         self.workers: list[Worker] = []
         self.todo: deque[int] = deque()
+        self.task: Task = ANALYSE
         self.start_failures = 0
 
     def run(
@@ -158,12 +201,16 @@ class WorkerPool:
         *,
         record: Callable[[int, RecordingResult], None],
         timeout_s: float | None,
+        task: Task = ANALYSE,
     ) -> None:
+        """``task`` on every recording with the pool's workers (started here if there are
+        fewer than its size); they stay up for the next call until :meth:`close`."""
         from multiprocessing.connection import wait as wait_for
 
         todo = self.todo = deque(range(len(recordings)))
+        self.task = task
         try:
-            for _ in range(self.size):
+            while len(self.workers) < self.size:
                 self.spawn()
             while todo or any(w.task is not None for w in self.workers):
                 for worker in self.workers:
@@ -183,10 +230,19 @@ class WorkerPool:
                         reason = timed_out(timeout_s)
                         record(worker.task, failure(recordings[worker.task], reason, timeout_s))
                         self._replace(worker)
-            self._shut_down()
+        except BaseException:
+            self.close(kill=True)  # an exception or an interrupt: leave no process behind
+            raise
+
+    def close(self, *, kill: bool = False) -> None:
+        """Stop every worker (asked to finish, unless ``kill``)."""
+        try:
+            if not kill:
+                self._shut_down()
         finally:
-            for worker in self.workers:  # an exception or an interrupt: leave no process behind
+            for worker in self.workers:
                 self._stop(worker)
+            self.workers = []
 
     def spawn(self) -> None:
         """Start one more worker process."""
@@ -204,7 +260,7 @@ class WorkerPool:
     def _hand_out(self, worker: Worker, todo, recordings: Sequence[Recording]) -> None:
         index = todo.popleft()
         try:
-            worker.conn.send((index, recordings[index]))
+            worker.conn.send((index, recordings[index], self.task))
         except OSError:  # the worker died while idle: not this recording's fault
             todo.appendleft(index)
             return
@@ -325,8 +381,8 @@ def worker_main(conn: Connection, model_dir: Path, settings: AnalysisSettings) -
             return
         if task is None:
             return
-        index, recording = task
-        result = analyse_one(recording)
+        index, recording, what = task
+        result = run_task(recording, what)
         try:
             conn.send(("result", index, result))
         except OSError:  # the main process is gone

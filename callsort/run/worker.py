@@ -23,11 +23,47 @@ from callsort.run.names import without_paths
 from callsort.settings import AnalysisSettings
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from callsort.dataset.tables import RecordingResult
+    from callsort.features.archive import ArchiveStatistics
     from callsort.model.folder import Model
+    from callsort.run.analysis import RecordingFeatures
 
 INTERNAL_ERROR = "internal error in callsort, not a fault of the file (the next run tries it again)"
 """How an error row starts when callsort itself failed on the recording (a bug)."""
+
+
+@dataclass(frozen=True)
+class Task:
+    """What a worker does with one recording: ``"analyse"`` it into a result row (its
+    segments standardised with ``archive``, see :meth:`Model.channel_proba`), or return its
+    ``"features"`` (:class:`SampledFeatures`, the raw features the archive statistics
+    are computed from)."""
+
+    kind: str = "analyse"
+    archive: ArchiveStatistics | None = None
+
+
+ANALYSE = Task()
+
+
+@dataclass(frozen=True)
+class SampledFeatures:
+    """One recording decoded, segmented and featured as labelling does it
+    (:class:`~callsort.run.analysis.RecordingFeatures`), not yet labelled."""
+
+    recording: str
+    recording_id: str
+    raw: RecordingFeatures
+    processing_s: float = 0.0
+
+    ok = True
+
+    @property
+    def features(self) -> list[np.ndarray]:
+        """Each analysis channel's raw features, ``(segments, features)`` float32."""
+        return self.raw.features
 
 
 @dataclass
@@ -112,9 +148,46 @@ def warm_up(model: Model) -> None:
     model.channel_proba(features[np.newaxis, :])
 
 
-def analyse_one(recording: Recording) -> RecordingResult:
-    """The result row of ``recording``, analysed with this process's model; never raises
-    for a fault of the recording or of callsort (an error row says what went wrong)."""
+def run_task(recording: Recording, task: Task = ANALYSE) -> RecordingResult | SampledFeatures:
+    """:func:`analyse_one` or :func:`features_one`, as ``task`` says."""
+    if task.kind == "features":
+        return features_one(recording)
+    return analyse_one(recording, archive=task.archive)
+
+
+def features_one(recording: Recording) -> SampledFeatures | RecordingResult:
+    """The raw features of ``recording`` with this process's model's feature settings;
+    an error row (:func:`failure`) when it cannot be analysed, never an exception."""
+    from callsort.run.analysis import recording_features
+
+    if state.model is None or state.settings is None:
+        raise RuntimeError("init_worker() first: this process has no model loaded")
+    started = time.perf_counter()
+    try:
+        raw = recording_features(
+            recording.path, feature_settings=state.model.feature_settings, settings=state.settings
+        )
+    except CallsortError as exc:
+        return failure(recording, str(exc), time.perf_counter() - started)
+    except MemoryError:
+        return failure(recording, "out of memory", time.perf_counter() - started)
+    except Exception as exc:  # callsort failed, not the file
+        reason = f"{INTERNAL_ERROR}: {type(exc).__name__}: {exc}"
+        return failure(recording, reason, time.perf_counter() - started, internal=True)
+    return SampledFeatures(
+        recording=recording.name,
+        recording_id=recording.recording_id,
+        raw=raw,
+        processing_s=time.perf_counter() - started,
+    )
+
+
+def analyse_one(
+    recording: Recording, *, archive: ArchiveStatistics | None = None
+) -> RecordingResult:
+    """The result row of ``recording``, analysed with this process's model (its segments
+    standardised with ``archive``, see :meth:`Model.channel_proba`); never raises for a
+    fault of the recording or of callsort (an error row says what went wrong)."""
     from callsort.dataset.tables import RecordingResult
     from callsort.run.analysis import analyse_recording
 
@@ -122,7 +195,9 @@ def analyse_one(recording: Recording) -> RecordingResult:
         raise RuntimeError("init_worker() first: this process has no model loaded")
     started = time.perf_counter()
     try:
-        analysis = analyse_recording(recording.path, model=state.model, settings=state.settings)
+        analysis = analyse_recording(
+            recording.path, model=state.model, settings=state.settings, archive=archive
+        )
     except CallsortError as exc:
         return failure(recording, str(exc), time.perf_counter() - started)
     except MemoryError:
@@ -170,8 +245,10 @@ class _TimedOut(BaseException):
     """Raised by the alarm in this process; a BaseException so no library swallows it."""
 
 
-def analyse_in_this_process(recording: Recording, timeout_s: float | None) -> RecordingResult:
-    """:func:`analyse_one` under a best-effort time limit (SIGALRM, main thread only).
+def analyse_in_this_process(
+    recording: Recording, timeout_s: float | None, task: Task = ANALYSE
+) -> RecordingResult | SampledFeatures:
+    """:func:`run_task` under a best-effort time limit (SIGALRM, main thread only).
 
     Without a worker process there is nothing to kill: the alarm interrupts
     Python code between two bytecodes, so a long loop or a long read is
@@ -184,7 +261,7 @@ def analyse_in_this_process(recording: Recording, timeout_s: float | None) -> Re
         or not hasattr(signal, "setitimer")
         or threading.current_thread() is not threading.main_thread()
     ):
-        return analyse_one(recording)
+        return run_task(recording, task)
 
     def alarm(signum, frame):
         raise _TimedOut
@@ -194,7 +271,7 @@ def analyse_in_this_process(recording: Recording, timeout_s: float | None) -> Re
     try:
         signal.setitimer(signal.ITIMER_REAL, timeout_s)
         try:
-            return analyse_one(recording)
+            return run_task(recording, task)
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)
     except _TimedOut:
