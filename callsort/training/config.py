@@ -66,7 +66,7 @@ class TrainingConfig:
     max_features: int | None = None  # feature selection inside each fit (EmotionClassifier)
     # each corpus standardised per condition over its own clips, test archives over a
     # sample of their own clips (callsort.training.standardise; ACCURACY.md issue 12 item 4)
-    archive_standardisation: bool = True
+    archive_standardisation: bool = False
     archive_sample: ArchiveSample = ArchiveSample()
     # choose n_estimators / model_params / max_features by a search inside the
     # training speakers (tuned_config); the evaluation nests it in every fold
