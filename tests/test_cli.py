@@ -783,6 +783,40 @@ def test_evaluate_check_card_fails_on_different_figures(synth_data, tmp_path):
     assert "card 0.123" in result.output
 
 
+def test_train_with_archive_standardisation_and_label_an_archive(synth_data, tmp_path):
+    """--archive-standardisation: the card carries the training population, evaluate
+    reproduces the card with the same flag, and label writes the archive's statistics."""
+    import shutil
+
+    import pyarrow.parquet as pq
+
+    model_dir, cache = tmp_path / "model", tmp_path / "cache"
+    common = ("--classes", ",".join(SYNTH_CLASSES), "--jobs", 1, "--cache", cache)
+    flags = ("--no-telephone", "--archive-standardisation")
+    result = invoke("train", synth_data, "--out", model_dir, *flags, *common)
+    assert result.exit_code == 0, shown(result)
+    card = json.loads((model_dir / "card.json").read_text())
+    entry = card["training"]["archive_standardisation"]
+    n_raw = len(card["feature_names"]) // 2  # raw + channel z-scores
+    assert len(entry["population"]["mean"]) == n_raw and entry["prior_weight"] == 20.0
+    assert entry["population"]["n_segments"] >= 48  # every training clip has speech
+
+    result = invoke("evaluate", synth_data, *flags, *common, "--check-card", model_dir)
+    assert result.exit_code == 0, shown(result)
+
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    for wav in sorted(synth_data.rglob("*.wav"))[:6]:
+        shutil.copy(wav, archive / f"{wav.parent.name}_{wav.name}")
+    out = tmp_path / "out"
+    result = invoke("label", archive, "--out", out, "--model", model_dir, "-q")
+    assert result.exit_code == 0, shown(result)
+    stats = json.loads((out / "archive-statistics.json").read_text())
+    segments = pq.read_table(out / "segments").num_rows
+    assert segments >= 6 and stats["n_segments"] == segments + entry["prior_weight"]
+    assert len(stats["mean"]) == n_raw
+
+
 # --- the shipped model's figures reproduce on the corpus (CI) -----------------------------
 
 

@@ -49,6 +49,15 @@ def train(
             "training speakers (nested in the evaluation; about 30x slower).",
         ),
     ] = False,
+    archive_standardisation: Annotated[
+        bool,
+        typer.Option(
+            "--archive-standardisation",
+            help="Standardise each corpus over its own clips, and each archive labelled "
+            "over its own recordings (ACCURACY.md: helps across corpora, hurts on calm "
+            "archives; not the shipped models).",
+        ),
+    ] = False,
     jobs: Annotated[int, typer.Option("--jobs", "-j", help="Processes; 0: all cores.")] = 0,
     cache: Annotated[Path | None, typer.Option(help="Feature cache folder.")] = None,
     licence: Annotated[str | None, typer.Option(help="Licence note for the card.")] = None,
@@ -77,6 +86,7 @@ def train(
         no_telephone,
         no_channel_normalisation,
         tune=tune,
+        archive_standardisation=archive_standardisation,
     )
     use_encoder_dir(encoder_dir)
     n_jobs = resolve_jobs(jobs)
@@ -118,6 +128,15 @@ def evaluate(
     tune: Annotated[
         bool, typer.Option("--tune", help="Nested search of LightGBM settings (slow).")
     ] = False,
+    archive_standardisation: Annotated[
+        bool,
+        typer.Option(
+            "--archive-standardisation",
+            help="Standardise each corpus over its own clips, and each archive labelled "
+            "over its own recordings (ACCURACY.md: helps across corpora, hurts on calm "
+            "archives; not the shipped models).",
+        ),
+    ] = False,
     jobs: Annotated[int, typer.Option("--jobs", "-j", help="Processes; 0: all cores.")] = 0,
     cache: Annotated[Path | None, typer.Option(help="Feature cache folder.")] = None,
     json_out: Annotated[
@@ -153,7 +172,13 @@ def evaluate(
     from callsort.training import train as training
 
     config = training_config(
-        classes, "", calm_from_neutral, no_telephone, no_channel_normalisation, tune=tune
+        classes,
+        "",
+        calm_from_neutral,
+        no_telephone,
+        no_channel_normalisation,
+        tune=tune,
+        archive_standardisation=archive_standardisation,
     )
     use_encoder_dir(encoder_dir)
     n_jobs = resolve_jobs(jobs)
@@ -189,6 +214,7 @@ def training_config(
     no_channel_normalisation: bool = False,
     *,
     tune: bool = False,
+    archive_standardisation: bool = False,
 ):
     """The :class:`~callsort.training.train.TrainingConfig` of the command's options."""
     from callsort.training.train import TrainingConfig
@@ -205,6 +231,7 @@ def training_config(
         channel_normalisation=not no_channel_normalisation,
         calm_from_neutral=calm_from_neutral,
         tune=tune,
+        archive_standardisation=archive_standardisation,
         holdout_speakers=tuple(s.strip() for s in holdout.split(",") if s.strip()),
     )
 
