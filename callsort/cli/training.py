@@ -11,6 +11,19 @@ import typer
 from callsort.cli.labelling import use_encoder_dir
 from callsort.errors import UsageError
 
+# options train and evaluate share
+ArchiveStandardisation = Annotated[
+    bool,
+    typer.Option(
+        "--archive-standardisation",
+        help="Standardise each corpus over its own clips, and each archive labelled "
+        "over its own recordings (ACCURACY.md: helps across corpora, hurts on calm "
+        "archives; not the shipped models).",
+    ),
+]
+Jobs = Annotated[int, typer.Option("--jobs", "-j", help="Processes; 0: all cores.")]
+Cache = Annotated[Path | None, typer.Option(help="Feature cache folder.")]
+
 
 def train(
     data_dirs: Annotated[
@@ -49,17 +62,9 @@ def train(
             "training speakers (nested in the evaluation; about 30x slower).",
         ),
     ] = False,
-    archive_standardisation: Annotated[
-        bool,
-        typer.Option(
-            "--archive-standardisation",
-            help="Standardise each corpus over its own clips, and each archive labelled "
-            "over its own recordings (ACCURACY.md: helps across corpora, hurts on calm "
-            "archives; not the shipped models).",
-        ),
-    ] = False,
-    jobs: Annotated[int, typer.Option("--jobs", "-j", help="Processes; 0: all cores.")] = 0,
-    cache: Annotated[Path | None, typer.Option(help="Feature cache folder.")] = None,
+    archive_standardisation: ArchiveStandardisation = False,
+    jobs: Jobs = 0,
+    cache: Cache = None,
     licence: Annotated[str | None, typer.Option(help="Licence note for the card.")] = None,
     encoder_dir: Annotated[
         Path | None,
@@ -128,17 +133,9 @@ def evaluate(
     tune: Annotated[
         bool, typer.Option("--tune", help="Nested search of LightGBM settings (slow).")
     ] = False,
-    archive_standardisation: Annotated[
-        bool,
-        typer.Option(
-            "--archive-standardisation",
-            help="Standardise each corpus over its own clips, and each archive labelled "
-            "over its own recordings (ACCURACY.md: helps across corpora, hurts on calm "
-            "archives; not the shipped models).",
-        ),
-    ] = False,
-    jobs: Annotated[int, typer.Option("--jobs", "-j", help="Processes; 0: all cores.")] = 0,
-    cache: Annotated[Path | None, typer.Option(help="Feature cache folder.")] = None,
+    archive_standardisation: ArchiveStandardisation = False,
+    jobs: Jobs = 0,
+    cache: Cache = None,
     json_out: Annotated[
         Path | None, typer.Option("--json", help="Also write figures here.")
     ] = None,

@@ -109,19 +109,12 @@ class DatasetRun:
         empty_calls = empty_table(arrow_schema(call_columns(self.fp.classes)))
         if o.dry_run:  # reads the manifest as it is; takes no lock, writes nothing
             todo = self._plan(self.dataset.manifest_index())
-            return LabelRun(
+            return self._outcome(
+                todo,
                 segments=empty_segments,
                 calls=empty_calls,
                 results=[],
                 written=[],
-                model_version=self.fp.model_version,
-                wall_s=time.perf_counter() - self.started,
-                skipped=todo.skipped,
-                deferred=todo.deferred,
-                outside=todo.outside,
-                planned=tuple(todo.pending),
-                dataset=self.root,
-                run_id=self.run_id,
                 dry_run=True,
             )
 
@@ -139,26 +132,34 @@ class DatasetRun:
         kept, tally, todo = self.kept, self.tally, self.tally.plan
         segments = pa.concat_tables(kept.segments) if kept.segments else empty_segments
         calls = pa.concat_tables(kept.calls) if kept.calls else empty_calls
-        return LabelRun(
+        return self._outcome(
+            todo,
             segments=segments if o.keep_results else empty_segments,
             calls=calls,
             results=kept.results,
             written=written,
-            model_version=self.fp.model_version,
-            wall_s=time.perf_counter() - self.started,
             n_ok=tally.ok,
             failures=tuple(tally.failures),
             audio_s=tally.audio_s,
+            summary_file=summary_file,
+            summary_error=summary_error,
+            notes=tuple(tally.notes),
+            archive=self.archive_choice.summary() if self.archive_choice else None,
+        )
+
+    def _outcome(self, todo: Plan, **fields) -> LabelRun:
+        """The run's :class:`LabelRun`: what every outcome says (model, plan, dataset, run
+        id, wall time) and ``fields``."""
+        return LabelRun(
+            model_version=self.fp.model_version,
+            wall_s=time.perf_counter() - self.started,
             skipped=todo.skipped,
             deferred=todo.deferred,
             outside=todo.outside,
             planned=tuple(todo.pending),
             dataset=self.root,
             run_id=self.run_id,
-            summary_file=summary_file,
-            summary_error=summary_error,
-            notes=tuple(tally.notes),
-            archive=self.archive_choice.summary() if self.archive_choice else None,
+            **fields,
         )
 
     def _plan(self, index: dict) -> Plan:
