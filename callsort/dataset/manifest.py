@@ -45,7 +45,8 @@ def fingerprint(model_dir: Path, settings: AnalysisSettings) -> Fingerprint:
     """The fingerprint of a model folder and analysis settings, with the card's facts.
 
     Covers what decides the rows: the booster's bytes (their SHA-256, checked
-    against the card), the card's classes and feature settings, every analysis
+    against the card), an adapted model's adapter (its card's checksum of
+    ``adapter.npz``), the card's classes and feature settings, every analysis
     setting and :data:`FINGERPRINT_VERSION`. Not output options (formats, CSV,
     partitioning). Reads the model folder without loading LightGBM, so a run with
     nothing to do stays cheap; a folder that is not a model is refused here.
@@ -75,6 +76,9 @@ def fingerprint(model_dir: Path, settings: AnalysisSettings) -> Fingerprint:
         ).hexdigest(),
         "analysis": identity(settings),
     }
+    adaptation = card.get("adaptation")
+    if adaptation:  # an adapted model (callsort adapt): its adapter decides the rows too
+        described["adapter_sha256"] = str(adaptation.get("adapter_sha256", ""))
     text = json.dumps(described, sort_keys=True, default=str)
     value = hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
     return Fingerprint(value, version, list(classes), booster_sha)

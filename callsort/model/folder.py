@@ -192,8 +192,12 @@ class Model:
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         """Class probabilities ``(samples, classes)`` of features ``X`` (segments,
-        features) as the card lists them (already channel-normalised, if the model is)."""
-        return self.stack.predict_proba(X, n_jobs=self.n_jobs, temperature=self.card.temperature)
+        features) as the card lists them (already channel-normalised, if the model is);
+        a ``"residual"`` adapter adjusts the booster's."""
+        proba = self.stack.predict_proba(X, n_jobs=self.n_jobs, temperature=self.card.temperature)
+        if self.adapter is not None and self.adapter.kind == "residual" and len(proba):
+            proba = self.adapter.adjusted(np.asarray(X, dtype=np.float32), proba)
+        return proba
 
     def channel_proba(
         self, X: np.ndarray, *, archive: ArchiveStatistics | None = None
