@@ -250,10 +250,12 @@ def split_halves(speakers: np.ndarray, split: int, seed: int) -> tuple[list, lis
     return adapt, test
 
 
-def run_corpus(recipe, new, *, bases, jobs, splits, seed, lambdas, variants=None) -> dict:
+def run_corpus(
+    recipe, new, *, bases, jobs, splits, seed, lambdas, variants=None, conditions=CONDITIONS
+) -> dict:
     model = base_model(recipe, new, bases=bases, jobs=jobs)
     clips = protocol_clips(new)
-    _, features = features_of(clips, CONDITIONS, recipe=recipe, jobs=jobs)
+    _, features = features_of(clips, conditions, recipe=recipe, jobs=jobs)
     variants = variants or variants_of(model)
     out: dict = {
         "base": {
@@ -266,13 +268,13 @@ def run_corpus(recipe, new, *, bases, jobs, splits, seed, lambdas, variants=None
         "splits": [],
         "conditions": {},
     }
-    for cond in CONDITIONS:
+    for cond in conditions:
         t = time.time()
         domain = Domain(model, clips, features[cond])
         figures: dict = {"base": {}, **{v: {str(lam): {} for lam in lambdas} for v in variants}}
         for split in range(splits):
             adapt_speakers, test_speakers = split_halves(domain.speakers, split, seed)
-            if cond == CONDITIONS[0]:
+            if cond == conditions[0]:
                 out["splits"].append({"adapt": adapt_speakers, "test": test_speakers})
             test = np.flatnonzero(np.isin(domain.speakers, test_speakers))
             test_rows = domain.rows(test)
@@ -349,7 +351,20 @@ def summarise(report: dict) -> dict:
             for lam in summary[corpora[0]][v]
         }
         product[v] = max(both, key=lambda lam: both[lam])
-    return {"per_lambda": summary, "chosen": chosen, "product_lambda": product}
+    # the variant the product uses: best mean clip macro-F1 over k > 0, conditions and
+    # corpora, each corpus at the lambda chosen on the other one
+    cross = {
+        v: float(np.mean([mean_gain(summary[c][v][chosen[v][c]["lambda"]]) for c in corpora]))
+        for v in chosen
+    }
+    best = max(cross, key=lambda v: cross[v]) if len(corpora) > 1 else None
+    return {
+        "per_lambda": summary,
+        "chosen": chosen,
+        "product_lambda": product,
+        "cross_chosen_mean": {v: round(x, 4) for v, x in cross.items()},
+        "best_variant": best,
+    }
 
 
 def stats(values: np.ndarray) -> dict:
@@ -387,6 +402,36 @@ def targets(report: dict, variant: str) -> dict:
     return out
 
 
+NAMES = {"ravdess": "RAVDESS", "nemo": "nEMO"}
+
+
+def markdown_table(report: dict, variant: str | None = None) -> str:
+    """Clip macro-F1 (mean ± split-to-split std) per corpus, audio and k for ``variant``
+    (default: the best) at the lambda chosen on the other corpus."""
+    s = report["summary"]
+    variant = variant or s["best_variant"]
+    ks = [str(k) for k in report["ks"]]
+    lines = [
+        "| new domain | audio | " + " | ".join(f"k={k}" for k in ks) + " |",
+        "|---|---|" + "---|" * len(ks),
+    ]
+    for new, choice in s["chosen"][variant].items():
+        per = s["per_lambda"][new][variant][choice["lambda"]]
+        available = report["corpora"][new]["conditions"][CONDITIONS[0]][
+            "adapting_clips_per_class_min"
+        ]
+        few = min(available.values())
+        for cond in CONDITIONS:
+            cells = []
+            for k in ks:
+                e = per[cond][k]
+                cell = f"{e['clip_mean']:.2f} ± {e['clip_std']:.2f}"
+                cells.append(cell + (f" ({few}: all)" if int(k) > few else ""))
+            name = f"{NAMES[new]} (λ {choice['lambda']}, from {NAMES[choice['chosen_on']]})"
+            lines.append(f"| {name} | {cond} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--recipe", choices=sorted(RECIPES), default="default")
@@ -395,9 +440,11 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=len(os.sched_getaffinity(0)))
     parser.add_argument("--bases", type=Path, required=True, help="where the bases are kept")
     parser.add_argument("--corpora", default="ravdess,nemo")
+    parser.add_argument("--conditions", default=",".join(CONDITIONS))
     parser.add_argument("--variants", default=None, help="comma-separated (default: all)")
     parser.add_argument("--lambdas", default=",".join(str(v) for v in LAMBDAS))
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--table", type=Path, default=None, help="print a results file's tables")
     parser.add_argument(
         "--combine",
         type=Path,
@@ -406,10 +453,22 @@ def main() -> int:
         help="results files of one corpus each (--corpora X --out FILE) to join and summarise",
     )
     args = parser.parse_args()
+    if args.table:
+        report = json.loads(args.table.read_text())
+        for v in report["summary"]["chosen"]:
+            print(f"\n{v} (mean over k > 0: {report['summary']['cross_chosen_mean'][v]})")
+            print(markdown_table(report, v))
+        return 0
     if args.combine:
         parts = [json.loads(p.read_text()) for p in args.combine]
         report = {k: v for k, v in parts[0].items() if k not in ("summary", "targets")}
-        report["corpora"] = {c: r for part in parts for c, r in part["corpora"].items()}
+        report["corpora"] = {}
+        for part in parts:  # one corpus and condition each, or more
+            for c, r in part["corpora"].items():
+                if c not in report["corpora"]:
+                    report["corpora"][c] = r
+                else:
+                    report["corpora"][c]["conditions"].update(r["conditions"])
         report["wall_s"] = sum(part["wall_s"] for part in parts)
         return finish(report, args.out or RESULTS / results_name(args.recipe))
     if not all((DATASETS / CORPORA[c]).is_dir() for c in CORPORA):
@@ -437,6 +496,7 @@ def main() -> int:
             seed=args.seed,
             lambdas=lambdas,
             variants=args.variants.split(",") if args.variants else None,
+            conditions=tuple(args.conditions.split(",")),
         )
     report["wall_s"] = round(time.time() - t)
     return finish(report, args.out or RESULTS / results_name(args.recipe))
