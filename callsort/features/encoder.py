@@ -47,6 +47,12 @@ WHEEL_PARTS = (
 )
 WHEEL_FILES = ("config.json", "vocabulary.json")  # in the second wheel
 ENCODER_DIR_ENV = "CALLSORT_ENCODER_DIR"
+COMPUTE_TYPE = "float32"
+"""CTranslate2's compute type for the encoder. Its int8 kernels differ by machine: on an
+AMD CPU (no Intel MKL) the embedding of the reference signal moved by 8.9 % of its norm,
+with MKL by 1.0 %, and by instruction set within each; in float32 every backend and
+instruction set gave the same embedding within 1.5e-6 of its norm (GENERIC, AVX, AVX2,
+MKL on and off), at 1.4x the CPU time of int8 without MKL."""
 REFERENCE_TOLERANCE = 0.05
 """Largest allowed difference between a folder's reference embedding and the stored one,
 as a fraction of the stored embedding's norm (int8 and float16 copies of the same
@@ -138,7 +144,7 @@ class Encoder:
                 self._model = ctranslate2.models.Whisper(
                     WHISPER_BASE,
                     device="cpu",
-                    compute_type="int8",
+                    compute_type=COMPUTE_TYPE,
                     intra_threads=threads,
                     inter_threads=1,
                     files=files,
@@ -157,7 +163,7 @@ class Encoder:
                 self._model = ctranslate2.models.Whisper(
                     str(folder),
                     device="cpu",
-                    compute_type="int8",
+                    compute_type=COMPUTE_TYPE,
                     intra_threads=threads,
                     inter_threads=1,
                 )

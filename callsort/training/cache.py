@@ -31,7 +31,8 @@ from callsort.training.config import (
 )
 from callsort.training.corpora import Clip
 
-FEATURE_CACHE_VERSION = 4  # bump when feature code changes without a settings change
+FEATURE_CACHE_VERSION = 5  # bump when feature code changes without a settings change
+# 5: the encoder runs in float32 (callsort.features.encoder.COMPUTE_TYPE), was int8
 
 
 def clip_features(
