@@ -15,6 +15,13 @@ ANALYSIS_SAMPLE_RATE = 16_000
 
 DEFAULT_CLASSES: tuple[str, ...] = ("angry", "calm", "happy", "sad")
 
+ENCODER_COMPUTE_TYPE = "float32"
+"""How CTranslate2 runs the speech encoder (:mod:`callsort.features.encoder`). float32,
+not int8: CTranslate2's int8 kernels differ by CPU (Intel MKL or oneDNN, with or without
+AVX-512 VNNI), and moved the demo calls' probabilities by up to 0.15 between the kernels
+of one machine; float32 gave the same probabilities on every path measured
+(``benchmarks/cpu_paths.py``), for about 1.4 times int8's CPU time."""
+
 
 def identity(settings: Any) -> dict:
     """``asdict(settings)`` without the fields that still hold the value callsort used

