@@ -1,7 +1,7 @@
 """Learned speech features: Whisper base's encoder, run with CTranslate2.
 
 Each speech segment becomes Whisper's log-mel spectrogram (computed here,
-exactly as Whisper computes it), goes through the encoder without
+exactly as Whisper computes it, 30 s at a time), goes through the encoder without
 padding to 30 s, and the last layer's frames are pooled into their mean and standard
 deviation: ``2 * 512`` values a segment, named by :func:`embedding_names`. The
 encoder runs in float32 (:data:`~callsort.settings.ENCODER_COMPUTE_TYPE`), and
@@ -28,7 +28,7 @@ import io
 import json
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
@@ -82,19 +82,73 @@ def log_mel(y: np.ndarray) -> np.ndarray:
     Hann window, reflect padding) with hop 160, the last frame dropped, power
     through librosa's Slaney mel filters, log10 floored at 1e-10, clamped to
     8 below its maximum, then ``(x + 4) / 4``. ``frames == len(y) // 160``.
+    Up to 30 s in one go; longer, as the pieces of :func:`log_mel_pieces` joined.
     """
+    y = _at_least_one_window(y)
+    if len(y) // WHISPER_HOP <= MAX_FRAMES:
+        return _log_mel_at_once(y)
+    return np.concatenate(list(log_mel_pieces(y)), axis=1)
+
+
+def log_mel_pieces(y: np.ndarray) -> Iterator[np.ndarray]:
+    """:func:`log_mel` of ``y`` in consecutive pieces of :data:`MAX_FRAMES` frames (30 s,
+    what the encoder takes at once), the last one shorter.
+
+    Each piece is computed on its own, so memory holds one piece's STFT, not the
+    segment's (a 10-minute segment at once needs 0.6 GB; ``benchmarks/long_segments.py``).
+    Longer than one piece, ``y``'s STFT is taken twice: first for the maximum that the
+    clamp needs, then for the pieces.
+    """
+    y = _at_least_one_window(y)
+    n_frames = len(y) // WHISPER_HOP
+    if n_frames <= MAX_FRAMES:
+        yield _log_mel_at_once(y)
+        return
+    starts = range(0, n_frames, MAX_FRAMES)
+    peak = max(_log10(_mel_power(y, a, min(a + MAX_FRAMES, n_frames))).max() for a in starts)
+    for a in starts:
+        yield _scaled(_log10(_mel_power(y, a, min(a + MAX_FRAMES, n_frames))), peak)
+
+
+def _at_least_one_window(y: np.ndarray) -> np.ndarray:
     y = np.asarray(y, dtype=np.float32)
     if len(y) < MIN_SAMPLES:
         y = np.pad(y, (0, MIN_SAMPLES - len(y)))
+    return y
+
+
+def _log_mel_at_once(y: np.ndarray) -> np.ndarray:
     half = WHISPER_N_FFT // 2
     padded = np.pad(y, half, mode="reflect")
     n_frames = 1 + (len(padded) - WHISPER_N_FFT) // WHISPER_HOP
     frames = np.lib.stride_tricks.sliding_window_view(padded, WHISPER_N_FFT)[::WHISPER_HOP]
     spectrum = np.fft.rfft(frames[:n_frames] * _hann(), axis=1)[:-1]  # (frames, 201)
     power = (spectrum.real**2 + spectrum.imag**2).astype(np.float32)
-    mel = _mel_filters() @ power.T
-    log_spec = np.log10(np.maximum(mel, 1e-10))
-    log_spec = np.maximum(log_spec, log_spec.max() - 8.0)
+    log_spec = _log10(_mel_filters() @ power.T)
+    return _scaled(log_spec, log_spec.max())
+
+
+def _mel_power(y: np.ndarray, start: int, stop: int) -> np.ndarray:
+    """Mel power of frames ``start:stop`` of ``y``'s centred STFT: ``(80, stop - start)``."""
+    half = WHISPER_N_FFT // 2
+    # samples start*hop - half ... (stop-1)*hop + half of y, reflected at both ends as
+    # np.pad(mode="reflect") does: -k -> k, n-1+k -> n-1-k
+    index = np.abs(np.arange(start * WHISPER_HOP - half, (stop - 1) * WHISPER_HOP + half))
+    past = index >= len(y)
+    index[past] = 2 * (len(y) - 1) - index[past]
+    frames = np.lib.stride_tricks.sliding_window_view(y[index], WHISPER_N_FFT)[::WHISPER_HOP]
+    spectrum = np.fft.rfft(frames * _hann(), axis=1)  # (stop - start, 201)
+    power = (spectrum.real**2 + spectrum.imag**2).astype(np.float32)
+    return _mel_filters() @ power.T
+
+
+def _log10(mel: np.ndarray) -> np.ndarray:
+    return np.log10(np.maximum(mel, 1e-10))
+
+
+def _scaled(log_spec: np.ndarray, peak: np.float32) -> np.ndarray:
+    """Whisper's scaling of log10 mel power, clamped 8 below ``peak`` (the segment's maximum)."""
+    log_spec = np.maximum(log_spec, peak - 8.0)
     return ((log_spec + 4.0) / 4.0).astype(np.float32)
 
 
@@ -204,10 +258,8 @@ class Encoder:
     def _embed_one(self, y: np.ndarray) -> np.ndarray:
         import ctranslate2
 
-        mel = log_mel(y)
         pooled, weights = [], []
-        for start in range(0, mel.shape[1], MAX_FRAMES):
-            piece = mel[:, start : start + MAX_FRAMES]
+        for piece in log_mel_pieces(y):
             if piece.shape[1] < 2 and pooled:
                 break
             hidden = np.asarray(

@@ -19,6 +19,7 @@ from callsort.features.ct2_file import Variable, read_model_file, write_model_fi
 from callsort.features.encoder import (
     Encoder,
     log_mel,
+    log_mel_pieces,
     reference_embedding,
     reference_signal,
 )
@@ -48,6 +49,31 @@ def test_log_mel_is_whispers(seconds):
     ours = log_mel(y)
     assert ours.shape == (80, len(y) // 160)
     np.testing.assert_allclose(ours, whisper_log_mel_by_librosa(y), atol=2e-5)
+
+
+def test_long_log_mel_is_whispers_computed_30_s_at_a_time():
+    """Past 30 s the log-mel comes in 30 s pieces, each computed alone, and they are
+    Whisper's spectrogram of the whole segment: the clamp 8 below the maximum is the
+    segment's (here the loud first 20 s sets it for the quiet rest)."""
+    sr = 16_000
+    t = np.arange(70 * sr) / sr
+    rng = np.random.default_rng(5)
+    y = np.where(t < 20, 0.3 * np.sin(2 * np.pi * 220 * t), 1e-5 * np.sin(2 * np.pi * 90 * t))
+    y = (y + 1e-6 * rng.standard_normal(len(t))).astype(np.float32)
+    whole = whisper_log_mel_by_librosa(y)
+    pieces = list(log_mel_pieces(y))
+    assert [p.shape for p in pieces] == [(80, 3000), (80, 3000), (80, 1000)]
+    assert all(p.dtype == np.float32 for p in pieces)
+    np.testing.assert_allclose(np.concatenate(pieces, axis=1), whole, atol=2e-5)
+    assert pieces[2].min() == pytest.approx(whole.max() - 2.0, abs=1e-5)  # the clamp: 8 / 4
+    np.testing.assert_allclose(log_mel(y), whole, atol=2e-5)
+
+
+def test_up_to_30_s_the_log_mel_is_one_piece():
+    y = reference_signal()
+    (piece,) = log_mel_pieces(y)
+    np.testing.assert_array_equal(piece, log_mel(y))
+    np.testing.assert_allclose(piece, whisper_log_mel_by_librosa(y), atol=2e-5)
 
 
 def test_weights_from_pip_give_the_stored_reference_embedding(wheel_encoder):
