@@ -20,7 +20,7 @@ from pathlib import Path
 
 from callsort.audio.discover import Recording
 from callsort.errors import ModelError, UsageError
-from callsort.settings import AnalysisSettings, identity
+from callsort.settings import ENCODER_COMPUTE_TYPE, AnalysisSettings, identity
 
 MANIFEST = "manifest.parquet"
 FINGERPRINT_VERSION = 1
@@ -48,8 +48,9 @@ def fingerprint(model_dir: Path, settings: AnalysisSettings) -> Fingerprint:
     against the card), everything on the card that can change a prediction or
     that the rows name (:meth:`~callsort.model.card.ModelCard.prediction_identity`:
     classes, feature settings, temperature, normalisation prior, archive
-    standardisation, version, ...), every analysis setting and
-    :data:`FINGERPRINT_VERSION`. Not output options (formats, CSV, partitioning),
+    standardisation, version, ...), every analysis setting,
+    :data:`FINGERPRINT_VERSION` and, for a model with the encoder,
+    :data:`~callsort.settings.ENCODER_COMPUTE_TYPE`. Not output options (formats, CSV, partitioning),
     nor the card's metrics, creation time, library versions or licence. Reads the
     model folder without loading LightGBM, so a run with nothing to do stays cheap;
     a folder that is not a model is refused here.
@@ -69,6 +70,8 @@ def fingerprint(model_dir: Path, settings: AnalysisSettings) -> Fingerprint:
         "card": card.prediction_identity(),
         "analysis": identity(settings),
     }
+    if card.feature_settings.get("encoder"):  # how the encoder runs changes its model's rows
+        described["encoder_compute_type"] = ENCODER_COMPUTE_TYPE
     text = json.dumps(described, sort_keys=True, default=str)
     value = hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
     return Fingerprint(value, str(card.version), list(card.classes), booster_sha)

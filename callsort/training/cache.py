@@ -4,7 +4,8 @@ Clips go through the product's own path (decode, segmentation, features), so a
 model trains on what ``callsort label`` computes; telephone copies are real
 8 kHz codec files read back by the label path. One ``.npz`` per clip and
 condition, keyed by the file (path, size, mtime), the settings and
-:data:`FEATURE_CACHE_VERSION`.
+:data:`FEATURE_CACHE_VERSION` (and, for features with the encoder's embedding,
+:data:`~callsort.settings.ENCODER_COMPUTE_TYPE`).
 """
 
 from __future__ import annotations
@@ -21,7 +22,13 @@ import numpy as np
 
 from callsort.features.encoder import WHISPER_BASE
 from callsort.features.spectral import feature_names
-from callsort.settings import AnalysisSettings, FeatureSettings, identity, settings_repr
+from callsort.settings import (
+    ENCODER_COMPUTE_TYPE,
+    AnalysisSettings,
+    FeatureSettings,
+    identity,
+    settings_repr,
+)
 from callsort.training.config import (
     AUGMENTED,
     CODEC_CONDITIONS,
@@ -31,8 +38,7 @@ from callsort.training.config import (
 )
 from callsort.training.corpora import Clip
 
-FEATURE_CACHE_VERSION = 5  # bump when feature code changes without a settings change
-# 5: the encoder runs in float32 (callsort.features.encoder.COMPUTE_TYPE), was int8
+FEATURE_CACHE_VERSION = 4  # bump when feature code changes without a settings change
 
 
 def clip_features(
@@ -180,6 +186,9 @@ def _cache_key(path: Path, condition: str, settings: AnalysisSettings, fs: Featu
             settings_repr(settings.segmentation),
             identity(fs),
             FEATURE_CACHE_VERSION,
+            # how the encoder ran (float32 since issue 18; int8 entries were computed by
+            # CPU-dependent kernels): part of the key of encoder features only
+            *([f"encoder {ENCODER_COMPUTE_TYPE}"] if fs.encoder else []),
         ],
         sort_keys=True,
     )
