@@ -7,8 +7,8 @@ It runs the README's own commands on a copy of ``sample_recordings/`` (dated
 2026-11-25, so that the output does not depend on when the repository was
 cloned), with the shipped model, and puts their output between the README's
 ``<!-- generated: NAME -->`` and ``<!-- end: NAME -->`` markers: the "What you
-get" tables, the ``callsort summary`` block, the agreement of the demo calls
-with ``sample_recordings/ground_truth.csv`` (also written to
+get" tables, the ``callsort summary`` and ``callsort agreement`` blocks, the
+agreement of the demo calls with ``sample_recordings/ground_truth.csv`` (also written to
 ``benchmarks/results/demo.json``, which ``tests/test_cli.py`` checks the model
 against) and the schema tables. ``tests/test_readme.py`` keeps README.md equal
 to this output. Rerun it whenever the model or the analysis changes.
@@ -37,6 +37,8 @@ QUICK_START = "callsort label sample_recordings/ --out reports"
 NAMED = "callsort label sample_recordings/ --out r --channel-names agent,customer"
 """The Reports section's command, whose dataset ``callsort summary r`` summarises."""
 SUMMARY = "callsort summary r"
+AGREEMENT = "callsort agreement reports sample_recordings/ground_truth.csv"
+"""The quick start's comparison of the demo calls' labels with their ground truth."""
 FAST = "callsort label sample_recordings/ --model fast --out reports-fast"
 """The quick start with the fast model: its demo agreement is published beside the default's."""
 ACCURACY_RESULTS = {
@@ -70,9 +72,9 @@ def run_commands(workdir: Path) -> dict[str, str]:
         os.utime(path, (stamp, stamp))
     env = {**os.environ, "COLUMNS": "80", "PYTHONIOENCODING": "utf-8", "NO_COLOR": "1"}
     outputs = {}
-    for command in (QUICK_START, NAMED, SUMMARY, FAST):
+    for command in (QUICK_START, NAMED, SUMMARY, FAST, AGREEMENT):
         args = [sys.executable, "-m", "callsort", *command.split()[1:]]
-        if command != SUMMARY:
+        if command.startswith("callsort label"):
             args.append("--quiet")
         proc = subprocess.run(
             args, cwd=workdir, env=env, capture_output=True, text=True, timeout=600, check=False
@@ -117,6 +119,11 @@ def summary_block(output: str) -> str:
     lines = [line.rstrip() for line in output.splitlines()]
     end = next(i for i, line in enumerate(lines) if line.startswith("└"))
     return "```\n" + "\n".join(lines[: end + 1]) + "\n```"
+
+
+def agreement_block(output: str) -> str:
+    """What ``callsort agreement`` prints on the demo calls, as a code block."""
+    return "```\n" + "\n".join(line.rstrip() for line in output.strip("\n").splitlines()) + "\n```"
 
 
 def demo_agreement(segments, truth) -> dict:
@@ -238,6 +245,7 @@ def generate(workdir: Path) -> tuple[dict[str, str], dict]:
     sections = {
         **what_you_get(workdir),
         "summary-example": summary_block(outputs[SUMMARY]),
+        "agreement-example": agreement_block(outputs[AGREEMENT]),
         "demo-agreement": agreement_sentence(results),
         **{f"accuracy-{name}": accuracy_table(path) for name, path in ACCURACY_RESULTS.items()},
         **{

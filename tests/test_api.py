@@ -110,6 +110,8 @@ def test_label_single_file_and_bad_arguments():
         callsort.label(SAMPLES, channel_names=("a", "a"))
     with pytest.raises(UsageError):
         callsort.label(SAMPLES, channels="both")  # type: ignore[arg-type]
+    with pytest.raises(UsageError, match="at most 120 s"):  # a worker's memory: issue 18
+        callsort.label(SAMPLES, max_segment_s=3600)
 
 
 def test_readme_python_example_runs(cli_out, tmp_path, monkeypatch, capsys):

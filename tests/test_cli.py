@@ -425,6 +425,7 @@ def test_bad_files_fail_alone_with_exit_code_1(bad_batch, clean, classes):
         ("label", SAMPLES / VOICEMAIL, "--channel-names", "same,same"),
         ("label", SAMPLES / VOICEMAIL, "--channels", "surround"),
         ("label", SAMPLES / VOICEMAIL, "--max-segment", "0.1"),
+        ("label", SAMPLES / VOICEMAIL, "--max-segment", "3600"),
         ("label", SAMPLES / VOICEMAIL, "--since", "yesterday"),
         ("label", SAMPLES / VOICEMAIL, "--date-pattern", "(unclosed"),
         ("label", SAMPLES / VOICEMAIL, "--scheduler", "tcp://127.0.0.1:1"),
@@ -439,6 +440,7 @@ def test_bad_files_fail_alone_with_exit_code_1(bad_batch, clean, classes):
         "same-channel-names",
         "bad-channels",
         "tiny-max-segment",
+        "huge-max-segment",
         "bad-since",
         "bad-date-pattern",
         "scheduler-without-dask",
@@ -815,6 +817,41 @@ def test_train_with_archive_standardisation_and_label_an_archive(synth_data, tmp
     segments = pq.read_table(out / "segments").num_rows
     assert segments >= 6 and stats["n_segments"] == segments + entry["prior_weight"]
     assert len(stats["mean"]) == n_raw
+
+
+def test_train_no_evaluate_fits_only_the_final_model_and_says_so(synth_data, tmp_path):
+    """--no-evaluate: the plan shows one fit, only the training conditions are computed,
+    the card says the model was not evaluated (no figures, temperature 1), info says
+    so, and evaluate --check-card refuses the card before computing anything."""
+    model_dir, cache = tmp_path / "model", tmp_path / "cache"
+    common = ("--classes", ",".join(SYNTH_CLASSES), "--jobs", 1, "--cache", cache)
+    flags = ("--fast", "--no-telephone", "--no-evaluate")
+    result = invoke("train", synth_data, "--out", model_dir, *flags, *common)
+    assert result.exit_code == 0, shown(result)
+    assert "fits: final model on 48 clips (1 fit)" in result.output
+    assert "audio conditions: clean, augmented (training); 96 clip features" in result.output
+    assert "folds by speaker" not in result.output
+    assert len([p for p in cache.rglob("*.npz")]) == 48 * 2
+    card = json.loads((model_dir / "card.json").read_text())
+    assert card["metrics"]["evaluated"] is False and "clean" not in card["metrics"]
+    assert card["temperature"] == 1.0
+    assert card["training"]["command"].endswith("--fast --no-evaluate")
+    info = invoke("info", "--model", model_dir)
+    assert "not evaluated (trained with --no-evaluate)" in info.output
+    assert "temperature 1 (not calibrated)" in info.output
+
+    # the model labels: its classes, mostly right
+    out = tmp_path / "labelled"
+    result = invoke("label", synth_data, "--model", model_dir, "--out", out, "-j", 1, "-q")
+    assert result.exit_code == 0, shown(result)
+    got = read_tables(out)
+    truth = got.calls["recording"].str.extract(r"/(low|high)_")[0]
+    assert (got.calls["dominant_label"] == truth).mean() >= 0.9
+
+    result = invoke("evaluate", synth_data, *common, "--fast", "--check-card", model_dir)
+    assert result.exit_code == 2, shown(result)
+    assert "trained with --no-evaluate: its card has no figures to check" in result.output
+    assert len([p for p in cache.rglob("*.npz")]) == 48 * 2  # nothing computed
 
 
 # --- the shipped model's figures reproduce on the corpus (CI) -----------------------------

@@ -72,7 +72,7 @@ def test_readme_example_outputs_are_what_the_code_prints_now(generated):
 def test_the_examples_come_from_the_readmes_own_commands(generated):
     workdir, _, _ = generated
     examples = _examples()
-    for command in (examples.QUICK_START, examples.NAMED, examples.SUMMARY):
+    for command in (examples.QUICK_START, examples.NAMED, examples.SUMMARY, examples.AGREEMENT):
         said = (f"\n{command}\n", f"&& {command}\n", f"`{command}` prints")
         assert any(text in README for text in said), command
     # the quick start's promise: reports/calls.csv, one row per call channel

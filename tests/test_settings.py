@@ -29,3 +29,33 @@ def test_a_setting_away_from_its_old_value_changes_the_dataset_fingerprint():
     values = {fingerprint(folder, s).value for s in (default, louder_floor, other_dc)}
     assert len(values) == 3
     assert identity(louder_floor)["segmentation"]["silence_db"] == -100.0
+
+
+def test_how_the_encoder_runs_is_part_of_its_models_fingerprint_and_cache_keys(
+    tmp_path, monkeypatch
+):
+    """int8 and float32 encoders give other rows and features: a dataset or cache entry
+    made with one is not taken for the other; the fast model (no encoder) keeps both."""
+    from callsort.dataset import manifest
+    from callsort.training import cache
+
+    audio = tmp_path / "clip.wav"
+    audio.write_bytes(b"RIFF")
+    settings = AnalysisSettings()
+    with_encoder = FeatureSettings(encoder="whisper-base")
+
+    def seen() -> dict:
+        return {
+            "default": fingerprint(model_folder("default"), settings).value,
+            "fast": fingerprint(model_folder("fast"), settings).value,
+            "encoder key": cache._cache_key(audio, "clean", settings, with_encoder),
+            "fast key": cache._cache_key(audio, "clean", settings, FeatureSettings()),
+        }
+
+    now = seen()
+    monkeypatch.setattr(manifest, "ENCODER_COMPUTE_TYPE", "int8")
+    monkeypatch.setattr(cache, "ENCODER_COMPUTE_TYPE", "int8")
+    before = seen()
+    assert now["fast"] == before["fast"] and now["fast key"] == before["fast key"]
+    assert now["default"] != before["default"]
+    assert now["encoder key"] != before["encoder key"]

@@ -13,22 +13,14 @@ plain functions with Typer options in :mod:`~callsort.cli.labelling`,
 from __future__ import annotations
 
 from callsort.cli.adapting import adapt
-from callsort.cli.analyst import export, info, report, summary
+from callsort.cli.analyst import agreement, export, info, report, summary
 from callsort.cli.app import app, main
 from callsort.cli.labelling import label
 from callsort.cli.training import evaluate, train
 
-for _command in (
-    label,
-    train,
-    evaluate,
-    adapt,
-    info,
-    report,
-    summary,
-    export,
-):  # as --help lists them
+_COMMANDS = (label, train, evaluate, adapt, info, report, summary, export, agreement)
+for _command in _COMMANDS:  # in the order --help lists them
     app.command()(_command)
-del _command
+del _command, _COMMANDS
 
 __all__ = ["app", "label", "main"]

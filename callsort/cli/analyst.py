@@ -140,3 +140,58 @@ def export(
         from callsort.run.progress import console
 
         console.print(f"{len(rows):,} {table.value} rows written to {out}")
+
+
+def agreement(
+    dataset: Annotated[Path, typer.Argument(help=_DATASET_HELP)],
+    labels: Annotated[
+        Path,
+        typer.Argument(
+            help="CSV of recording,channel,start_s,end_s,label (spans) or "
+            "recording,channel,label (whole channels); 'emotion' may name the label column."
+        ),
+    ],
+    json_out: Annotated[
+        str | None,
+        typer.Option(
+            "--json", help="Also write the figures as JSON to FILE; '-' prints only them."
+        ),
+    ] = None,
+    bootstrap: Annotated[
+        int, typer.Option(help="Resamples of recordings for the macro-F1 interval.", min=0)
+    ] = 1000,
+    seed: Annotated[int, typer.Option(help="Seed of the bootstrap.")] = 0,
+) -> None:
+    """Compare a dataset with your own labels: precision, recall, F1, confusion, macro-F1.
+
+    A span labels the segments it overlaps most; a whole-channel row labels all its
+    channel's segments. The macro-F1 interval resamples recordings, not segments.
+
+    Example (the demo calls and their ground truth):
+    [bold]callsort agreement reports sample_recordings/ground_truth.csv[/bold]
+    """
+    import json
+
+    from callsort.analyst.agreement import agreement as compare
+    from callsort.analyst.agreement import dataset_classes, print_agreement
+    from callsort.dataset.labels import read_labels
+    from callsort.dataset.reading import read_dataset
+
+    data = read_dataset(dataset)
+    result = compare(
+        data, read_labels(labels, classes=dataset_classes(data)), n_bootstrap=bootstrap, seed=seed
+    )
+    text = json.dumps(result.to_dict(), indent=2, ensure_ascii=False)
+    if json_out == "-":
+        typer.echo(text)
+        return
+    if json_out is not None:
+        from callsort.errors import UsageError
+
+        try:
+            Path(json_out).write_text(text + "\n", encoding="utf-8")
+        except OSError as exc:
+            raise UsageError(f"cannot write {json_out}: {exc.strerror or exc}") from None
+    from callsort.run.progress import results
+
+    print_agreement(result, console=results)

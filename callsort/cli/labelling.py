@@ -12,6 +12,7 @@ import typer
 from callsort.cli.app import state
 from callsort.errors import UsageError
 from callsort.run.options import DEFAULT_BATCH, DEFAULT_FILE_TIMEOUT_S
+from callsort.settings import MAX_SEGMENT_LIMIT_S
 
 
 class ChannelMode(str, Enum):
@@ -65,7 +66,12 @@ def label(
         str, typer.Option(help="Names of the two channels of a stereo file, left first.")
     ] = "left,right",
     max_segment: Annotated[
-        float, typer.Option(help="Longest segment in seconds; longer speech is cut.", min=0.5)
+        float,
+        typer.Option(
+            help="Longest segment in seconds; longer speech is cut.",
+            min=0.5,
+            max=MAX_SEGMENT_LIMIT_S,
+        ),
     ] = 4.0,
     jobs: Annotated[int, typer.Option("--jobs", "-j", help="Worker processes; 0: all cores.")] = 0,
     model: Annotated[

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from callsort.cli.labelling import use_encoder_dir
 from callsort.errors import UsageError
@@ -73,8 +74,24 @@ def train(
     json_out: Annotated[
         Path | None, typer.Option("--json", help="Also write the card's figures here.")
     ] = None,
+    no_evaluate: Annotated[
+        bool,
+        typer.Option(
+            "--no-evaluate",
+            help="Fit only the final model, without the speaker-independent protocols "
+            "(one fit instead of one per fold, plus one): the card says it was not "
+            "evaluated and its probabilities are not calibrated (temperature 1).",
+        ),
+    ] = False,
+    dry_run: Annotated[
+        bool,
+        typer.Option("--dry-run", help="Check the corpora, show the plan, and stop."),
+    ] = False,
 ) -> None:
     """Train a model, cross-validate it by speaker, and write it with its card.
+
+    The plan (clips per corpus and class, audio conditions, protocols and folds, model
+    fits, an estimate of the time) is shown before anything is computed.
 
     Example (the shipped models: scripts/train_shipped_models.sh):
     [bold]callsort train ../shared/datasets/ravdess-speech-16k ../shared/datasets/nemo-speech-16k --out callsort/models/default --holdout-speakers 23,24[/bold]
@@ -95,8 +112,14 @@ def train(
     )
     use_encoder_dir(encoder_dir)
     n_jobs = resolve_jobs(jobs)
-    run = extract_features(data_dirs, config, n_jobs, cache, fast=fast)
-    metrics = training.corpus_protocols(run, config, jobs=n_jobs, on_fold=print_fold)
+    plan = make_plan(data_dirs, config, n_jobs, cache, fast=fast, evaluate=not no_evaluate)
+    if dry_run:
+        return
+    run = extract_features(data_dirs, plan, config, n_jobs, cache, fast=fast)
+    if no_evaluate:
+        metrics = training.not_evaluated()
+    else:
+        metrics = training.corpus_protocols(run, config, jobs=n_jobs, on_fold=print_fold)
     classifier, card = training.train_model(
         run,
         config,
@@ -110,7 +133,10 @@ def train(
         import json
 
         json_out.write_text(json.dumps(metrics, indent=1) + "\n", encoding="utf-8")
-    print_metrics(metrics, classes=config.classes)
+    if no_evaluate:
+        results.print("not evaluated (--no-evaluate): callsort evaluate measures the figures")
+    else:
+        print_metrics(metrics, classes=config.classes)
     results.print(f"model {card.version} written to {out}")
 
 
@@ -177,9 +203,21 @@ def evaluate(
         tune=tune,
         archive_standardisation=archive_standardisation,
     )
+    expected = None
+    if check_card is not None:  # before hours of work: a card without figures is refused
+        from callsort.model.folder import load_model
+
+        expected = load_model(check_card).card.metrics
+        if expected.get("evaluated") is False:
+            raise UsageError(
+                f"{check_card} was trained with --no-evaluate: its card has no figures to check"
+            )
     use_encoder_dir(encoder_dir)
     n_jobs = resolve_jobs(jobs)
-    run = extract_features(data_dirs, config, n_jobs, cache, fast=fast, codecs=not headline_only)
+    plan = make_plan(
+        data_dirs, config, n_jobs, cache, fast=fast, final=False, headline_only=headline_only
+    )
+    run = extract_features(data_dirs, plan, config, n_jobs, cache, fast=fast)
     metrics = training.corpus_protocols(
         run,
         config,
@@ -190,11 +228,9 @@ def evaluate(
     print_metrics(metrics, classes=config.classes)
     if json_out:
         json_out.write_text(json.dumps(metrics, indent=2) + "\n")
-    if check_card is not None:
-        from callsort.model.folder import load_model
+    if expected is not None:
         from callsort.training.metrics import metric_differences
 
-        expected = load_model(check_card).card.metrics
         differences = metric_differences(expected, metrics, tolerance=tolerance)
         for line in differences:
             results.print(f"[red]{line}[/red]")
@@ -240,28 +276,64 @@ def resolve_jobs(jobs: int) -> int:
     return jobs or default_jobs()
 
 
-def extract_features(data_dirs, config, jobs, cache, *, fast: bool, codecs: bool = True):
-    """The features of every clip of ``data_dirs``, with a progress bar."""
-    from callsort.features.encoder import WHISPER_BASE
-    from callsort.run.progress import clip_progress
-    from callsort.settings import FeatureSettings
+def make_plan(
+    data_dirs,
+    config,
+    jobs: int,
+    cache,
+    *,
+    fast: bool,
+    evaluate: bool = True,
+    final: bool = True,
+    headline_only: bool = False,
+):
+    """Read and check the corpora, and show the plan (warnings in yellow) before the run."""
+    from callsort.run.progress import console
     from callsort.training import train as training
-    from callsort.training.corpora import find_corpora
 
-    n = len(
-        find_corpora(data_dirs, classes=config.classes, calm_from_neutral=config.calm_from_neutral)
+    plan = training.plan_training(
+        data_dirs,
+        config,
+        evaluate=evaluate,
+        final=final,
+        jobs=jobs,
+        cache_dir=cache or training.default_cache_dir(),
+        feature_settings=feature_settings(fast=fast),
+        headline_only=headline_only,
+        codecs=not headline_only,
     )
-    tested = (*training.CONDITIONS, *(training.CODEC_CONDITIONS if codecs else ()))
-    conditions = dict.fromkeys([*tested, *config.train_conditions])
-    with clip_progress(total=n * len(conditions)) as advance:
+    for line in plan.describe():
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
+    for warning in plan.warnings:
+        console.print(
+            f"[yellow]warning: {escape(warning)}[/yellow]", highlight=False, soft_wrap=True
+        )
+    return plan
+
+
+def feature_settings(*, fast: bool):
+    """The features of the default model, or of the fast one (no encoder)."""
+    from callsort.features.encoder import WHISPER_BASE
+    from callsort.settings import FeatureSettings
+
+    return FeatureSettings(encoder=None if fast else WHISPER_BASE)
+
+
+def extract_features(data_dirs, plan, config, jobs, cache, *, fast: bool):
+    """The features of every clip of the plan under its conditions, with a progress bar."""
+    from callsort.run.progress import clip_progress
+    from callsort.training import train as training
+
+    with clip_progress(total=plan.n_features) as advance:
         return training.extract(
             data_dirs,
             config,
             jobs=jobs,
             cache_dir=cache or training.default_cache_dir(),
             on_done=advance,
-            conditions=tested,
-            feature_settings=FeatureSettings(encoder=None if fast else WHISPER_BASE),
+            conditions=plan.conditions,
+            feature_settings=feature_settings(fast=fast),
+            clips=plan.clips,
         )
 
 

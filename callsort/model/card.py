@@ -27,6 +27,10 @@ CARD_FILE = "card.json"
 HEAD_FILE = "head.npz"
 ADAPTER_FILE = "adapter.npz"
 
+NOT_PREDICTIVE = ("metrics", "created_at", "library_versions", "licence")
+"""Card fields that cannot change a prediction: every other field, including any added
+later, is part of :meth:`ModelCard.prediction_identity`."""
+
 SHIPPED_MODELS = ("default", "fast")
 """Models inside the package: ``default`` hears Whisper base's encoder beside the
 hand-made features; ``fast`` is the hand-made features alone (no encoder)."""
@@ -56,6 +60,13 @@ class ModelCard:
     # model, the adaptation data and the adapted figures; None for a model as trained
     adaptation: dict[str, Any] | None = None
     format: int = CARD_FORMAT
+
+    def prediction_identity(self) -> dict[str, Any]:
+        """What the card contributes to a prediction: every field but :data:`NOT_PREDICTIVE`
+        (classes, features and settings, checksums of the files beside it, temperature,
+        normalisation prior, training entries such as archive standardisation) and its
+        version, which every row names. A dataset's fingerprint hashes it."""
+        return {k: v for k, v in asdict(self).items() if k not in NOT_PREDICTIVE}
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=False) + "\n"

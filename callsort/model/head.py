@@ -60,20 +60,32 @@ def fit_linear_head(
     C: float,
     sample_weight: np.ndarray | None = None,
 ) -> LinearHead:
-    """Fit a :class:`LinearHead` on ``X[:, columns]`` and integer ``labels``."""
+    """Fit a :class:`LinearHead` on ``X[:, columns]`` and integer ``labels``.
+
+    Classes absent from ``labels`` (a fold or a corpus without them) get a logit
+    30 below the others. With two classes present, the binary regression's one
+    row of coefficients is the logit of its second class over its first, so the
+    head's probabilities are the regression's own; with one, it predicts that class.
+    """
     from sklearn.linear_model import LogisticRegression
 
     Z = np.asarray(X[:, columns], dtype=np.float64)
     mean = Z.mean(axis=0)
     scale = Z.std(axis=0) + 1e-6
     Z = (Z - mean) / scale
-    lr = LogisticRegression(C=C, max_iter=300, tol=1e-3).fit(Z, labels, sample_weight=sample_weight)
     coef = np.zeros((n_classes, len(columns)))
     intercept = np.full(n_classes, -30.0)
-    coef[lr.classes_] = lr.coef_ if n_classes > 2 else np.vstack([-lr.coef_, lr.coef_])
-    intercept[lr.classes_] = (
-        lr.intercept_ if n_classes > 2 else [-lr.intercept_[0], lr.intercept_[0]]
-    )
+    present = np.unique(labels)
+    if len(present) == 1:
+        intercept[present] = 0.0
+    else:
+        lr = LogisticRegression(C=C, max_iter=300, tol=1e-3)
+        lr.fit(Z, labels, sample_weight=sample_weight)
+        if len(lr.classes_) == 2:  # logit(second) - logit(first) = coef . z + intercept
+            intercept[lr.classes_[0]] = 0.0
+            coef[lr.classes_[1]], intercept[lr.classes_[1]] = lr.coef_[0], lr.intercept_[0]
+        else:
+            coef[lr.classes_], intercept[lr.classes_] = lr.coef_, lr.intercept_
     return LinearHead(
         columns=np.asarray(columns), mean=mean, scale=scale, coef=coef, intercept=intercept
     )

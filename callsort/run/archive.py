@@ -5,16 +5,18 @@ expects every segment's raw features standardised over the archive it comes
 from. Before labelling, a run gets the statistics of its archive (shrunk toward
 the model's training population): imposed by the caller, read from a dataset's
 ``archive-statistics.json`` made for the same model and settings, or computed
-from the raw features of a sample of the recordings the run plans to analyse
+from the raw features of a sample of the archive's recordings
 (:func:`sample_recordings`), in the run's own workers. A dataset keeps what was
-computed, so that every later run labels its new recordings alike.
+computed, so that every later run labels its new recordings alike; a dataset
+whose rows were labelled with statistics its file no longer holds (deleted,
+corrupt) is refused rather than labelled with others.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,10 +24,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from callsort.audio.discover import Recording
-from callsort.errors import UsageError
+from callsort.errors import DatasetWriteError, UsageError
 from callsort.features.archive import ArchiveStatistics, archive_statistics, pooled, shrunk
 
 if TYPE_CHECKING:
+    import pyarrow as pa
+
     from callsort.dataset.manifest import Fingerprint
     from callsort.model.folder import Model
     from callsort.run.engines import EngineSession
@@ -58,6 +62,7 @@ class ArchiveChoice:
     # the sampled recordings' outcomes (SampledFeatures, or a failure RecordingResult) by
     # recording id: labelled from these (:func:`sampled_results`), not analysed again
     sampled: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    notes: tuple[str, ...] = ()  # for the user and the run summary
 
     def summary(self) -> dict[str, Any]:
         """What a run summary says of them."""
@@ -92,12 +97,18 @@ def sample_recordings(recordings: Sequence[Recording], *, n: int) -> list[Record
 
 
 def compute_statistics(
-    session: EngineSession, recordings: Sequence[Recording], *, model: Model, n: int
+    session: EngineSession,
+    recordings: Sequence[Recording],
+    *,
+    model: Model,
+    n: int,
+    keep: Collection[str] | None = None,
 ) -> ArchiveChoice:
     """The statistics of the raw features of every analysis channel of up to ``n`` of
     ``recordings`` (:func:`sample_recordings`), computed by ``session``'s workers and
     shrunk toward ``model``'s population. Recordings that fail are skipped; when none
-    gives a segment, the population itself (source ``"population"``)."""
+    gives a segment, the population itself (source ``"population"``). The outcomes of
+    sampled recordings whose id is in ``keep`` (default: all) are kept for labelling."""
     from callsort.run.worker import Task
 
     population = model.archive_population
@@ -110,13 +121,15 @@ def compute_statistics(
 
     def take(result) -> None:
         nonlocal kept_bytes
+        wanted = keep is None or result.recording_id in keep
         if not result.ok:
             counts["failed"] += 1
-            sampled[result.recording_id] = result  # its error row: not tried twice
+            if wanted:
+                sampled[result.recording_id] = result  # its error row: not tried twice
             return
         counts["ok"] += 1
         size = sum(x.nbytes for x in result.features)
-        if kept_bytes + size <= KEEP_BYTES:
+        if wanted and kept_bytes + size <= KEEP_BYTES:
             sampled[result.recording_id] = result
             kept_bytes += size
         X = [x for x in result.features if len(x)]
@@ -240,30 +253,54 @@ def file_identity(fp: Fingerprint) -> dict[str, Any]:
     }
 
 
-def read_dataset_statistics(
-    root: Path, fp: Fingerprint, *, model: Model
-) -> ArchiveStatistics | None:
-    """The statistics of the dataset at ``root`` if it has a file made for the same model
-    and settings (``fp``) that fits ``model``, else None."""
+MISSING = "is missing"
+POPULATION = "holds the training population (no sampled recording could be analysed)"
+
+
+@dataclass(frozen=True)
+class StoredStatistics:
+    """What a dataset's statistics file gives a run: ``statistics`` made for its model
+    and settings, or None and ``problem``, what the file is instead (:data:`MISSING`,
+    :data:`POPULATION`, or what is wrong with it), said after its path."""
+
+    statistics: ArchiveStatistics | None
+    problem: str = ""
+
+
+def read_dataset_statistics(root: Path, fp: Fingerprint, *, model: Model) -> StoredStatistics:
+    """The statistics file of the dataset at ``root``, checked against the model and
+    settings (``fp``) and ``model``'s features. A file that cannot be read (other than
+    missing) is the dataset's :class:`~callsort.errors.DatasetWriteError`."""
     path = root / ARCHIVE_FILE
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    if not isinstance(doc, dict) or doc.get("format") != ARCHIVE_FORMAT:
-        return None
-    if any(doc.get(k) != v for k, v in file_identity(fp).items()):
-        return None
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return StoredStatistics(None, MISSING)
+    except OSError as exc:
+        raise DatasetWriteError(
+            f"cannot read the dataset's {path}: {exc.strerror or exc}"
+        ) from None
     try:
-        return checked_statistics(doc, model=model, what=str(path))
-    except UsageError:
-        return None
+        doc = json.loads(text)
+    except ValueError as exc:
+        return StoredStatistics(None, f"is not JSON (truncated?): {exc}")
+    if not isinstance(doc, dict) or doc.get("format") != ARCHIVE_FORMAT:
+        return StoredStatistics(None, f"is not archive statistics of format {ARCHIVE_FORMAT}")
+    if any(doc.get(k) != v for k, v in file_identity(fp).items()):
+        return StoredStatistics(None, "was made for another model or other settings")
+    if doc.get("source") == "population":
+        return StoredStatistics(None, POPULATION)
+    try:
+        return StoredStatistics(checked_statistics(doc, model=model, what="file"))
+    except UsageError as exc:
+        return StoredStatistics(None, f"does not fit the model ({str(exc).removeprefix('file: ')})")
 
 
 def write_dataset_statistics(
     root: Path, fp: Fingerprint, choice: ArchiveChoice, *, model: Model
 ) -> Path:
-    """Write ``choice`` as the dataset's ``archive-statistics.json``, atomically."""
+    """Write ``choice`` as the dataset's ``archive-statistics.json``, atomically; an
+    ``OSError`` is the dataset's (:class:`~callsort.errors.DatasetWriteError`)."""
     from callsort.dataset.writers import atomic_path
 
     assert choice.statistics is not None
@@ -277,8 +314,14 @@ def write_dataset_statistics(
         **choice.statistics.to_dict(),
     }
     path = root / ARCHIVE_FILE
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
+    try:
+        with atomic_path(path) as tmp:
+            tmp.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
+    except OSError as exc:
+        raise DatasetWriteError(
+            f"cannot write to the dataset {root} ({ARCHIVE_FILE}): {exc.strerror or exc}; "
+            "what was committed before stays as it was"
+        ) from None
     return path
 
 
@@ -290,6 +333,32 @@ def same_statistics(a: ArchiveStatistics, b: ArchiveStatistics) -> bool:
     )
 
 
+def labelled_under(manifest: pa.Table, fp: Fingerprint) -> int:
+    """Recordings of a dataset's manifest labelled (status ok) under the fingerprint ``fp``."""
+    import pyarrow.compute as pc
+
+    same = pc.and_(pc.equal(manifest["fingerprint"], fp.value), pc.equal(manifest["status"], "ok"))
+    return int(pc.sum(same).as_py() or 0)
+
+
+def sample_size(
+    root: Path,
+    fp: Fingerprint,
+    model: Model,
+    imposed: ArchiveChoice | None,
+    recordings: Sequence[Recording],
+    n: int,
+) -> int:
+    """How many of ``recordings`` :func:`dataset_choice` will sample for ``model`` into the
+    dataset at ``root`` (to size the pool): none for a model that takes no statistics,
+    with ``imposed`` ones, or when the dataset's file is usable."""
+    if model.archive_population is None or imposed is not None:
+        return 0
+    if read_dataset_statistics(root, fp, model=model).statistics is not None:
+        return 0
+    return min(len(recordings), max(n, 0))
+
+
 def dataset_choice(
     session: EngineSession,
     recordings: Sequence[Recording],
@@ -299,24 +368,56 @@ def dataset_choice(
     model: Model,
     imposed: ArchiveChoice | None,
     n: int,
+    labelled: int = 0,
+    force: bool = False,
+    keep: Collection[str] | None = None,
 ) -> ArchiveChoice:
     """The statistics a run labels the dataset at ``root`` with: ``imposed`` (refused if
     the dataset has others of its own), else its ``archive-statistics.json`` made for the
     same model and settings (``fp``), else those computed from up to ``n`` of
-    ``recordings``. The dataset's file is written when it has none (not for the
-    population fallback: nothing was learned, the next run samples again)."""
+    ``recordings`` (every recording of the archive, not only those this run labels;
+    the outcomes of those in ``keep`` are kept for labelling). The file is written
+    when it holds none (for the population fallback too, which the next run samples
+    again).
+
+    When ``labelled`` recordings of the dataset were labelled under ``fp`` but the file
+    no longer holds their statistics (missing, corrupt, or another model's), the run
+    is refused (:class:`~callsort.errors.UsageError`): their rows would disagree with
+    the new ones. ``force`` computes them again, and ``imposed`` replaces them.
+    """
+    path = root / ARCHIVE_FILE
     stored = read_dataset_statistics(root, fp, model=model)
+    lost = labelled > 0 and stored.statistics is None and stored.problem != POPULATION
+    notes: list[str] = []
     if imposed is not None:
         choice = imposed
-        if stored is not None and not same_statistics(stored, imposed.statistics):
+        if stored.statistics is not None and not same_statistics(
+            stored.statistics, imposed.statistics
+        ):
             raise UsageError(
                 f"the dataset in {root} was labelled with archive statistics of its own "
                 f"({ARCHIVE_FILE}); impose others on a new output folder"
             )
-    elif stored is not None:
-        return ArchiveChoice(stored, source="reused")
+        if lost:
+            notes.append(f"archive statistics: {path} {stored.problem}; replaced by those imposed")
+    elif stored.statistics is not None:
+        return ArchiveChoice(stored.statistics, source="reused")
+    elif lost and not force:
+        raise UsageError(
+            f"{path} {stored.problem}, but {labelled} recordings of this dataset were "
+            "labelled with the archive statistics it held: new rows labelled with others "
+            "would not compare with theirs. Restore the file (from a backup), or pass "
+            "--archive-statistics FILE to label with statistics of your choice, or --force "
+            "to compute them again and label every recording again"
+        )
     else:
-        choice = compute_statistics(session, recordings, model=model, n=n)
-    if stored is None and choice.source != "population":
+        choice = compute_statistics(session, recordings, model=model, n=n, keep=keep)
+        if lost:
+            notes.append(f"archive statistics computed again (--force): {path} {stored.problem}")
+        elif stored.problem not in (MISSING, POPULATION):
+            notes.append(f"archive statistics: {path} {stored.problem}; computed again")
+        if choice.source == "population":
+            notes.append(population_note(choice))
+    if stored.statistics is None:
         write_dataset_statistics(root, fp, choice, model=model)
-    return choice
+    return replace(choice, notes=tuple(notes))

@@ -332,28 +332,30 @@ class BatchCommitter:
         from the run's model folder) and commit every result. A model that standardises
         per archive first gets the archive's statistics (:meth:`archive_statistics`), in
         the same workers."""
-        from callsort.run.archive import sampled_results
+        from callsort.run.archive import sample_size, sampled_results
         from callsort.run.engines import EngineSession
         from callsort.run.pool import start_workers
         from callsort.run.worker import Task
 
         run, o = self.run, self.run.options
+        n = o.settings.archive_sample_recordings
         self.by_id = {p.recording.recording_id: p for p in pending}
         if o.engine == "local" and o.jobs > 1 and len(pending) > 1:
             start_workers(o.jobs)  # the workers' imports overlap loading the model here
         recordings = [p.recording for p in pending]
+        sampling = sample_size(run.root, run.fp, model, run.imposed, run.recordings, n)
         with EngineSession(
             engine=o.engine,
             scheduler=o.scheduler,
             model_dir=run.model_folder,
             settings=o.settings,
             jobs=o.jobs,
-            most=len(recordings),
+            most=max(len(recordings), sampling),
             model=model if o.engine == "local" else None,
             expected_model_sha=run.fp.model_sha256,
             file_timeout_s=o.file_timeout_s,
         ) as session:
-            archive = self.archive_statistics(session, recordings, model)
+            archive = self.archive_statistics(session, model)
             choice = run.archive_choice
             for result in sampled_results(choice, model=model):  # decoded once, not twice
                 self.take(result)
@@ -362,7 +364,7 @@ class BatchCommitter:
             session.each(recordings, on_result=self.take, task=Task(archive=archive))
         self.commit()
 
-    def archive_statistics(self, session, recordings, model: Model):
+    def archive_statistics(self, session, model: Model):
         """The statistics this run labels with (None for a model that takes none), see
         :func:`callsort.run.archive.dataset_choice`; written before any row."""
         from callsort.run import archive
@@ -370,19 +372,20 @@ class BatchCommitter:
         run = self.run
         if model.archive_population is None:
             return None
-        with writing_to(run.root):
-            choice = run.archive_choice = archive.dataset_choice(
-                session,
-                recordings,
-                root=run.root,
-                fp=run.fp,
-                model=model,
-                imposed=run.imposed,
-                n=run.options.settings.archive_sample_recordings,
-            )
+        choice = run.archive_choice = archive.dataset_choice(
+            session,
+            run.recordings,
+            root=run.root,
+            fp=run.fp,
+            model=model,
+            imposed=run.imposed,
+            n=run.options.settings.archive_sample_recordings,
+            labelled=archive.labelled_under(run.dataset.manifest_table(), run.fp),
+            force=run.options.force,
+            keep=self.by_id,
+        )
         self.log.event("archive_statistics", **choice.summary())
-        if choice.source == "population":
-            run.tally.notes.append(archive.population_note(choice))
+        run.tally.notes.extend(choice.notes)
         return choice.statistics
 
     def take(self, result: RecordingResult) -> None:

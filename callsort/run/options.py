@@ -13,7 +13,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from callsort.errors import DatasetWriteError, UsageError
-from callsort.settings import AnalysisSettings, ChannelSettings, SegmentationSettings
+from callsort.settings import (
+    MAX_SEGMENT_LIMIT_S,
+    AnalysisSettings,
+    ChannelSettings,
+    SegmentationSettings,
+)
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -57,6 +62,11 @@ def analysis_settings(
     """
     if channels not in ("split", "mix"):
         raise UsageError(f"channels is 'split' or 'mix', not {channels!r}")
+    if not 0 < max_segment_s <= MAX_SEGMENT_LIMIT_S:
+        raise UsageError(
+            f"the longest segment is more than 0 and at most {MAX_SEGMENT_LIMIT_S:g} s (a "
+            f"worker's memory grows with it), not {max_segment_s:g}"
+        )
     names = tuple(channel_names)
     if len(names) != 2 or not all(names) or names[0] == names[1]:
         raise UsageError(

@@ -250,7 +250,11 @@ def print_card(model, *, title: str | None = None) -> None:
             f"are shrunk toward the training population's, counted as "
             f"{card.normalisation['weight']:g} segments",
         )
-    table.add_row("calibration", f"temperature {card.temperature:g}")
+    table.add_row(
+        "calibration",
+        f"temperature {card.temperature:g}"
+        + (" (not calibrated)" if card.metrics.get("evaluated") is False else ""),
+    )
     t = card.training
     if t:
         table.add_row(
@@ -259,6 +263,8 @@ def print_card(model, *, title: str | None = None) -> None:
             f"{len(t.get('speakers', []))} speakers "
             f"(held out: {', '.join(t.get('held_out_speakers', [])) or 'none'})",
         )
+    if card.metrics.get("evaluated") is False:
+        table.add_row("figures", "not evaluated (trained with --no-evaluate)")
     for cond in ("clean", "telephone"):
         m = card.metrics.get(cond)
         if m:

@@ -4,7 +4,8 @@ Clips go through the product's own path (decode, segmentation, features), so a
 model trains on what ``callsort label`` computes; telephone copies are real
 8 kHz codec files read back by the label path. One ``.npz`` per clip and
 condition, keyed by the file (path, size, mtime), the settings and
-:data:`FEATURE_CACHE_VERSION`.
+:data:`FEATURE_CACHE_VERSION` (and, for features with the encoder's embedding,
+:data:`~callsort.settings.ENCODER_COMPUTE_TYPE`).
 """
 
 from __future__ import annotations
@@ -21,7 +22,13 @@ import numpy as np
 
 from callsort.features.encoder import WHISPER_BASE
 from callsort.features.spectral import feature_names
-from callsort.settings import AnalysisSettings, FeatureSettings, identity, settings_repr
+from callsort.settings import (
+    ENCODER_COMPUTE_TYPE,
+    AnalysisSettings,
+    FeatureSettings,
+    identity,
+    settings_repr,
+)
 from callsort.training.config import (
     AUGMENTED,
     CODEC_CONDITIONS,
@@ -66,30 +73,52 @@ def clip_features(
 
 def _clip_features_task(task: tuple) -> ClipFeatures:
     path, condition, settings, feature_settings, cache_dir = task
-    cache_file = None
-    if cache_dir is not None:
-        cache_file = (
-            Path(cache_dir) / f"{_cache_key(path, condition, settings, feature_settings)}.npz"
-        )
-        if cache_file.is_file():
-            with np.load(cache_file) as data:
-                return ClipFeatures(X=data["X"], durations_s=data["durations_s"])
-        if feature_settings.encoder is None:
-            # the hand-made features are the first columns of an encoder model's: reuse
-            # those when they are cached (same code, same segments)
-            with_encoder = replace(feature_settings, encoder=WHISPER_BASE)
-            richer = Path(cache_dir) / f"{_cache_key(path, condition, settings, with_encoder)}.npz"
-            if richer.is_file():
-                n = len(feature_names(feature_settings))
-                with np.load(richer) as data:
-                    return ClipFeatures(X=data["X"][:, :n], durations_s=data["durations_s"])
+    if cache_dir is None:
+        return _compute_clip_features(path, condition, settings, feature_settings)
+    cached = cached_file(
+        path,
+        condition=condition,
+        settings=settings,
+        feature_settings=feature_settings,
+        cache_dir=cache_dir,
+    )
+    if cached is not None:
+        with np.load(cached) as data:
+            X = data["X"]
+            if feature_settings.encoder is None:  # perhaps an encoder model's: its first columns
+                X = X[:, : len(feature_names(feature_settings))]
+            return ClipFeatures(X=X, durations_s=data["durations_s"])
     features = _compute_clip_features(path, condition, settings, feature_settings)
-    if cache_file is not None:
-        cache_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache_file.with_suffix(f".{os.getpid()}.tmp.npz")
-        np.savez(tmp, X=features.X, durations_s=features.durations_s)
-        os.replace(tmp, cache_file)
+    cache_file = Path(cache_dir) / f"{_cache_key(path, condition, settings, feature_settings)}.npz"
+    cache_file.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache_file.with_suffix(f".{os.getpid()}.tmp.npz")
+    np.savez(tmp, X=features.X, durations_s=features.durations_s)
+    os.replace(tmp, cache_file)
     return features
+
+
+def cached_file(
+    path: Path,
+    *,
+    condition: str,
+    settings: AnalysisSettings,
+    feature_settings: FeatureSettings,
+    cache_dir: Path,
+) -> Path | None:
+    """The cache file holding ``path``'s features under ``condition`` (None: not cached).
+
+    Without an encoder, an encoder model's cached features serve too: the hand-made
+    features are their first columns (same code, same segments).
+    """
+    key = _cache_key(path, condition, settings, feature_settings)
+    if (Path(cache_dir) / f"{key}.npz").is_file():
+        return Path(cache_dir) / f"{key}.npz"
+    if feature_settings.encoder is None:
+        with_encoder = replace(feature_settings, encoder=WHISPER_BASE)
+        richer = Path(cache_dir) / f"{_cache_key(path, condition, settings, with_encoder)}.npz"
+        if richer.is_file():
+            return richer
+    return None
 
 
 def _compute_clip_features(
@@ -157,6 +186,9 @@ def _cache_key(path: Path, condition: str, settings: AnalysisSettings, fs: Featu
             settings_repr(settings.segmentation),
             identity(fs),
             FEATURE_CACHE_VERSION,
+            # how the encoder ran (float32 since issue 18; int8 entries were computed by
+            # CPU-dependent kernels): part of the key of encoder features only
+            *([f"encoder {ENCODER_COMPUTE_TYPE}"] if fs.encoder else []),
         ],
         sort_keys=True,
     )

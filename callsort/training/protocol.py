@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from callsort.errors import DatasetError
 from callsort.features.spectral import feature_names
 from callsort.settings import AnalysisSettings, FeatureSettings
 from callsort.training.cache import clip_features
@@ -39,19 +41,22 @@ def extract(
     on_done: Callable[[], None] | None = None,
     conditions: Sequence[str] = CONDITIONS,
     feature_settings: FeatureSettings | None = None,
+    clips: Sequence[Clip] | None = None,
 ) -> ProtocolRun:
-    """Find the clips of one or more corpus folders and compute their features under
-    every condition (cached)."""
+    """Find the clips of one or more corpus folders (or take ``clips``, read from them
+    already) and compute their features under every condition (cached)."""
 
     settings, feature_settings = AnalysisSettings(), feature_settings or FeatureSettings()
     conditions = tuple(dict.fromkeys([*conditions, *config.train_conditions]))
     folders = [data_dir] if isinstance(data_dir, (str, Path)) else list(data_dir)
-    clips = find_corpora(
-        folders,
-        classes=config.classes,
-        calm_from_neutral=config.calm_from_neutral,
-        neutral_for_missing_calm=config.neutral_for_missing_calm,
-    )
+    if clips is None:
+        clips = find_corpora(
+            folders,
+            classes=config.classes,
+            calm_from_neutral=config.calm_from_neutral,
+            neutral_for_missing_calm=config.neutral_for_missing_calm,
+        )
+    clips = list(clips)
     features = {
         cond: clip_features(
             clips,
@@ -64,6 +69,19 @@ def extract(
         )
         for cond in conditions
     }
+    heard = Counter(
+        c.label for c, f in zip(clips, features[conditions[0]], strict=True) if len(f.X)
+    )
+    if len(heard) < 2:  # found only now: whether a clip holds speech takes its features
+        found = (
+            f"in the clips of one class only ({', '.join(heard)}: {sum(heard.values())})"
+            if heard
+            else f"in none of the {len(clips)} clips"
+        )
+        raise DatasetError(
+            f"speech was found {found} ({conditions[0]} audio): a model needs speech of at "
+            "least two classes"
+        )
     return ProtocolRun(clips, features, settings, feature_settings, feature_names(feature_settings))
 
 

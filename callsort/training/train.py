@@ -1,10 +1,12 @@
-"""``callsort train`` end to end: the protocols' figures, then the final fit and its card.
+"""``callsort train`` end to end: the plan, the protocols' figures, then the final fit
+and its card.
 
 The pieces: :mod:`~callsort.training.corpora` (reading corpora),
 :mod:`~callsort.training.cache` (features per clip and condition),
 :mod:`~callsort.training.crossval` (folds, pseudo-calls, fitting, scoring),
 :mod:`~callsort.training.tuning` (the nested search),
 :mod:`~callsort.training.protocol` (corpus protocols, leave-one-corpus-out),
+:mod:`~callsort.training.plan` (what a run will do, checked and estimated first),
 :mod:`~callsort.training.metrics`. The names the CLI calls on this module
 are re-exported here.
 """
@@ -23,6 +25,7 @@ from callsort.training.cache import default_cache_dir
 from callsort.training.config import CODEC_CONDITIONS, CONDITIONS, TrainingConfig
 from callsort.training.corpora import corpus_folders, default_licence
 from callsort.training.crossval import fit_final, make_classifier
+from callsort.training.plan import TrainingPlan, plan_training
 from callsort.training.protocol import ProtocolRun, corpus_protocols, evaluate_protocol, extract
 from callsort.training.tuning import tuned_config
 
@@ -31,13 +34,26 @@ __all__ = [
     "CONDITIONS",
     "ProtocolRun",
     "TrainingConfig",
+    "TrainingPlan",
     "corpus_protocols",
     "default_cache_dir",
     "evaluate_protocol",
     "extract",
     "library_versions",
+    "not_evaluated",
+    "plan_training",
     "train_model",
 ]
+
+
+def not_evaluated() -> dict:
+    """The card's ``metrics`` of a model fitted without the protocols (``--no-evaluate``)."""
+    return {
+        "evaluated": False,
+        "note": "fitted without the speaker-independent protocols (callsort train "
+        "--no-evaluate): no figures, and probabilities not calibrated (temperature 1); "
+        "callsort evaluate on the same folders measures them",
+    }
 
 
 def train_model(
@@ -79,6 +95,7 @@ def train_model(
     classifier, prior = fitted.model, fitted.prior
     if config.calibrate:
         # the temperature the cross-validation fitted on all its out-of-fold predictions
+        # (none without the protocols: 1, uncalibrated)
         classifier.temperature = metrics.get("temperature", 1.0)
     digest = hashlib.sha1(classifier.booster_.model_to_string().encode()).hexdigest()[:8]
     speakers = sorted({c.speaker for c in clips})
@@ -111,8 +128,9 @@ def train_model(
             "command": "callsort train "
             + " ".join(Path(d).name for d in corpus_folders(data_dir))
             + " --out MODEL_DIR"
-            + ("" if run.feature_settings.encoder else " --model fast")
-            + (f" --holdout-speakers {','.join(sorted(held_out))}" if held_out else ""),
+            + ("" if run.feature_settings.encoder else " --fast")
+            + (f" --holdout-speakers {','.join(sorted(held_out))}" if held_out else "")
+            + (" --no-evaluate" if metrics.get("evaluated") is False else ""),
         },
         metrics=metrics,
         library_versions=library_versions(),

@@ -230,6 +230,65 @@ def test_settings_or_model_change_reprocesses_everything_and_formatting_does_not
     assert_exactly_once(out, set(AUDIO))
 
 
+def test_a_changed_card_relabels_and_what_cannot_change_a_prediction_does_not(tmp_path):
+    """Issue 18 item 2: the card's temperature or version (not only its booster) is part of
+    the fingerprint; its metrics, creation time, library versions and licence are not."""
+    import numpy as np
+
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    shutil.copy2(SAMPLES / "call_04_calm.wav", archive / "call_04_calm.wav")
+    model = tmp_path / "model"
+    shutil.copytree(load_model("fast").path, model)
+    card_file = model / "card.json"
+
+    def edit(**fields) -> None:
+        card = json.loads(card_file.read_text())
+        card.update(fields)
+        card_file.write_text(json.dumps(card, indent=2))
+
+    def probabilities(out: Path) -> np.ndarray:
+        segments = read(out, "segments").sort_values(["channel", "segment_index"])
+        return segments[[f"p_{c}" for c in ("angry", "calm", "happy", "sad")]].to_numpy()
+
+    out = tmp_path / "dataset"
+    first = run(archive, out, model_dir=model)
+    assert first.n_ok == 1
+    version = json.loads(card_file.read_text())["version"]
+    before, old_temperature = probabilities(out), json.loads(card_file.read_text())["temperature"]
+    assert (read(out, "calls")["model_version"] == version).all()
+
+    # fields that cannot change a prediction: nothing to do
+    edit(metrics={"edited": True}, created_at="2030-01-01T00:00:00+00:00")
+    edit(library_versions={"numpy": "0"}, licence="another licence text")
+    assert run(archive, out, model_dir=model).planned == ()
+
+    # the temperature: relabelled, and the rows are the old ones at the new temperature
+    new_temperature = 2.5 * old_temperature
+    edit(temperature=new_temperature)
+    again = run(archive, out, model_dir=model)
+    assert [(p.recording.name, p.reason) for p in again.planned] == [
+        ("call_04_calm.wav", "settings")
+    ]
+    after = probabilities(out)
+    logits = np.log(before) * old_temperature / new_temperature  # softmax(z / T), z = T0 log p0
+    expected = np.exp(logits - logits.max(axis=1, keepdims=True))
+    expected /= expected.sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(after, expected, atol=1e-9)
+    assert np.abs(after - before).max() > 0.05
+    assert_exactly_once(out, {"call_04_calm.wav"})
+
+    # the version alone: relabelled, every row names the new version
+    edit(version="0.1.0+edited")
+    again = run(archive, out, model_dir=model)
+    assert [p.reason for p in again.planned] == ["settings"]
+    assert again.model_version == "0.1.0+edited"
+    assert set(read(out, "calls")["model_version"]) == {"0.1.0+edited"}
+    assert set(read(out, "segments")["model_version"]) == {"0.1.0+edited"}
+    np.testing.assert_allclose(probabilities(out), after, atol=1e-12)
+    assert run(archive, out, model_dir=model).planned == ()
+
+
 def test_verify_hash_finds_a_change_that_keeps_size_and_mtime(archive, tmp_path):
     out = tmp_path / "dataset"
     run(archive, out, verify_hash=True)

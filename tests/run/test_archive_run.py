@@ -7,7 +7,9 @@ synthetic recordings at another level and pitch range (another "recording chain"
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -20,6 +22,7 @@ from typer.testing import CliRunner
 
 import callsort
 from callsort.cli import app
+from callsort.errors import CallsortError
 from callsort.features.archive import archive_statistics, shrunk, standardised
 from callsort.features.spectral import feature_names
 from callsort.model.card import ModelCard
@@ -123,6 +126,10 @@ def segments_of(out: Path):
 
 def calls_of(out: Path):
     return ds.dataset(out / "calls", format="parquet", partitioning="hive").to_table().to_pandas()
+
+
+def last_summary(out: Path) -> dict:
+    return json.loads(sorted((out / "runs").glob("*.json"))[-1].read_text())
 
 
 def independent_statistics(paths, population):
@@ -353,7 +360,8 @@ def test_every_sampled_recording_failing_falls_back_to_the_population(models, tm
     out = tmp_path / "out"
     run = label_run([archive], out=out, model_dir=models["archive"], settings=settings, jobs=1)
     assert run.n_ok == 2 and [r for r, _ in run.failures] == ["a_broken.wav"]
-    assert not (out / ARCHIVE_FILE).exists()  # nothing learned: the next run samples again
+    # nothing learned: the file says so (the rows were labelled against the population)
+    assert json.loads((out / ARCHIVE_FILE).read_text())["source"] == "population"
     assert any("training population" in note for note in run.notes)
     assert run.archive == {
         "source": "population",
@@ -369,6 +377,13 @@ def test_every_sampled_recording_failing_falls_back_to_the_population(models, tm
     got = segments[segments["recording"] == paths[0].name].sort_values("segment_index")
     want = model.predict_proba(standardised(raw.features[0], model.archive_population))
     np.testing.assert_allclose(got[["p_high", "p_low"]].to_numpy(), want, atol=1e-5)
+
+    # ... and the next run samples again (not refused for the rows already there)
+    sf.write(archive / "0_new.wav", recording(3), SR, "PCM_16")  # first by name: sampled
+    again = label_run([archive], out=out, model_dir=models["archive"], settings=settings, jobs=1)
+    assert [p.recording.name for p in again.planned] == ["0_new.wav"] and again.n_ok == 1
+    assert again.archive["source"] == "computed" and again.archive["sampled_recordings"] == 1
+    assert json.loads((out / ARCHIVE_FILE).read_text())["source"] == "computed"
 
 
 def test_dask_computes_and_applies_the_same_statistics(models, tmp_path):
@@ -387,3 +402,161 @@ def test_dask_computes_and_applies_the_same_statistics(models, tmp_path):
     np.testing.assert_allclose(docs["dask"]["mean"], docs["local"]["mean"], rtol=1e-12)
     rows = {e: segments_of(tmp_path / e).sort_values(["recording", "segment_index"]) for e in runs}
     np.testing.assert_allclose(rows["dask"]["p_high"], rows["local"]["p_high"], atol=1e-6)
+
+
+def test_lost_statistics_of_a_labelled_dataset_are_refused_until_the_user_chooses(models, tmp_path):
+    """Issue 18 item 4: a missing or unusable archive-statistics.json is not silently
+    recomputed from tonight's files when rows labelled with it are in the dataset."""
+    archive = tmp_path / "archive"
+    write_archive(archive, range(1, 4))
+    out = tmp_path / "out"
+    label = ("label", archive, "--model", models["archive"], "--out", out, "-j", 1, "-q")
+    assert invoke(*label).exit_code == 0
+    stats_file = out / ARCHIVE_FILE
+    good = stats_file.read_bytes()
+    doc = json.loads(good)
+    backup = tmp_path / "backup.json"
+    backup.write_bytes(good)
+    write_archive(archive, [4])  # tonight's recording
+    manifest = (out / "manifest.parquet").read_bytes()
+    damages = {  # what is done to the file, and what the refusal says of it
+        "is missing": None,
+        "is not JSON": good[: len(good) // 2],  # truncated
+        "does not fit the model (statistics of 5 features": json.dumps(
+            {**doc, "mean": doc["mean"][:5], "var": doc["var"][:5]}
+        ).encode(),
+        "was made for another model": json.dumps({**doc, "fingerprint": "0" * 16}).encode(),
+    }
+    for reason, damaged in damages.items():
+        if damaged is None:
+            stats_file.unlink()
+        else:
+            stats_file.write_bytes(damaged)
+        result = invoke(*label)
+        assert result.exit_code == 2, (reason, result.output)
+        message = " ".join(result.output.split())
+        assert f"{stats_file} {reason}" in message, message
+        assert "but 3 recordings of this dataset were labelled" in message
+        for choice in ("Restore the file", "--archive-statistics FILE", "--force"):
+            assert choice in message, (choice, message)
+        assert (out / "manifest.parquet").read_bytes() == manifest  # nothing labelled
+        assert (stats_file.read_bytes() if stats_file.exists() else None) == damaged
+        summary = last_summary(out)
+        assert summary["exit_code"] == 2 and f"{stats_file} {reason}" in summary["error"]
+
+    # --archive-statistics imposes the backup on the damaged dataset; the new recording is
+    # labelled with it, the file is replaced by it, and the summary says so
+    result = invoke(*label, "--archive-statistics", backup)
+    assert result.exit_code == 0, result.output
+    summary = last_summary(out)
+    assert summary["archive_statistics"] == {"source": "imposed"}
+    assert summary["reasons"] == {"new": 1}
+    assert any("replaced by those imposed" in note for note in summary["notes"])
+    assert json.loads(stats_file.read_text())["mean"] == doc["mean"]
+    model = load_model(models["archive"])
+    stats = callsort.features.archive.ArchiveStatistics.from_dict(doc)
+    raw = recording_features(
+        archive / "call_04.wav",
+        feature_settings=model.feature_settings,
+        settings=AnalysisSettings(),
+    )
+    segments = segments_of(out)
+    got = segments[segments["recording"] == "call_04.wav"].sort_values("segment_index")
+    want = model.predict_proba(standardised(raw.features[0], stats))
+    np.testing.assert_allclose(got[["p_high", "p_low"]].to_numpy(), want, atol=1e-5)
+
+    # --force computes them again (from every recording) and labels everything again
+    stats_file.write_bytes(good[:100])
+    result = invoke(*label, "--force")
+    assert result.exit_code == 0, result.output
+    summary = last_summary(out)
+    assert summary["archive_statistics"]["source"] == "computed"
+    assert summary["archive_statistics"]["sampled_recordings"] == 4
+    assert summary["reasons"] == {"forced": 4}
+    assert any(
+        "computed again (--force)" in note and "is not JSON" in note for note in summary["notes"]
+    )
+    assert json.loads(stats_file.read_text())["sampled_recordings"] == 4
+    write_archive(archive, [5])
+    assert invoke(*label).exit_code == 0  # and the next run reuses them
+    assert last_summary(out)["archive_statistics"] == {"source": "reused"}
+
+
+def test_a_first_run_limited_by_max_files_or_since_samples_the_whole_archive(models, tmp_path):
+    """Issue 18 item 5: the statistics a dataset keeps for good come from every recording
+    found, not from the few a bounded first run labels."""
+    archive = tmp_path / "archive"
+    paths = write_archive(archive, range(1, 5))
+    old = 1_600_000_000  # 2020-09-13: before --since
+    for path in paths[:2]:
+        os.utime(path, (old, old))
+    label = ("label", archive, "--model", models["archive"], "-j", 1, "-q", "--out")
+    assert invoke(*label, tmp_path / "full").exit_code == 0
+    want = json.loads((tmp_path / "full" / ARCHIVE_FILE).read_text())
+    assert want["sampled_recordings"] == 4
+    rows = segments_of(tmp_path / "full").sort_values(["recording", "segment_index"])
+    for name, bound in {
+        "max-files": ("--max-files", 1),
+        "since": ("--since", "2021-01-01"),
+    }.items():
+        out = tmp_path / name
+        result = invoke(*label, out, *bound)
+        assert result.exit_code == 0, result.output
+        assert len(calls_of(out)) == (1 if name == "max-files" else 2)
+        got = json.loads((out / ARCHIVE_FILE).read_text())
+        assert (
+            got["sampled_recordings"] == 4 and got["sampled_segments"] == want["sampled_segments"]
+        )
+        np.testing.assert_allclose(got["mean"], want["mean"], rtol=1e-12)
+        np.testing.assert_allclose(got["var"], want["var"], rtol=1e-12)
+        assert invoke(*label, out).exit_code == 0  # the rest, with the same statistics
+        assert last_summary(out)["archive_statistics"] == {"source": "reused"}
+        again = segments_of(out).sort_values(["recording", "segment_index"])
+        assert again["recording"].tolist() == rows["recording"].tolist()
+        np.testing.assert_allclose(again["p_high"], rows["p_high"], atol=1e-6)
+
+
+def test_an_engine_failure_while_sampling_is_not_reported_as_a_dataset_write(
+    models, tmp_path, monkeypatch
+):
+    """Issue 18 item 9: an OSError of the engine (here: too many open files) during the
+    archive sampling pass is an internal error, not "cannot write to the dataset"; the
+    statistics file's own write failing still is the dataset's."""
+    from callsort.run.engines import EngineSession
+
+    real = EngineSession.each
+
+    def each(self, recordings, *, on_result, task=None):
+        if task is not None and task.kind == "features":
+            raise OSError(errno.EMFILE, "Too many open files")
+        return real(self, recordings, on_result=on_result, task=task)
+
+    archive = tmp_path / "archive"
+    write_archive(archive, range(1, 3))
+    out = tmp_path / "out"
+    with monkeypatch.context() as patch:
+        patch.setattr(EngineSession, "each", each)
+        with pytest.raises(OSError, match="Too many open files") as caught:
+            label_run([archive], out=out, model_dir=models["archive"], jobs=1)
+    assert not isinstance(caught.value, CallsortError)
+    summary = last_summary(out)
+    assert summary["exit_code"] == 70
+    assert "Too many open files" in summary["error"]
+    assert "cannot write to the dataset" not in summary["error"]
+    assert not (out / ARCHIVE_FILE).exists()
+
+    from callsort.dataset import writers
+
+    real_atomic = writers.atomic_path
+
+    def full_disk(path):
+        if path.name == ARCHIVE_FILE:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_atomic(path)
+
+    monkeypatch.setattr(writers, "atomic_path", full_disk)
+    with pytest.raises(CallsortError) as caught:
+        label_run([archive], out=out, model_dir=models["archive"], jobs=1)
+    assert caught.value.exit_code == 2
+    assert "cannot write to the dataset" in str(caught.value)
+    assert ARCHIVE_FILE in str(caught.value) and "No space left" in str(caught.value)
