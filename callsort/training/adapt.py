@@ -380,6 +380,11 @@ def summary_lines(result: Adaptation) -> list[str]:
             f"macro-F1 on held-out recordings ({f['protocol']}): base {f['base']['macro_f1']:.3f}"
             f", adapted {f['adapted']['macro_f1']:.3f}"
         )
+        if f["adapted"]["macro_f1"] < f["base"]["macro_f1"]:
+            lines.append(
+                "the adapted model did worse than the base on recordings it did not learn "
+                "from: keep labelling with the base, or label more recordings"
+            )
     else:
         lines.append(f"no adapted figures: {f['why']}")
     lines.append(f"wrote {result.folder}: callsort label ... --model {result.folder}")
