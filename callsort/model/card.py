@@ -65,8 +65,13 @@ class ModelCard:
         """What the card contributes to a prediction: every field but :data:`NOT_PREDICTIVE`
         (classes, features and settings, checksums of the files beside it, temperature,
         normalisation prior, training entries such as archive standardisation) and its
-        version, which every row names. A dataset's fingerprint hashes it."""
-        return {k: v for k, v in asdict(self).items() if k not in NOT_PREDICTIVE}
+        version, which every row names. A dataset's fingerprint hashes it. ``adaptation``
+        is left out when None, so a model as trained keeps the fingerprint it had
+        before adapted models existed; an adapted model's names its adapter's sha256."""
+        identity = {k: v for k, v in asdict(self).items() if k not in NOT_PREDICTIVE}
+        if identity.get("adaptation") is None:
+            identity.pop("adaptation", None)
+        return identity
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=False) + "\n"

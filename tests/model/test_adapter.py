@@ -54,7 +54,9 @@ def test_the_fit_stops_where_the_numerical_gradient_is_zero():
     assert np.abs(numeric).max() < 1e-4
     # and it moved: the start is not an optimum
     start = np.concatenate([coef0.ravel(), intercept0])
-    assert np.abs(approx_fprime(start, lambda p: pulled_loss(p, Z, labels, **kwargs)[0])).max() > 1e-2
+    assert (
+        np.abs(approx_fprime(start, lambda p: pulled_loss(p, Z, labels, **kwargs)[0])).max() > 1e-2
+    )
 
 
 def test_without_a_pull_it_is_scikit_learns_unpenalised_logistic_regression():
@@ -138,3 +140,14 @@ def test_inputs_are_standardised_by_the_cards_population():
     mean, scale = input_standardisation(normalisation, n_inputs=4)
     np.testing.assert_allclose(mean, [1.0, -2.0, 0.0, 0.0])
     np.testing.assert_allclose(scale, [2.0, 0.5, 1.0, 1.0], rtol=1e-5)
+
+
+def test_a_cards_identity_names_its_adapter_and_only_an_adapted_card_has_one():
+    from dataclasses import replace
+
+    from callsort.model.card import ModelCard, shipped_model_dir
+
+    card = ModelCard.read(shipped_model_dir("fast") / "card.json")
+    assert "adaptation" not in card.prediction_identity()  # fingerprints as before
+    adapted = replace(card, adaptation={"kind": "residual", "adapter_sha256": "ab" * 32})
+    assert adapted.prediction_identity()["adaptation"]["adapter_sha256"] == "ab" * 32
