@@ -678,20 +678,21 @@ def _timing_the_product(stages: Stages, seen: Callable[[np.ndarray], None]) -> I
     from callsort.model.folder import Model
     from callsort.run import analysis
 
-    def features(y, **options):
-        seen(y)
-        return analysis_features(y, **options)
+    def features(segments, **options):
+        for y in segments:
+            seen(y)
+        return analysis_features(segments, **options)
 
-    analysis_features = stages.wrap("features", analysis.segment_features)
+    analysis_features = stages.wrap("features", analysis.segments_features)
     patches = {
         (analysis, "probe"): stages.wrap("decode", analysis.probe),
         (analysis, "read_blocks"): stages.wrap_iter("decode", analysis.read_blocks),
         (analysis, "resampled_blocks"): stages.wrap_iter("resample", analysis.resampled_blocks),
         (analysis, "frame_measures"): stages.wrap("segment", analysis.frame_measures),
         (analysis, "speech_segments"): stages.wrap("segment", analysis.speech_segments),
-        (analysis, "segment_features"): features,
+        (analysis, "segments_features"): features,
         (Model, "channel_proba"): stages.wrap("predict", Model.channel_proba),
-        # the encoder runs inside segment_features: its time is billed to it alone
+        # the encoder runs inside segments_features: its time is billed to it alone
         (Encoder, "embed"): stages.wrap("encoder", Encoder.embed),
     }
     originals = {key: getattr(*key) for key in patches}
