@@ -8,8 +8,9 @@ does not grow with the length of the recording.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,7 @@ from callsort.audio.decode import AudioInfo, probe, read_blocks, resampled_block
 from callsort.audio.segment import frame_measures, speech_segments
 from callsort.errors import DecodeError
 from callsort.features.archive import ArchiveStatistics
-from callsort.features.spectral import feature_names, segment_features
+from callsort.features.spectral import feature_names, segments_features
 from callsort.model.folder import Model
 from callsort.settings import (
     ANALYSIS_SAMPLE_RATE,
@@ -29,6 +30,7 @@ from callsort.settings import (
 )
 
 SR = ANALYSIS_SAMPLE_RATE
+FEATURE_BATCH = 64  # segments whose features are computed together (segments_features)
 
 
 @dataclass(frozen=True)
@@ -65,7 +67,7 @@ def recording_features(
     path: Path | str, *, feature_settings: FeatureSettings, settings: AnalysisSettings
 ) -> RecordingFeatures:
     """Segment every channel of the recording at ``path`` and compute each segment's raw
-    features (:func:`~callsort.features.spectral.segment_features`), as labelling does.
+    features (:func:`~callsort.features.spectral.segments_features`), as labelling does.
 
     Raises :class:`~callsort.errors.DecodeError` for files that are not usable audio.
     """
@@ -99,8 +101,10 @@ def recording_features(
     # segments of its channel before it labels any of them.
     n_features = len(feature_names(feature_settings))
     features = [np.zeros((len(s), n_features), dtype=np.float32) for s in segments]
-    for c, i, y in audio:
-        features[c][i] = segment_features(y, settings=feature_settings)
+    for batch in _batched(audio, FEATURE_BATCH):
+        rows = segments_features([y for _, _, y in batch], settings=feature_settings)
+        for (c, i, _), row in zip(batch, rows, strict=True):
+            features[c][i] = row
     return RecordingFeatures(
         info=info, duration_s=duration_s, names=names, segments=segments, features=features
     )
@@ -148,10 +152,15 @@ def waveform_segments(
     frame_length = round(settings.segmentation.frame_s * SR)
     energy, zcr = frame_measures(y, frame_length=frame_length)
     segments = speech_segments(energy, zcr, settings=settings.segmentation)
-    rows = [segment_features(_cut(y, seg), settings=feature_settings) for seg in segments]
-    n = len(feature_names(feature_settings))
-    X = np.stack(rows) if rows else np.zeros((0, n), dtype=np.float32)
+    X = segments_features([_cut(y, seg) for seg in segments], settings=feature_settings)
     return segments, X
+
+
+def _batched(items: Iterable, n: int) -> Iterator[list]:
+    """``items`` in lists of ``n`` (the last one shorter)."""
+    iterator = iter(items)
+    while batch := list(islice(iterator, n)):
+        yield batch
 
 
 def _analysis_stream(
