@@ -71,18 +71,9 @@ def _clip_features_task(task: tuple) -> ClipFeatures:
         cache_file = (
             Path(cache_dir) / f"{_cache_key(path, condition, settings, feature_settings)}.npz"
         )
-        if cache_file.is_file():
-            with np.load(cache_file) as data:
-                return ClipFeatures(X=data["X"], durations_s=data["durations_s"])
-        if feature_settings.encoder is None:
-            # the hand-made features are the first columns of an encoder model's: reuse
-            # those when they are cached (same code, same segments)
-            with_encoder = replace(feature_settings, encoder=WHISPER_BASE)
-            richer = Path(cache_dir) / f"{_cache_key(path, condition, settings, with_encoder)}.npz"
-            if richer.is_file():
-                n = len(feature_names(feature_settings))
-                with np.load(richer) as data:
-                    return ClipFeatures(X=data["X"][:, :n], durations_s=data["durations_s"])
+        cached = _cached(Path(cache_dir), path, condition, settings, feature_settings)
+        if cached is not None:
+            return cached
     features = _compute_clip_features(path, condition, settings, feature_settings)
     if cache_file is not None:
         cache_file.parent.mkdir(parents=True, exist_ok=True)
@@ -90,6 +81,40 @@ def _clip_features_task(task: tuple) -> ClipFeatures:
         np.savez(tmp, X=features.X, durations_s=features.durations_s)
         os.replace(tmp, cache_file)
     return features
+
+
+def _cached(
+    cache_dir: Path, path: Path, condition: str, settings: AnalysisSettings, fs: FeatureSettings
+) -> ClipFeatures | None:
+    """The clip's features from the cache, if they are there under these settings or
+    under settings known to give the same features; None otherwise."""
+    found = _cached_exactly(cache_dir, path, condition, settings, fs)
+    if found is not None or settings.segmentation.short_utterance_s is None:
+        return found
+    # Short utterances are only looked for in a channel without any other segment: a clip
+    # that had segments before they existed has the same segments, and features, now.
+    before = replace(settings, segmentation=replace(settings.segmentation, short_utterance_s=None))
+    found = _cached_exactly(cache_dir, path, condition, before, fs)
+    return found if found is not None and len(found.X) else None
+
+
+def _cached_exactly(
+    cache_dir: Path, path: Path, condition: str, settings: AnalysisSettings, fs: FeatureSettings
+) -> ClipFeatures | None:
+    cache_file = cache_dir / f"{_cache_key(path, condition, settings, fs)}.npz"
+    if cache_file.is_file():
+        with np.load(cache_file) as data:
+            return ClipFeatures(X=data["X"], durations_s=data["durations_s"])
+    if fs.encoder is None:
+        # the hand-made features are the first columns of an encoder model's: reuse
+        # those when they are cached (same code, same segments)
+        with_encoder = replace(fs, encoder=WHISPER_BASE)
+        richer = cache_dir / f"{_cache_key(path, condition, settings, with_encoder)}.npz"
+        if richer.is_file():
+            n = len(feature_names(fs))
+            with np.load(richer) as data:
+                return ClipFeatures(X=data["X"][:, :n], durations_s=data["durations_s"])
+    return None
 
 
 def _compute_clip_features(
