@@ -13,7 +13,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from callsort.errors import DatasetWriteError, UsageError
-from callsort.settings import AnalysisSettings, ChannelSettings, SegmentationSettings
+from callsort.settings import (
+    AnalysisSettings,
+    ChannelSettings,
+    ContextSettings,
+    SegmentationSettings,
+)
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -47,9 +52,11 @@ def analysis_settings(
     channels: str = "split",
     channel_names: Sequence[str] = ("left", "right"),
     max_segment_s: float = 4.0,
+    context: bool = True,
     names_option: str = "channel_names",
 ) -> AnalysisSettings:
-    """The analysis settings for the user's channel options, checked.
+    """The analysis settings for the user's channel options, checked; ``context=False``
+    labels each segment on its own (no :class:`~callsort.settings.ContextSettings`).
 
     ``names_option`` is how the user spelt the names option (``--channel-names``
     on the command line), for the message of the :class:`UsageError` raised
@@ -65,6 +72,7 @@ def analysis_settings(
     return AnalysisSettings(
         channels=ChannelSettings(mode=channels, names=names),  # type: ignore[arg-type]
         segmentation=replace(SegmentationSettings(), max_segment_s=max_segment_s),
+        context=ContextSettings() if context else None,
     )
 
 
