@@ -314,6 +314,29 @@ def test_fast_model_agreement_with_ground_truth(tmp_path):
         assert abs(value - fast["per_class"][emotion]) <= tolerance, (emotion, got)
 
 
+# --- context ------------------------------------------------------------------------------
+
+
+def test_no_context_labels_each_segment_alone_as_the_raw_columns_say(tmp_path, clean, classes):
+    """--no-context: each segment's label is the model's on that segment alone, which the
+    default run keeps in raw_label and raw_p_*; the same segments either way. The
+    channel's context changes some labels of the demo call."""
+    call = "call_01_escalation.wav"
+    alone = label_into(tmp_path / "out", SAMPLES / call, extra=("--no-context",)).segments
+    alone = alone.sort_values(["channel", "segment_index"])
+    default = clean.segments[clean.segments["recording"] == call]
+    default = default.sort_values(["channel", "segment_index"])
+    assert len(alone) == len(default) > 0
+    assert alone["start_s"].tolist() == default["start_s"].tolist()
+    assert alone["label"].tolist() == default["raw_label"].tolist()
+    assert (alone["label"] == alone["raw_label"]).all()
+    raw = [f"raw_p_{c}" for c in classes]
+    np.testing.assert_allclose(
+        alone[[f"p_{c}" for c in classes]].to_numpy(), default[raw].to_numpy(), atol=1e-9
+    )
+    assert (default["label"] != default["raw_label"]).any()
+
+
 # --- options that change the channels -----------------------------------------------------
 
 

@@ -21,6 +21,7 @@ from callsort.audio.segment import frame_measures, speech_segments
 from callsort.errors import DecodeError
 from callsort.features.archive import ArchiveStatistics
 from callsort.features.spectral import feature_names, segments_features
+from callsort.model.context import gaps_between, in_context
 from callsort.model.folder import Model
 from callsort.settings import (
     ANALYSIS_SAMPLE_RATE,
@@ -39,7 +40,16 @@ class ChannelAnalysis:
 
     name: str
     segments: list[tuple[float, float]]  # (start_s, end_s) in the original recording
-    probabilities: np.ndarray  # (segments, classes), columns in the model's class order
+    # (segments, classes), columns in the model's class order: each segment in the context
+    # of the channel's other segments (callsort.model.context), what labels it
+    probabilities: np.ndarray
+    # the same from each segment alone (the model's own); None: equal to ``probabilities``
+    raw_probabilities: np.ndarray | None = None
+
+    @property
+    def raw(self) -> np.ndarray:
+        """The model's probabilities of each segment alone ``(segments, classes)``."""
+        return self.probabilities if self.raw_probabilities is None else self.raw_probabilities
 
 
 @dataclass(frozen=True)
@@ -125,10 +135,29 @@ def analyse_recording(
     """
     raw = recording_features(path, feature_settings=model.feature_settings, settings=settings)
     channels = [
-        ChannelAnalysis(name, segs, model.channel_proba(X, archive=archive))
+        channel_analysis(name, segs, X, model=model, settings=settings, archive=archive)
         for name, segs, X in zip(raw.names, raw.segments, raw.features, strict=True)
     ]
     return RecordingAnalysis(info=raw.info, duration_s=raw.duration_s, channels=channels)
+
+
+def channel_analysis(
+    name: str,
+    segments: list[tuple[float, float]],
+    X: np.ndarray,
+    *,
+    model: Model,
+    settings: AnalysisSettings,
+    archive: ArchiveStatistics | None = None,
+) -> ChannelAnalysis:
+    """Label one channel from its segments' raw features ``X`` (segments, features): the
+    model's probabilities of each segment, then each in the context of the others
+    (``settings.context``; None: each segment on its own)."""
+    proba = model.channel_proba(X, archive=archive)
+    if settings.context is None:
+        return ChannelAnalysis(name, segments, proba)
+    smoothed = in_context(proba, settings=settings.context, gaps_s=gaps_between(segments))
+    return ChannelAnalysis(name, segments, smoothed, raw_probabilities=proba)
 
 
 def decode_mono(path: Path | str) -> np.ndarray:
