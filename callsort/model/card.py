@@ -4,7 +4,8 @@ models live. Reads no model: nothing here imports LightGBM.
 A model folder holds ``model.txt`` (LightGBM's text format), ``card.json``
 (classes, feature names in order, analysis settings, training data, measured
 metrics, library versions, licence) and, for a model with a linear head on an
-encoder's embedding, ``head.npz``.
+encoder's embedding, ``head.npz``; a model adapted to an archive (``callsort adapt``)
+also ``adapter.npz``, described by the card's ``adaptation`` entry.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ CARD_FORMAT = 2
 MODEL_FILE = "model.txt"
 CARD_FILE = "card.json"
 HEAD_FILE = "head.npz"
+ADAPTER_FILE = "adapter.npz"
 
 NOT_PREDICTIVE = ("metrics", "created_at", "library_versions", "licence")
 """Card fields that cannot change a prediction: every other field, including any added
@@ -54,6 +56,9 @@ class ModelCard:
     normalisation: dict[str, Any] | None = None
     temperature: float = 1.0  # calibration of predict_proba
     head_sha256: str = ""  # of head.npz, the linear head on the embedding (if the model has one)
+    # a model adapted to an archive (callsort adapt): adapter.npz's kind and sha256, the base
+    # model, the adaptation data and the adapted figures; None for a model as trained
+    adaptation: dict[str, Any] | None = None
     format: int = CARD_FORMAT
 
     def prediction_identity(self) -> dict[str, Any]:

@@ -17,8 +17,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from callsort.errors import ModelError
+from callsort.model.adapter import ADAPTER_KINDS, Adapter
 from callsort.model.booster import StackedBooster, booster_input_names, lgb_safe
 from callsort.model.card import (
+    ADAPTER_FILE,
     CARD_FILE,
     HEAD_FILE,
     MODEL_FILE,
@@ -46,6 +48,7 @@ class Model:
     card: ModelCard
     path: Path
     n_jobs: int = 1  # LightGBM threads per prediction
+    adapter: Adapter | None = None  # what callsort adapt learned on top (see read_adapter)
 
     @classmethod
     def load(cls, path: Path | str | None = None, *, n_jobs: int = 1) -> Model:
@@ -106,7 +109,39 @@ class Model:
             head=head,
             feature_index=None if len(feature_index) == len(inputs) else feature_index,
         )
-        return cls(stack=stack, card=card, path=folder, n_jobs=n_jobs)
+        model = cls(stack=stack, card=card, path=folder, n_jobs=n_jobs)
+        adapter = read_adapter(folder, card)
+        return model if adapter is None else model.with_adapter(adapter)
+
+    def with_adapter(self, adapter: Adapter | None) -> Model:
+        """This model with ``adapter`` on top (None: without one): a ``"head"`` adapter
+        takes the linear head's place, a ``"residual"`` one adjusts the probabilities."""
+        if adapter is not None and (
+            adapter.coef.shape != (len(self.classes), len(adapter.columns))
+            or len(adapter.columns) == 0
+            or adapter.columns.min() < 0
+            or adapter.columns.max() >= self.stack.n_features
+        ):
+            raise ModelError(f"the adapter does not fit the model in {self.path}")
+        head = self.base_head
+        if adapter is not None and adapter.kind == "head":
+            if head is None or set(adapter.columns.tolist()) != set(head.columns.tolist()):
+                raise ModelError(f"the adapter does not read the head's columns in {self.path}")
+            head = LinearHead(
+                columns=adapter.columns,
+                mean=adapter.mean,
+                scale=adapter.scale,
+                coef=adapter.coef,
+                intercept=adapter.intercept,
+            )
+        return replace(self, stack=replace(self.stack, head=head), adapter=adapter)
+
+    @property
+    def base_head(self) -> LinearHead | None:
+        """The linear head as trained (before a ``"head"`` adapter took its place)."""
+        if self.adapter is not None and self.adapter.kind == "head":
+            return read_head(self.path, self.card)
+        return self.stack.head
 
     @property
     def version(self) -> str:
@@ -122,8 +157,15 @@ class Model:
 
     @cached_property
     def classifier(self) -> EmotionClassifier:
-        """The model as a fitted scikit-learn estimator (imports scikit-learn)."""
+        """The model as a fitted scikit-learn estimator (imports scikit-learn); refused for
+        a model with a ``"residual"`` adapter, which the estimator would not apply."""
         from callsort.model.classifier import EmotionClassifier
+
+        if self.adapter is not None and self.adapter.kind == "residual":
+            raise ModelError(
+                f"the model in {self.path} is adapted (adapter.npz): it predicts with "
+                "Model.predict_proba / channel_proba, not as a scikit-learn estimator"
+            )
 
         return EmotionClassifier.from_stack(
             self.stack, temperature=self.card.temperature, n_jobs=self.n_jobs
@@ -150,8 +192,12 @@ class Model:
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         """Class probabilities ``(samples, classes)`` of features ``X`` (segments,
-        features) as the card lists them (already channel-normalised, if the model is)."""
-        return self.stack.predict_proba(X, n_jobs=self.n_jobs, temperature=self.card.temperature)
+        features) as the card lists them (already channel-normalised, if the model is);
+        a ``"residual"`` adapter adjusts the booster's."""
+        proba = self.stack.predict_proba(X, n_jobs=self.n_jobs, temperature=self.card.temperature)
+        if self.adapter is not None and self.adapter.kind == "residual" and len(proba):
+            proba = self.adapter.adjusted(np.asarray(X, dtype=np.float32), proba)
+        return proba
 
     def channel_proba(
         self, X: np.ndarray, *, archive: ArchiveStatistics | None = None
@@ -165,15 +211,31 @@ class Model:
         features are then normalised against the channel's own segments when the
         model was trained that way (see :mod:`callsort.features.normalise`).
         """
+        return np.concatenate(
+            [self.predict_proba(block) for block in self._input_blocks(X, archive=archive)]
+        )
+
+    def channel_inputs(
+        self, X: np.ndarray, *, archive: ArchiveStatistics | None = None
+    ) -> np.ndarray:
+        """What :meth:`predict_proba` reads for the segments ``X`` (segments, features)
+        of ONE channel: ``X`` standardised per archive and normalised against the
+        channel's own segments as :meth:`channel_proba` does, ``(segments, inputs)``."""
+        blocks = list(self._input_blocks(X, archive=archive))
+        return np.concatenate(blocks) if blocks else np.zeros((0, self.stack.n_features))
+
+    def _input_blocks(self, X: np.ndarray, *, archive: ArchiveStatistics | None):
         population = self.archive_population
         if population is not None and len(X):
             from callsort.features.archive import standardised
 
             X = standardised(X, population if archive is None else archive)
         if self.card.normalisation is None:
-            return self.predict_proba(X)
+            yield X
+            return
         if not len(X):
-            return self.predict_proba(np.zeros((0, self.stack.n_features), dtype=np.float32))
+            yield np.zeros((0, self.stack.n_features), dtype=np.float32)
+            return
         from callsort.features.normalise import (
             PopulationPrior,
             channel_normalised,
@@ -184,16 +246,10 @@ class Model:
         statistics = channel_statistics(X, prior=prior)
         # in blocks: the statistics come from the whole channel, the [raw, z] matrix
         # (twice the features) never exists for more than a block of a long recording
-        return np.concatenate(
-            [
-                self.predict_proba(
-                    channel_normalised(
-                        X[start : start + CHANNEL_BLOCK], prior=prior, statistics=statistics
-                    )
-                )
-                for start in range(0, len(X), CHANNEL_BLOCK)
-            ]
-        )
+        for start in range(0, len(X), CHANNEL_BLOCK):
+            yield channel_normalised(
+                X[start : start + CHANNEL_BLOCK], prior=prior, statistics=statistics
+            )
 
     def check_feature_layout(self, computed: Sequence[str]) -> None:
         """Refuse to label with features other than the card's, in number or in order.
@@ -244,6 +300,28 @@ def read_head(folder: Path, card: ModelCard) -> LinearHead | None:
     if set(head.columns.tolist()) != set(head_columns(card.feature_names).tolist()):
         raise ModelError(f"{head_file} does not read the card's embedding columns")
     return head
+
+
+def read_adapter(folder: Path, card: ModelCard) -> Adapter | None:
+    """The adapter of an adapted model folder (None for a model as trained), checked
+    against the card's checksum and kind."""
+    entry = card.adaptation
+    if not entry:
+        return None
+    adapter_file = folder / ADAPTER_FILE
+    try:
+        data = adapter_file.read_bytes()
+    except OSError as exc:
+        raise ModelError(f"the model in {folder} needs {ADAPTER_FILE}: {exc.strerror}") from None
+    if hashlib.sha256(data).hexdigest() != entry.get("adapter_sha256"):
+        raise ModelError(f"{adapter_file} does not match its card (checksum differs)")
+    try:
+        adapter = Adapter.from_npz(data)
+    except (ValueError, KeyError, OSError) as exc:
+        raise ModelError(f"unreadable {adapter_file}: {exc}") from None
+    if adapter.kind not in ADAPTER_KINDS or adapter.kind != entry.get("kind"):
+        raise ModelError(f"{adapter_file} is not the adapter its card describes")
+    return adapter
 
 
 def save_model(classifier: EmotionClassifier, card: ModelCard, folder: Path | str) -> Path:
