@@ -25,9 +25,9 @@ log-mel was computed in 30 s pieces), against a target under 1 GB a worker."""
 ENCODER_COMPUTE_TYPE = "float32"
 """How CTranslate2 runs the speech encoder (:mod:`callsort.features.encoder`). float32,
 not int8: CTranslate2's int8 kernels differ by CPU (Intel MKL or oneDNN, with or without
-AVX-512 VNNI), and moved the demo calls' probabilities by up to 0.15 between the kernels
+AVX-512 VNNI), and moved the demo calls' probabilities by up to 0.18 between the kernels
 of one machine; float32 gave the same probabilities on every path measured
-(``benchmarks/cpu_paths.py``), for about 1.4 times int8's CPU time."""
+(``benchmarks/cpu_paths.py``), for 1.6 times int8's CPU time in the encoder."""
 
 
 def identity(settings: Any) -> dict:
