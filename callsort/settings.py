@@ -19,15 +19,16 @@ MAX_SEGMENT_LIMIT_S = 120.0
 """The longest ``--max-segment`` callsort accepts (seconds). A worker holds its longest
 segment's hand-made features' STFT (about 0.7 MB a second of segment): labelling 10 minutes
 of continuous speech peaked at 613 MB with 4 s segments and 723 MB with 120 s
-(``benchmarks/long_segments.py``); one 520 s segment took 953 MB (1,447 MB before the
-log-mel was computed in 30 s pieces), against a target under 1 GB a worker."""
+(``benchmarks/long_segments.py``); one 520 s segment took 953 MB (1,447 MB with the whole
+Whisper model in memory and its log-mel computed at once), against a target under 1 GB a
+worker."""
 
 ENCODER_COMPUTE_TYPE = "float32"
 """How CTranslate2 runs the speech encoder (:mod:`callsort.features.encoder`). float32,
 not int8: CTranslate2's int8 kernels differ by CPU (Intel MKL or oneDNN, with or without
-AVX-512 VNNI), and moved the demo calls' probabilities by up to 0.15 between the kernels
+AVX-512 VNNI), and moved the demo calls' probabilities by up to 0.18 between the kernels
 of one machine; float32 gave the same probabilities on every path measured
-(``benchmarks/cpu_paths.py``), for about 1.4 times int8's CPU time."""
+(``benchmarks/cpu_paths.py``), for 1.6 times int8's CPU time in the encoder."""
 
 
 def identity(settings: Any) -> dict:

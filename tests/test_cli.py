@@ -273,9 +273,10 @@ def test_no_escalation_in_calls_without_anger(clean):
 
 def test_agreement_with_ground_truth(clean):
     """The demo calls agree with their ground truth as benchmarks/results/demo.json (and so
-    the README) says, overall and per emotion, within the noise of a rerun."""
+    the README) says, overall and per emotion, within the noise of a rerun and what the
+    promise "Across machines" lets another machine change (its close calls)."""
     sys.path.insert(0, str(REPO / "scripts"))
-    from readme_examples import DEMO_RESULTS, demo_agreement
+    from readme_examples import DEMO_RESULTS, agreement_differences, demo_agreement
 
     published = json.loads(DEMO_RESULTS.read_text(encoding="utf-8"))
     assert published["model_version"] == load_model().version, (
@@ -285,13 +286,9 @@ def test_agreement_with_ground_truth(clean):
     assert set(truth["recording"]) == set(RECORDINGS)
     got = demo_agreement(clean.segments, truth)
     print(f"\ndemo agreement now: {json.dumps(got)}\npublished: {json.dumps(published)}")
-    tolerance = published["tolerance"]
     assert got["covered"] >= 0.8, got  # segmentation finds the turns
     assert got["inside_turns"] >= 0.8, got  # and does not invent speech between them
-    assert abs(got["agreement"] - published["agreement"]) <= tolerance, (got, published)
-    assert sorted(got["per_class"]) == sorted(published["per_class"])
-    for emotion, value in got["per_class"].items():
-        assert abs(value - published["per_class"][emotion]) <= tolerance, (emotion, got)
+    assert agreement_differences(clean.segments, truth, published) == []
 
 
 def test_fast_model_agreement_with_ground_truth(tmp_path):
