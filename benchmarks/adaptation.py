@@ -381,12 +381,14 @@ def mean_gain(entry: dict) -> float:
     return float(np.mean([entry[c][k]["clip_mean"] for c in entry for k in entry[c] if k != "0"]))
 
 
-def targets(report: dict, variant: str) -> dict:
-    """The issue's targets for ``variant`` at the lambda chosen on the other corpus."""
+def targets(report: dict, variant: str, lam: str = "chosen") -> dict:
+    """The issue's targets for ``variant`` at ``lam`` ("chosen": the lambda chosen on
+    the other corpus)."""
     out = {}
     s = report["summary"]
     for new, choice in s["chosen"][variant].items():
-        per = s["per_lambda"][new][variant][choice["lambda"]]
+        chosen = choice["lambda"] if lam == "chosen" else lam
+        per = s["per_lambda"][new][variant][chosen]
         for cond in CONDITIONS:
             k0 = per[cond]["0"]
             ks = {k: per[cond][k]["clip_mean"] for k in per[cond]}
@@ -405,18 +407,28 @@ def targets(report: dict, variant: str) -> dict:
 NAMES = {"ravdess": "RAVDESS", "nemo": "nEMO"}
 
 
-def markdown_table(report: dict, variant: str | None = None) -> str:
+PRODUCT = {"default": ("residual-all", "0.003"), "fast": ("residual-hand", "0.003")}
+"""What callsort adapt uses (callsort.training.adapt): the residual adapter on every
+input (for the fast model, its inputs are the hand-made ones), lambda 0.003 fixed up
+front (the value of the issue's probe, before any of these runs)."""
+
+
+def markdown_table(report: dict, variant: str | None = None, lam: str | None = None) -> str:
     """Clip macro-F1 (mean ± split-to-split std) per corpus, audio and k for ``variant``
-    (default: the best) at the lambda chosen on the other corpus."""
+    (default: the product's) at ``lam`` (default: the product's; "chosen": the lambda
+    chosen on the other corpus)."""
     s = report["summary"]
-    variant = variant or s["best_variant"]
+    product_variant, product_lam = PRODUCT[report["recipe"]]
+    variant = variant or product_variant
+    lam = lam or product_lam
     ks = [str(k) for k in report["ks"]]
     lines = [
         "| new domain | audio | " + " | ".join(f"k={k}" for k in ks) + " |",
         "|---|---|" + "---|" * len(ks),
     ]
     for new, choice in s["chosen"][variant].items():
-        per = s["per_lambda"][new][variant][choice["lambda"]]
+        chosen = choice["lambda"] if lam == "chosen" else lam
+        per = s["per_lambda"][new][variant][chosen]
         available = report["corpora"][new]["conditions"][CONDITIONS[0]][
             "adapting_clips_per_class_min"
         ]
@@ -427,7 +439,9 @@ def markdown_table(report: dict, variant: str | None = None) -> str:
                 e = per[cond][k]
                 cell = f"{e['clip_mean']:.2f} ± {e['clip_std']:.2f}"
                 cells.append(cell + (f" ({few}: all)" if int(k) > few else ""))
-            name = f"{NAMES[new]} (λ {choice['lambda']}, from {NAMES[choice['chosen_on']]})"
+            name = NAMES[new] + (
+                f" (λ {chosen}, chosen on {NAMES[choice['chosen_on']]})" if lam == "chosen" else ""
+            )
             lines.append(f"| {name} | {cond} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -457,7 +471,9 @@ def main() -> int:
         report = json.loads(args.table.read_text())
         for v in report["summary"]["chosen"]:
             print(f"\n{v} (mean over k > 0: {report['summary']['cross_chosen_mean'][v]})")
-            print(markdown_table(report, v))
+            print(markdown_table(report, v, "chosen"))
+        print(f"\nproduct: {PRODUCT[report['recipe']]}")
+        print(markdown_table(report))
         return 0
     if args.combine:
         parts = [json.loads(p.read_text()) for p in args.combine]
@@ -467,9 +483,18 @@ def main() -> int:
             for c, r in part["corpora"].items():
                 if c not in report["corpora"]:
                     report["corpora"][c] = r
-                else:
-                    report["corpora"][c]["conditions"].update(r["conditions"])
+                    continue
+                conditions = report["corpora"][c]["conditions"]
+                for cond, entry in r["conditions"].items():
+                    if cond not in conditions:
+                        conditions[cond] = entry
+                        continue
+                    for v, by_lam in entry["figures"].items():  # more variants or lambdas
+                        if v != "base":
+                            conditions[cond]["figures"].setdefault(v, {}).update(by_lam)
         report["wall_s"] = sum(part["wall_s"] for part in parts)
+        report["lambdas"] = sorted({lam for part in parts for lam in part["lambdas"]})
+        report["command"] = "; ".join(dict.fromkeys(part["command"] for part in parts))
         return finish(report, args.out or RESULTS / results_name(args.recipe))
     if not all((DATASETS / CORPORA[c]).is_dir() for c in CORPORA):
         print(f"no corpora under {DATASETS}: nothing to measure", file=sys.stderr)
@@ -478,7 +503,8 @@ def main() -> int:
     t = time.time()
     report = {
         "command": f"python benchmarks/adaptation.py --recipe {args.recipe} "
-        f"--splits {args.splits} --bases BASES",
+        f"--splits {args.splits} --bases BASES --corpora {args.corpora} --conditions "
+        f"{args.conditions} --variants {args.variants or 'all'} --lambdas {args.lambdas}",
         "recipe": args.recipe,
         "ks": list(KS),
         "lambdas": lambdas,
@@ -510,6 +536,13 @@ def finish(report: dict, out: Path) -> int:
     if len(report["corpora"]) > 1:
         report["summary"] = summarise(report)
         report["targets"] = {v: targets(report, v) for v in report["summary"]["chosen"]}
+        variant, lam = PRODUCT[report["recipe"]]
+        if lam in report["summary"]["per_lambda"][next(iter(report["corpora"]))][variant]:
+            report["targets"]["product"] = {
+                "variant": variant,
+                "lambda": lam,
+                **targets(report, variant, lam),
+            }
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=1) + "\n")
     if "summary" in report:

@@ -49,6 +49,8 @@ ACCURACY_RESULTS = {
     "fast": REPO / "benchmarks" / "results" / "accuracy-fast.json",
 }
 """The shipped models' figures, written by scripts/train_shipped_models.sh."""
+ADAPTATION_RESULTS = REPO / "benchmarks" / "results" / "adaptation.json"
+"""The adaptation protocol's figures, written by benchmarks/adaptation.py."""
 PROTOCOL_CONDITIONS = ("clean", "telephone", "alaw", "gsm", "g721")
 EXAMPLE_CALL = "call_01_escalation.wav"
 EXAMPLE_CHANNEL = "right"
@@ -256,6 +258,14 @@ def per_class_line(results: Path) -> str:
     return f"F1 per class, {metrics['headline']}: " + "; ".join(parts) + "."
 
 
+def adaptation_table(results: Path) -> str:
+    """The adaptation protocol's table for the adapter callsort adapt uses."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from adaptation import markdown_table
+
+    return markdown_table(json.loads(results.read_text(encoding="utf-8")))
+
+
 def schema_tables() -> dict[str, str]:
     from callsort.schema import call_columns, manifest_columns, markdown_table, segment_columns
 
@@ -282,6 +292,7 @@ def generate(workdir: Path) -> tuple[dict[str, str], dict]:
         },
         "across-machines": across_machines(),
         **schema_tables(),
+        "adaptation": adaptation_table(ADAPTATION_RESULTS),
     }
     return sections, results
 

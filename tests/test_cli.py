@@ -502,7 +502,7 @@ def test_version():
     assert result.stdout.strip() == f"callsort {callsort.__version__}"
 
 
-@pytest.mark.parametrize("command", ["label", "train", "evaluate", "info"])
+@pytest.mark.parametrize("command", ["label", "train", "evaluate", "adapt", "info"])
 def test_help_has_an_example(command):
     result = invoke(command, "--help")
     assert result.exit_code == 0, shown(result)

@@ -151,3 +151,17 @@ def test_readme_demo_figures_are_the_results_file():
     examples = _examples()
     results = json.loads(examples.DEMO_RESULTS.read_text(encoding="utf-8"))
     assert examples.sections_in(README)["demo-agreement"] == examples.agreement_sentence(results)
+
+
+def test_readme_adaptation_table_is_the_results_file():
+    """The README's adaptation table is benchmarks/results/adaptation.json's, and the
+    adapter and lambda it shows are what callsort adapt uses."""
+    examples = _examples()
+    table = examples.adaptation_table(examples.ADAPTATION_RESULTS)
+    assert examples.sections_in(README)["adaptation"] == table
+    from adaptation import PRODUCT  # benchmarks/, put on the path by adaptation_table
+
+    from callsort.training.adapt import ADAPTER_KIND, DEFAULT_LAMBDA
+
+    variant, lam = PRODUCT["default"]
+    assert variant.split("-")[0] == ADAPTER_KIND and float(lam) == DEFAULT_LAMBDA
