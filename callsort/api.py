@@ -32,6 +32,7 @@ def label(
     channels: Literal["split", "mix"] = "split",
     channel_names: tuple[str, str] = ("left", "right"),
     max_segment_s: float = 4.0,
+    context: bool = True,
     include: Sequence[str] = (),
     exclude: Sequence[str] = (),
     jobs: int | None = None,
@@ -56,7 +57,10 @@ def label(
     if isinstance(paths, (str, Path)):
         paths = [paths]
     settings = analysis_settings(
-        channels=channels, channel_names=channel_names, max_segment_s=max_segment_s
+        channels=channels,
+        channel_names=channel_names,
+        max_segment_s=max_segment_s,
+        context=context,
     )
     run = run_pipeline(
         list(paths),

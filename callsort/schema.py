@@ -2,7 +2,7 @@
 
 Both writers (Parquet and CSV) and every table builder use these definitions,
 so analysts can rely on the names and Parquet files carry real types.
-Probability columns follow the model's classes: ``p_<class>`` and
+Probability columns follow the model's classes: ``p_<class>``, ``raw_p_<class>`` and
 ``share_<class>`` for each class, in the model's column order.
 """
 
@@ -48,9 +48,23 @@ def segment_columns(classes: Sequence[str] = DEFAULT_CLASSES) -> list[Column]:
         Column("start_s", _FLOAT, "s", "segment start in the original recording"),
         Column("end_s", _FLOAT, "s", "segment end in the original recording"),
         Column("duration_s", _FLOAT, "s", "end_s - start_s"),
-        Column("label", _STRING, "", "most probable emotion"),
+        Column(
+            "label",
+            _STRING,
+            "",
+            "most probable emotion, the segment heard in the context of its channel's "
+            "other segments",
+        ),
         Column("confidence", _FLOAT, "probability", "probability of `label`"),
-        *[Column(f"p_{c}", _FLOAT, "probability", f"model probability of {c}") for c in classes],
+        *[
+            Column(f"p_{c}", _FLOAT, "probability", f"probability of {c}, in context")
+            for c in classes
+        ],
+        Column("raw_label", _STRING, "", "most probable emotion of the segment alone"),
+        *[
+            Column(f"raw_p_{c}", _FLOAT, "probability", f"model probability of {c}, segment alone")
+            for c in classes
+        ],
         Column("model_version", _STRING, "", "version of the model that labelled the segment"),
     ]
 

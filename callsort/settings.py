@@ -19,15 +19,16 @@ MAX_SEGMENT_LIMIT_S = 120.0
 """The longest ``--max-segment`` callsort accepts (seconds). A worker holds its longest
 segment's hand-made features' STFT (about 0.7 MB a second of segment): labelling 10 minutes
 of continuous speech peaked at 613 MB with 4 s segments and 723 MB with 120 s
-(``benchmarks/long_segments.py``); one 520 s segment took 953 MB (1,447 MB before the
-log-mel was computed in 30 s pieces), against a target under 1 GB a worker."""
+(``benchmarks/long_segments.py``); one 520 s segment took 953 MB (1,447 MB with the whole
+Whisper model in memory and its log-mel computed at once), against a target under 1 GB a
+worker."""
 
 ENCODER_COMPUTE_TYPE = "float32"
 """How CTranslate2 runs the speech encoder (:mod:`callsort.features.encoder`). float32,
 not int8: CTranslate2's int8 kernels differ by CPU (Intel MKL or oneDNN, with or without
-AVX-512 VNNI), and moved the demo calls' probabilities by up to 0.15 between the kernels
+AVX-512 VNNI), and moved the demo calls' probabilities by up to 0.18 between the kernels
 of one machine; float32 gave the same probabilities on every path measured
-(``benchmarks/cpu_paths.py``), for about 1.4 times int8's CPU time."""
+(``benchmarks/cpu_paths.py``), for 1.6 times int8's CPU time in the encoder."""
 
 
 def identity(settings: Any) -> dict:
@@ -100,12 +101,16 @@ class SegmentationSettings:
     silence_db: float = -120.0  # frame energies are floored here (digital silence)
     smooth_s: float = 0.05  # moving average of the frame energies before the thresholds
     peak_percentile: float = 99.5  # the channel's peak level: this percentile of its frames
+    # A channel in which no run lasts min_speech_s keeps its runs at least this long (a
+    # short answer, "No!") rather than nothing; None: such a channel has no segment
+    short_utterance_s: float | None = 0.15
 
     LEGACY: ClassVar[dict[str, object]] = {
         "min_zcr_spread": 0.012,
         "silence_db": -120.0,
         "smooth_s": 0.05,
         "peak_percentile": 99.5,
+        "short_utterance_s": None,
     }
 
 
@@ -161,6 +166,30 @@ class FeatureSettings:
 
 
 @dataclass(frozen=True)
+class ContextSettings:
+    """How a segment's probabilities are combined with those of its channel's other
+    segments (:mod:`callsort.model.context`): an emotion tends to last from one segment
+    to the next, less so across a long silence.
+    """
+
+    # probability that the next segment of the channel has the same emotion, when no
+    # silence separates them (1 / classes: no tie, each segment on its own)
+    p_stay: float = 0.8
+    # a silence this long halves the tie (p_stay moves halfway toward 1 / classes)
+    half_life_s: float = 60.0
+    # exponent on each segment's evidence (1: the model's calibrated probabilities as they are)
+    weight: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.p_stay <= 1.0:
+            raise ValueError(f"p_stay is a probability, not {self.p_stay!r}")
+        if not self.half_life_s > 0.0:
+            raise ValueError(f"half_life_s must be positive, not {self.half_life_s!r}")
+        if not self.weight > 0.0:
+            raise ValueError(f"weight must be positive, not {self.weight!r}")
+
+
+@dataclass(frozen=True)
 class AnalysisSettings:
     """Everything that decides the labels of one recording."""
 
@@ -175,8 +204,11 @@ class AnalysisSettings:
     # statistics of the segments of up to this many recordings, evenly spread over the run's
     # sorted plan (a dataset keeps them in archive-statistics.json for its later runs)
     archive_sample_recordings: int = 64
+    # each segment's label in the context of its channel's other segments; None: each
+    # segment on its own (the labels of callsort before issue 17)
+    context: ContextSettings | None = field(default_factory=ContextSettings)
 
-    LEGACY: ClassVar[dict[str, object]] = {"archive_sample_recordings": 64}
+    LEGACY: ClassVar[dict[str, object]] = {"archive_sample_recordings": 64, "context": None}
 
     def to_dict(self) -> dict:
         return asdict(self)

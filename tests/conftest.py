@@ -8,12 +8,14 @@ seeded (the same call always gives the same samples) and short.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import numpy as np
 import pytest
 import scipy.signal
 
 ANALYSIS_SR = 16_000
+DEMO_CALL = Path(__file__).resolve().parents[1] / "sample_recordings" / "call_01_escalation.wav"
 
 
 def speech_like(
@@ -96,6 +98,31 @@ def bursts_in_noise(
         burst = speech_like(end - start, sr=sr, rms=speech_rms, seed=seed + 1 + i)
         y[a : a + len(burst)] += burst[: len(y) - a]
     return y
+
+
+def demo_customer() -> dict[str, np.ndarray]:
+    """Real speech for voice-activity tests: pieces of the customer channel (right) of the
+    demo call ``call_01_escalation.wav`` (8 kHz mu-law), at 16 kHz.
+
+    ``word``: a 0.2 s word (4.30-4.50 s), a short answer's length; ``turn``: the
+    customer's first turn (3.70-6.00 s, 2.1 s of calm speech); ``line``: 3 s of the
+    line's background before it (0.50-3.50 s, no speech).
+    """
+    import soundfile as sf
+
+    y, sr = sf.read(DEMO_CALL, dtype="float32")
+    right = scipy.signal.resample_poly(y[:, 1], ANALYSIS_SR // sr, 1).astype(np.float32)
+
+    def cut(start_s: float, end_s: float) -> np.ndarray:
+        return right[round(start_s * ANALYSIS_SR) : round(end_s * ANALYSIS_SR)].copy()
+
+    return {"word": cut(4.30, 4.50), "turn": cut(3.70, 6.00), "line": cut(0.50, 3.50)}
+
+
+@pytest.fixture(scope="session")
+def demo_voice() -> dict[str, np.ndarray]:
+    """:func:`demo_customer`: a real word, a real turn and the line's background."""
+    return demo_customer()
 
 
 @pytest.fixture

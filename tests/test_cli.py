@@ -255,13 +255,10 @@ def test_escalating_customer_is_flagged_and_agent_is_not(clean):
     assert not bool(agent["escalated"]), f"agent flagged:\n{summary}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known model error (issue 12's default model): the sad voicemail's last third "
-    "is heard as angry and flagged; README 'What you get' says so",
-)
 def test_no_escalation_in_calls_without_anger(clean):
-    """Depends on model quality: sad, happy and calm calls raise no escalation."""
+    """Depends on model quality: sad, happy and calm calls raise no escalation (the sad
+    voicemail's last third was flagged before segments were heard in their channel's
+    context, issue 17 item 4)."""
     calls = clean.calls
     calm_calls = calls[calls["recording"] != "call_01_escalation.wav"]
     flagged = calm_calls[calm_calls["escalated"]]
@@ -273,9 +270,10 @@ def test_no_escalation_in_calls_without_anger(clean):
 
 def test_agreement_with_ground_truth(clean):
     """The demo calls agree with their ground truth as benchmarks/results/demo.json (and so
-    the README) says, overall and per emotion, within the noise of a rerun."""
+    the README) says, overall and per emotion, within the noise of a rerun and what the
+    promise "Across machines" lets another machine change (its close calls)."""
     sys.path.insert(0, str(REPO / "scripts"))
-    from readme_examples import DEMO_RESULTS, demo_agreement
+    from readme_examples import DEMO_RESULTS, agreement_differences, demo_agreement
 
     published = json.loads(DEMO_RESULTS.read_text(encoding="utf-8"))
     assert published["model_version"] == load_model().version, (
@@ -285,13 +283,9 @@ def test_agreement_with_ground_truth(clean):
     assert set(truth["recording"]) == set(RECORDINGS)
     got = demo_agreement(clean.segments, truth)
     print(f"\ndemo agreement now: {json.dumps(got)}\npublished: {json.dumps(published)}")
-    tolerance = published["tolerance"]
     assert got["covered"] >= 0.8, got  # segmentation finds the turns
     assert got["inside_turns"] >= 0.8, got  # and does not invent speech between them
-    assert abs(got["agreement"] - published["agreement"]) <= tolerance, (got, published)
-    assert sorted(got["per_class"]) == sorted(published["per_class"])
-    for emotion, value in got["per_class"].items():
-        assert abs(value - published["per_class"][emotion]) <= tolerance, (emotion, got)
+    assert agreement_differences(clean.segments, truth, published) == []
 
 
 def test_fast_model_agreement_with_ground_truth(tmp_path):
@@ -312,6 +306,29 @@ def test_fast_model_agreement_with_ground_truth(tmp_path):
     assert abs(got["agreement"] - fast["agreement"]) <= tolerance, (got, fast)
     for emotion, value in got["per_class"].items():
         assert abs(value - fast["per_class"][emotion]) <= tolerance, (emotion, got)
+
+
+# --- context ------------------------------------------------------------------------------
+
+
+def test_no_context_labels_each_segment_alone_as_the_raw_columns_say(tmp_path, clean, classes):
+    """--no-context: each segment's label is the model's on that segment alone, which the
+    default run keeps in raw_label and raw_p_*; the same segments either way. The
+    channel's context changes some labels of the demo call."""
+    call = "call_01_escalation.wav"
+    alone = label_into(tmp_path / "out", SAMPLES / call, extra=("--no-context",)).segments
+    alone = alone.sort_values(["channel", "segment_index"])
+    default = clean.segments[clean.segments["recording"] == call]
+    default = default.sort_values(["channel", "segment_index"])
+    assert len(alone) == len(default) > 0
+    assert alone["start_s"].tolist() == default["start_s"].tolist()
+    assert alone["label"].tolist() == default["raw_label"].tolist()
+    assert (alone["label"] == alone["raw_label"]).all()
+    raw = [f"raw_p_{c}" for c in classes]
+    np.testing.assert_allclose(
+        alone[[f"p_{c}" for c in classes]].to_numpy(), default[raw].to_numpy(), atol=1e-9
+    )
+    assert (default["label"] != default["raw_label"]).any()
 
 
 # --- options that change the channels -----------------------------------------------------

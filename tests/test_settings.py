@@ -4,7 +4,13 @@ from dataclasses import replace
 
 from callsort.dataset.manifest import fingerprint
 from callsort.model.card import model_folder
-from callsort.settings import AnalysisSettings, FeatureSettings, identity, settings_repr
+from callsort.settings import (
+    AnalysisSettings,
+    ContextSettings,
+    FeatureSettings,
+    identity,
+    settings_repr,
+)
 
 # the fields SegmentationSettings had before its constants became settings (issue 14)
 SEGMENTATION_BEFORE = [
@@ -13,10 +19,17 @@ SEGMENTATION_BEFORE = [
 ]  # fmt: skip
 
 
+def before_issue_17(settings: AnalysisSettings) -> AnalysisSettings:
+    """``settings`` with the settings of issue 17 at the values that mean callsort before it."""
+    segmentation = replace(settings.segmentation, short_utterance_s=None)
+    return replace(settings, segmentation=segmentation, context=None)
+
+
 def test_a_setting_at_its_old_value_leaves_the_identity_as_before():
-    default = AnalysisSettings()
+    default = before_issue_17(AnalysisSettings())
     assert list(identity(default.segmentation)) == SEGMENTATION_BEFORE
     assert set(identity(default.channels)) == {"mode", "names"}
+    assert "context" not in identity(default)
     assert "voicing_threshold" not in identity(FeatureSettings())
     assert settings_repr(default.segmentation).startswith("SegmentationSettings(frame_s=0.01, ")
 
@@ -59,3 +72,16 @@ def test_how_the_encoder_runs_is_part_of_its_models_fingerprint_and_cache_keys(
     assert now["fast"] == before["fast"] and now["fast key"] == before["fast key"]
     assert now["default"] != before["default"]
     assert now["encoder key"] != before["encoder key"]
+
+
+def test_short_utterances_and_context_change_the_fingerprint_so_datasets_relabel_once():
+    """Both change labels (issue 17), so a dataset labelled before them is relabelled;
+    without them the fingerprint is the one callsort gave before."""
+    folder = model_folder("fast")
+    default = AnalysisSettings()
+    assert identity(default.segmentation)["short_utterance_s"] == 0.15
+    assert identity(default)["context"] == identity(ContextSettings())
+    before = before_issue_17(default)
+    other_stay = replace(default, context=replace(default.context, p_stay=0.5))
+    values = {fingerprint(folder, s).value for s in (default, before, other_stay)}
+    assert len(values) == 3

@@ -45,7 +45,9 @@ def speech_segments(
     ``start_db`` above the noise floor and lasts while it stays ``stay_db``
     above it; runs closer than ``min_pause_s`` are merged, runs shorter than
     ``min_speech_s`` (clicks) and steady runs (tones, hum) are dropped, and
-    long runs are cut into equal windows of at most ``max_segment_s``.
+    long runs are cut into equal windows of at most ``max_segment_s``. A channel
+    left without any segment keeps its runs of at least ``short_utterance_s``
+    that are not steady (a short answer: "No!"), when that setting is not None.
     """
     s = settings
     if energy_db.size == 0:
@@ -54,6 +56,69 @@ def speech_segments(
     e = uniform_filter1d(np.maximum(energy_db, s.silence_db).astype(np.float64), smooth)
     min_frames = round(s.min_speech_s / s.frame_s)
     floor = float(np.percentile(e, s.noise_floor_percentile))
+    runs = _speech_runs(e, energy_db, zcr, floor=floor, min_frames=min_frames, s=s)
+    if not runs and s.short_utterance_s is not None:
+        runs = _short_runs(e, energy_db, zcr, floor=floor, s=s)
+
+    total_s = energy_db.size * s.frame_s
+    segments: list[tuple[float, float]] = []
+    for a, b in runs:
+        start = max(a * s.frame_s - s.pad_s, 0.0)
+        end = min(b * s.frame_s + s.pad_s, total_s)
+        segments.extend(_windows(start, end, s.max_segment_s))
+    return segments
+
+
+def _speech_runs(
+    e: np.ndarray,
+    energy_db: np.ndarray,
+    zcr: np.ndarray,
+    *,
+    floor: float,
+    min_frames: int,
+    s: SegmentationSettings,
+) -> list[tuple[int, int]]:
+    """Frame ranges of the speech runs of at least ``min_frames`` that are not steady,
+    over the smoothed energy ``e`` (empty when nothing rises above the floor)."""
+    thresholds = _thresholds(e, floor=floor, min_frames=min_frames, s=s)
+    if thresholds is None:
+        return []
+    start_threshold, stay_threshold = thresholds
+    runs = _loud_runs(e, start_threshold, stay_threshold, s)
+    return [
+        (a, b)
+        for a, b in runs
+        if b - a >= min_frames
+        and not _is_steady(energy_db[a:b], zcr[a:b], e[a:b] > stay_threshold, s)
+    ]
+
+
+def _short_runs(
+    e: np.ndarray, energy_db: np.ndarray, zcr: np.ndarray, *, floor: float, s: SegmentationSettings
+) -> list[tuple[int, int]]:
+    """In a channel without speech runs: the runs of at least ``short_utterance_s`` that
+    are not steady. Steadiness is judged on their loud frames alone, so that the quiet
+    edges of a short tone burst do not pass for the movement of a voice."""
+    short_frames = max(1, round(float(s.short_utterance_s or 0.0) / s.frame_s))
+    thresholds = _thresholds(e, floor=floor, min_frames=short_frames, s=s)
+    if thresholds is None:
+        return []
+    start_threshold, stay_threshold = thresholds
+    kept = []
+    for a, b in _loud_runs(e, start_threshold, stay_threshold, s):
+        loud = energy_db[a:b] > stay_threshold
+        if b - a < short_frames or loud.sum() < 2:
+            continue
+        if not _is_steady(energy_db[a:b][loud], zcr[a:b], loud, s):
+            kept.append((a, b))
+    return kept
+
+
+def _thresholds(
+    e: np.ndarray, *, floor: float, min_frames: int, s: SegmentationSettings
+) -> tuple[float, float] | None:
+    """``(start, stay)`` thresholds (dB) of a channel, or None when nothing in it rises
+    ``start_db`` above its floor."""
     peak = float(np.percentile(e, s.peak_percentile))
     if peak - floor < s.start_db:
         # Speech can be under 0.5 % (100 - peak_percentile) of a long recording (a few
@@ -63,27 +128,17 @@ def speech_segments(
         if loud.size >= min_frames:
             peak = float(np.percentile(loud, s.peak_percentile))
     if peak - floor < s.start_db or peak <= s.silence_db + s.start_db:
-        return []  # nothing rises above the floor: silence or a steady sound throughout
+        return None  # nothing rises above the floor: silence or a steady sound throughout
     start_threshold = max(floor + s.start_db, peak - s.dynamic_range_db)
-    stay_threshold = start_threshold - (s.start_db - s.stay_db)
+    return start_threshold, start_threshold - (s.start_db - s.stay_db)
 
-    runs = _runs(e > stay_threshold)
-    runs = [(a, b) for a, b in runs if e[a:b].max() > start_threshold]
-    runs = _merge_close(runs, gap=round(s.min_pause_s / s.frame_s))
-    runs = [
-        (a, b)
-        for a, b in runs
-        if b - a >= min_frames
-        and not _is_steady(energy_db[a:b], zcr[a:b], e[a:b] > stay_threshold, s)
-    ]
 
-    total_s = energy_db.size * s.frame_s
-    segments: list[tuple[float, float]] = []
-    for a, b in runs:
-        start = max(a * s.frame_s - s.pad_s, 0.0)
-        end = min(b * s.frame_s + s.pad_s, total_s)
-        segments.extend(_windows(start, end, s.max_segment_s))
-    return segments
+def _loud_runs(
+    e: np.ndarray, start_threshold: float, stay_threshold: float, s: SegmentationSettings
+) -> list[tuple[int, int]]:
+    """Runs above ``stay_threshold`` that reach ``start_threshold``, close ones merged."""
+    runs = [(a, b) for a, b in _runs(e > stay_threshold) if e[a:b].max() > start_threshold]
+    return _merge_close(runs, gap=round(s.min_pause_s / s.frame_s))
 
 
 def _runs(mask: np.ndarray) -> list[tuple[int, int]]:

@@ -73,6 +73,14 @@ def label(
             max=MAX_SEGMENT_LIMIT_S,
         ),
     ] = 4.0,
+    context: Annotated[
+        bool,
+        typer.Option(
+            "--context/--no-context",
+            help="Label each segment in the context of its channel's other segments "
+            "(--no-context: each on its own; raw_label and raw_p_* always hold that).",
+        ),
+    ] = True,
     jobs: Annotated[int, typer.Option("--jobs", "-j", help="Worker processes; 0: all cores.")] = 0,
     model: Annotated[
         str | None,
@@ -238,6 +246,7 @@ def label(
         channels=channels.value,
         channel_names=[n.strip() for n in channel_names.split(",")],
         max_segment_s=max_segment,
+        context=context,
         names_option="--channel-names",
     )
     from callsort.run.progress import LabelProgress, print_plan, print_summary, print_waiting

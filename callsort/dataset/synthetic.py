@@ -115,6 +115,8 @@ def synthetic_tables(
         "label": label_names[label],
         "confidence": proba.max(axis=1),
         **{f"p_{c}": proba[:, i] for i, c in enumerate(classes)},
+        "raw_label": label_names[label],
+        **{f"raw_p_{c}": proba[:, i] for i, c in enumerate(classes)},
         "model_version": np.full(len(call), MODEL_VERSION, dtype=object),
     }
     segments = pa.table(seg_cols, schema=arrow_schema(segment_columns(classes)))

@@ -7,6 +7,10 @@ only computes values. The escalation rule lives here (and in the README):
     third of the recording is labelled angry, that share is at least 0.3
     above the angry share of its speech in the first two thirds, and it has
     at least 2 s of speech in the last third.
+
+Labels, shares and the rule use each segment's probabilities in the context of
+its channel (:mod:`callsort.model.context`); the segments table also keeps the
+model's probabilities of each segment alone (``raw_label``, ``raw_p_<class>``).
 """
 
 from __future__ import annotations
@@ -53,9 +57,10 @@ def segments_table(
         if result.analysis is None:
             continue
         for channel in result.analysis.channels:
-            labels = _labels(channel, classes)
-            for i, ((start, end), p) in enumerate(
-                zip(channel.segments, channel.probabilities, strict=True)
+            labels = _labels(channel.probabilities, classes)
+            raw_labels = _labels(channel.raw, classes)
+            for i, ((start, end), p, raw) in enumerate(
+                zip(channel.segments, channel.probabilities, channel.raw, strict=True)
             ):
                 rows["recording"].append(result.recording)
                 rows["recording_id"].append(result.recording_id)
@@ -68,6 +73,9 @@ def segments_table(
                 rows["confidence"].append(float(p.max()))
                 for c, value in zip(classes, p, strict=True):
                     rows[f"p_{c}"].append(float(value))
+                rows["raw_label"].append(raw_labels[i])
+                for c, value in zip(classes, raw, strict=True):
+                    rows[f"raw_p_{c}"].append(float(value))
                 rows["model_version"].append(model_version)
     return pa.table(rows, schema=arrow_schema(columns))
 
@@ -119,7 +127,7 @@ def channel_summary(
     starts = np.array([s for s, _ in channel.segments], dtype=np.float64)
     ends = np.array([e for _, e in channel.segments], dtype=np.float64)
     seconds = ends - starts
-    labels = np.array(_labels(channel, classes))
+    labels = np.array(_labels(channel.probabilities, classes))
     speech_s = float(seconds.sum())
     summary: dict[str, object] = {
         "speech_s": round(speech_s, 3),
@@ -156,7 +164,7 @@ def channel_summary(
     return summary
 
 
-def _labels(channel: ChannelAnalysis, classes: Sequence[str]) -> list[str]:
-    if not len(channel.probabilities):
+def _labels(probabilities: np.ndarray, classes: Sequence[str]) -> list[str]:
+    if not len(probabilities):
         return []
-    return [classes[i] for i in np.argmax(channel.probabilities, axis=1)]
+    return [classes[i] for i in np.argmax(probabilities, axis=1)]

@@ -191,7 +191,7 @@ class Encoder:
     """Whisper base's encoder: segments in, pooled embeddings out.
 
     ``threads`` bounds CTranslate2's threads (one per worker process, like the
-    rest of callsort). Loading takes about 1 s and 0.1 GB. A folder (``directory``)
+    rest of callsort). Loading takes under a second. A folder (``directory``)
     is refused with a :class:`~callsort.errors.ModelError` unless it is Whisper base
     (:data:`WHISPER_BASE_SHAPE`) giving the stored reference embedding.
     """

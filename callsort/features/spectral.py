@@ -1,22 +1,42 @@
-"""Acoustic features of one speech segment, computed with librosa.
+"""Acoustic features of speech segments: librosa's descriptors, summarised per segment.
 
-One STFT per segment; every spectral descriptor is derived from it (librosa
-accepts ``S=``). Each descriptor is a matrix ``(coefficients, frames)``,
+One STFT per segment; every spectral descriptor is derived from it (as librosa
+does given ``S=``). Each descriptor is a matrix ``(coefficients, frames)``,
 summarised over time per coefficient by seven statistics. The result is a
 float32 vector whose layout :func:`feature_names` spells out; the model card
 stores those names so a model never meets features of another layout.
+
+Segments are computed in batches (:func:`segments_features`): the frames of
+all of them are stacked, each step runs once over the stack, and only what
+belongs to one segment (its statistics, deltas, pitch resampling) runs per
+segment. A segment's values do not depend on the batch it is in.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import lru_cache
 
 import librosa
 import numpy as np
+import scipy.fft
 
+from callsort.features.kernels import (
+    centred_frames,
+    deltas,
+    grouped_statistics,
+    harmonicity,
+    spectral_contrast,
+    spectral_rolloff,
+    yin_frames,
+    zero_crossing_rates,
+)
 from callsort.settings import FeatureSettings
 
 STATISTICS = ("mean", "median", "std", "min", "max", "skew", "kurtosis")
+BATCH_FRAMES = 4096
+"""STFT frames computed together (41 s of speech at a 10 ms hop; about 80 MB of
+working arrays): enough that the per-call cost of numpy no longer shows."""
 
 
 def descriptor_sizes(settings: FeatureSettings) -> dict[str, int]:
@@ -88,65 +108,118 @@ def segment_features(y: np.ndarray, *, settings: FeatureSettings) -> np.ndarray:
 
     Returns shape ``(len(feature_names(settings)),)``, all finite.
     """
-    y = np.asarray(y, dtype=np.float32)
+    return segments_features([y], settings=settings)[0]
+
+
+def segments_features(segments: Sequence[np.ndarray], *, settings: FeatureSettings) -> np.ndarray:
+    """Feature vectors of many segments: ``(len(segments), len(feature_names(settings)))``
+    float32, row ``i`` equal to ``segment_features(segments[i])``.
+
+    Computed in batches of up to :data:`BATCH_FRAMES` frames.
+    """
+    s = settings
+    level = s.reference_level_db
+    if not len(segments):
+        return np.zeros((0, len(feature_names(s))), dtype=np.float32)
     # Extreme input (clipped, 1e30, NaN-free but huge) must give finite values, not
     # warnings on the user's terminal: every result goes through nan_to_num.
     with np.errstate(all="ignore"):
-        descriptors, power = _spectral_descriptors(y, settings=settings)
-        if not settings.prosody:
-            handmade = summarise(descriptors)
-        else:
-            handmade = np.concatenate(prosody_features(y, descriptors, power, settings=settings))
-    if settings.encoder is None:
+        levelled = []
+        for y in segments:
+            y = np.asarray(y, dtype=np.float32)
+            levelled.append(_at_level(y, level) if level is not None else y)
+        handmade = np.concatenate(
+            [_handmade(levelled[a:b], settings=s) for a, b in _batches(levelled, s)]
+        )
+    if s.encoder is None:
         return handmade
     from callsort.features.encoder import load_encoder
 
-    _check_encoder(settings.encoder)  # once per segment: no 1,024 names built here
-    level = settings.reference_level_db
-    embedding = load_encoder().embed([_at_level(y, level) if level is not None else y])[0]
-    return np.concatenate([handmade, embedding])
+    _check_encoder(s.encoder)
+    return np.concatenate([handmade, load_encoder().embed(levelled)], axis=1)
+
+
+def _batches(segments: list[np.ndarray], s: FeatureSettings) -> list[tuple[int, int]]:
+    """``[start, end)`` ranges of ``segments`` of at most :data:`BATCH_FRAMES` frames
+    (a longer segment makes a batch of its own)."""
+    ranges, start, frames = [], 0, 0
+    for i, y in enumerate(segments):
+        n = 1 + max(len(y), s.n_fft) // s.hop_length
+        if frames and frames + n > BATCH_FRAMES:
+            ranges.append((start, i))
+            start, frames = i, 0
+        frames += n
+    ranges.append((start, len(segments)))
+    return ranges
+
+
+def _handmade(segments: list[np.ndarray], *, settings: FeatureSettings) -> np.ndarray:
+    """The hand-made features of segments already at the reference level (float32):
+    ``(segments, features)``."""
+    s = settings
+    padded = [y if y.size >= s.n_fft else np.pad(y, (0, s.n_fft - y.size)) for y in segments]
+    descriptors, power, power_by_frame, counts = _descriptors(padded, settings=s)
+    if not s.prosody:
+        return _finite(_statistics(descriptors, counts))
+    parts = _prosody(segments, descriptors, (power, power_by_frame), counts, settings=s)
+    return np.concatenate(parts, axis=1)
 
 
 def frame_descriptors(y: np.ndarray, *, settings: FeatureSettings) -> list[np.ndarray]:
     """Per-frame spectral descriptors of ``y``, each ``(coefficients, frames)``, in the
     order of :func:`descriptor_sizes`."""
-    return _spectral_descriptors(y, settings=settings)[0]
-
-
-def _spectral_descriptors(
-    y: np.ndarray, *, settings: FeatureSettings
-) -> tuple[list[np.ndarray], np.ndarray]:
-    """:func:`frame_descriptors` and the power spectrum ``(1 + n_fft // 2, frames)``."""
-    s = settings
     y = np.asarray(y, dtype=np.float32)
-    if s.reference_level_db is not None:
-        y = _at_level(y, s.reference_level_db)
-    if y.size < s.n_fft:
-        y = np.pad(y, (0, s.n_fft - y.size))
-    spectrum = _stft_magnitude(y, n_fft=s.n_fft, hop_length=s.hop_length)
-    power = spectrum**2
+    if settings.reference_level_db is not None:
+        y = _at_level(y, settings.reference_level_db)
+    if y.size < settings.n_fft:
+        y = np.pad(y, (0, settings.n_fft - y.size))
+    return _descriptors([y], settings=settings)[0]
+
+
+def _descriptors(
+    segments: list[np.ndarray], *, settings: FeatureSettings
+) -> tuple[list[np.ndarray], np.ndarray, np.ndarray, np.ndarray]:
+    """The descriptors of segments at the reference level, padded to ``n_fft``, frames
+    of all segments side by side; the power spectrum ``(1 + n_fft // 2, frames)``, the
+    same ``(frames, 1 + n_fft // 2)``; and the frames of each segment.
+
+    The spectra are kept in two layouts. ``(bins, frames)`` C-contiguous: band minima,
+    cumulative sums and band sums then run over whole rows of frames at once.
+    ``(frames, bins)``: the means over a frame's bins, summed pairwise along memory as
+    they always were (a sum in the other layout is sequential, and changes the
+    geometric mean in flatness by up to 1e-4).
+    """
+    s = settings
+    by_frame, counts = _stft_magnitudes(segments, n_fft=s.n_fft, hop_length=s.hop_length)
+    power_by_frame = by_frame * by_frame
+    spectrum = np.ascontiguousarray(by_frame.T)
+    power = spectrum * spectrum
     mel_basis, chroma_basis, freqs = _bases(s)
-    log_mel = librosa.power_to_db(mel_basis @ power, ref=1.0, amin=1e-10, top_db=None)
-    mfcc = librosa.feature.mfcc(S=log_mel, n_mfcc=s.n_mfcc)
-    delta, delta2 = _deltas(mfcc, max_width=s.delta_width)
-    rms = np.sqrt(np.mean(power, axis=0, keepdims=True) * 2.0 / s.n_fft)
+    # librosa.power_to_db(ref=1.0, amin=1e-10, top_db=None) and librosa.feature.mfcc
+    spans = _spans(counts)
+    log_mel = 10.0 * np.log10(np.maximum(1e-10, _by_segment(mel_basis, power, spans)))
+    mfcc = scipy.fft.dct(log_mel, axis=0, type=2, norm="ortho")[: s.n_mfcc]
+    delta, delta2 = deltas(mfcc, max_width=s.delta_width, counts=counts)
+    mean_power = np.mean(power_by_frame, axis=1)[np.newaxis, :]
+    rms = np.sqrt(mean_power * 2.0 / s.n_fft)
     rms_db = 20.0 * np.log10(rms + 1e-6)
-    contrast = librosa.feature.spectral_contrast(
-        S=spectrum,
+    contrast = spectral_contrast(
+        spectrum,
         sr=s.sample_rate,
         n_fft=s.n_fft,
         n_bands=s.n_contrast_bands,
         fmin=s.contrast_fmin_hz,
+        counts=counts,
     )
-    chroma = chroma_basis @ power
+    chroma = _by_segment(chroma_basis, power, spans)
     chroma = chroma / np.maximum(chroma.max(axis=0, keepdims=True), 1e-10)
-    magnitude_sum = np.maximum(spectrum.sum(axis=0, keepdims=True), 1e-10)
-    centroid = (freqs[:, None] * spectrum).sum(axis=0, keepdims=True) / magnitude_sum
-    rolloff = _rolloff(spectrum, freqs, fraction=s.rolloff_fraction)
-    flatness = np.exp(np.mean(np.log(power + 1e-10), axis=0, keepdims=True)) / (
-        np.mean(power, axis=0, keepdims=True) + 1e-10
-    )
-    zcr = _zero_crossing_rate(y, frame_length=s.n_fft, hop_length=s.hop_length)
+    work = power_by_frame + 1e-10  # one (frames, bins) buffer for both temporaries
+    flatness = np.exp(np.mean(np.log(work, out=work), axis=1))[np.newaxis, :] / (mean_power + 1e-10)
+    magnitude_sum = np.maximum(by_frame.sum(axis=1), 1e-10)
+    weighted = np.multiply(by_frame, freqs, out=work)
+    centroid = (weighted.sum(axis=1) / magnitude_sum)[np.newaxis, :]
+    rolloff = spectral_rolloff(spectrum, freqs, fraction=s.rolloff_fraction)
+    zcr = zero_crossing_rates(segments, frame_length=s.n_fft, hop_length=s.hop_length)
     descriptors = [
         mfcc,
         delta,
@@ -158,9 +231,9 @@ def _spectral_descriptors(
         centroid,
         rolloff,
         flatness,
-        zcr,
+        zcr[np.newaxis, :],
     ]
-    return descriptors, power
+    return descriptors, power, power_by_frame, counts
 
 
 def prosody_features(
@@ -176,124 +249,171 @@ def prosody_features(
     (:func:`frame_descriptors` and its power spectrum): nothing is computed twice.
     Returns the three parts of the vector, in the order of :func:`feature_names`.
     """
+    level = settings.reference_level_db
+    y = np.asarray(y, dtype=np.float32)
+    levelled = _at_level(y, level) if level is not None else y
+    powers = (power, np.ascontiguousarray(power.T))
+    counts = np.array([power.shape[1]])
+    parts = _prosody([levelled], descriptors, powers, counts, settings=settings)
+    return [part[0] for part in parts]
+
+
+def _stft_magnitudes(
+    segments: list[np.ndarray], *, n_fft: int, hop_length: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """``abs(librosa.stft(y, n_fft, hop_length, window="hann", center=True)).T`` of each
+    segment, frames side by side: ``(frames, 1 + n_fft // 2)``, and the frames of each
+    segment. Without librosa's per-call checks; equal to it to float32 rounding (tested).
+    """
+    frames, counts = centred_frames(segments, frame_length=n_fft, hop_length=hop_length)
+    frames *= _hann(n_fft)
+    return np.abs(scipy.fft.rfft(frames, axis=1)), counts
+
+
+def _prosody(
+    segments: list[np.ndarray],
+    descriptors: list[np.ndarray],
+    powers: tuple[np.ndarray, np.ndarray],
+    counts: np.ndarray,
+    *,
+    settings: FeatureSettings,
+) -> list[np.ndarray]:
+    """:func:`prosody_features` of segments already at the reference level (float32),
+    whose frames (``counts`` per segment) lie side by side in ``descriptors`` and
+    ``powers`` (the power spectrum by bins and by frames): the three parts, each
+    ``(segments, values)``."""
     s = settings
-    spectral = descriptors
-    rms_db = descriptors[list(descriptor_sizes(s)).index("rms_db")]
-    n_frames = power.shape[1]
-    freqs = _bases(s)[2]
-    hnr_db, voiced = _harmonicity(power, settings=s)
-    band_db = [
-        10.0 * np.log10(power[(freqs >= lo) & (freqs < hi)].sum(axis=0) + 1e-10)
-        for lo, hi in ((50, 1000), (1000, 5000))
-    ]
-    alpha_ratio = band_db[0] - band_db[1]
-    # the strongest bin of a band is the log of its largest power: no log of every bin
-    low, mid = freqs < 2000, (freqs >= 2000) & (freqs < 5000)
-    hammarberg = 10.0 * np.log10(
-        (power[low].max(axis=0) + 1e-10) / (power[mid].max(axis=0) + 1e-10)
+    power, power_by_frame = powers
+    rms_db = descriptors[list(descriptor_sizes(s)).index("rms_db")][0]
+    hnr_db, voiced = harmonicity(
+        power_by_frame,
+        sample_rate=s.sample_rate,
+        f0_range_hz=(s.f0_min_hz, s.f0_max_hz),
+        voicing_threshold=s.voicing_threshold,
     )
-    below_1500 = freqs < 1500
-    log_power = 10.0 * np.log10(power[below_1500] + 1e-10)
+    alpha_ratio = np.subtract(
+        *(10.0 * np.log10(power[a:b].sum(axis=0) + 1e-10) for a, b in _bins(s, "alpha"))
+    )
+    # the strongest bin of a band is the log of its largest power: no log of every bin
+    (low_a, low_b), (mid_a, mid_b) = _bins(s, "hammarberg")
+    hammarberg = 10.0 * np.log10(
+        (power[low_a:low_b].max(axis=0) + 1e-10) / (power[mid_a:mid_b].max(axis=0) + 1e-10)
+    )
+    freqs = _bases(s)[2]
+    below_1500 = _bins(s, "slopes")[0][1]
+    log_power = 10.0 * np.log10(power[:below_1500] + 1e-10)
+    spans = _spans(counts)
     slopes = [
-        _band_slope(log_power, freqs[below_1500], lo, hi) for lo, hi in ((0, 500), (500, 1500))
+        _band_slope(log_power, freqs[:below_1500], lo, hi, spans)
+        for lo, hi in ((0, 500), (500, 1500))
     ]
-    level_change = np.diff(rms_db[0], prepend=rms_db[0, :1])
+    firsts = np.array([a for a, _ in spans])
+    level_change = np.empty_like(rms_db)
+    level_change[1:] = rms_db[1:] - rms_db[:-1]
+    level_change[firsts] = rms_db[firsts] - rms_db[firsts]  # np.diff(prepend=first): 0
     frame_rows = [hnr_db, alpha_ratio, hammarberg, *slopes, level_change]
-    frame_matrix = np.stack([np.asarray(r, dtype=np.float64)[:n_frames] for r in frame_rows])
+    frame_matrix = np.stack([np.asarray(r, dtype=np.float64) for r in frame_rows])
+    summary = _finite(_statistics([*descriptors, frame_matrix], counts))
 
     step = s.pitch_every_frames
-    level = s.reference_level_db
-    f0 = _pitch(_at_level(y, level) if level is not None else y, settings=s)
-    voiced = voiced[::step][: f0.size]  # the pitch frames are every step-th STFT frame
-    f0 = f0[: voiced.size]
-    voiced = voiced & np.isfinite(f0)
+    f0, f0_counts = _pitch(segments, settings=s)
     semitones = 12.0 * np.log2(np.maximum(f0, 1.0) / 100.0)
-    pitch_stats = _summarise_row(semitones[voiced])
     frame_s = s.hop_length / s.sample_rate
-    measures = np.array(
-        [
-            voiced.mean() if voiced.size else 0.0,
-            _slope(np.flatnonzero(voiced) * frame_s * step, semitones[voiced]),
+    voiced_values, voiced_counts = [], []
+    measures = np.zeros((len(segments), len(SEGMENT_MEASURES)))
+    for i, ((a, b), (p, q)) in enumerate(zip(spans, _spans(f0_counts), strict=True)):
+        v = voiced[a:b][::step][: q - p]  # the pitch frames are every step-th STFT frame
+        v = v & np.isfinite(f0[p : p + v.size])
+        st = semitones[p : p + v.size][v]
+        if st.size >= 2:
+            voiced_values.append(st)
+            voiced_counts.append((i, st.size))
+        measures[i] = [
+            v.mean() if v.size else 0.0,
+            _slope(np.flatnonzero(v) * frame_s * step, st),
             _peak_rate(
-                rms_db[0],
+                rms_db[a:b],
                 frame_s=frame_s,
                 width=s.level_smooth_frames,
                 min_rise_db=s.level_peak_db,
             ),
         ]
-    )
-    return [
-        summarise([*spectral, frame_matrix]),
-        pitch_stats,
-        np.nan_to_num(measures, nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32),
-    ]
+    pitch_stats = np.zeros((len(segments), len(STATISTICS)), dtype=np.float32)
+    if voiced_values:
+        which, sizes = (np.array(x) for x in zip(*voiced_counts, strict=True))
+        values = np.concatenate(voiced_values)[np.newaxis, :]
+        pitch_stats[which] = _finite(grouped_statistics(values, sizes)[:, 0])
+    return [summary, pitch_stats, _finite(measures)]
 
 
 def summarise(descriptors: list[np.ndarray]) -> np.ndarray:
     """Seven statistics over time of every coefficient, concatenated (finite, float32)."""
+    n_frames = descriptors[0].shape[1]
+    return _finite(_statistics(descriptors, np.array([n_frames])))[0]
+
+
+def _statistics(descriptors: list[np.ndarray], counts: np.ndarray) -> np.ndarray:
+    """:func:`~callsort.features.kernels.grouped_statistics` of the descriptors' rows
+    over each segment's frames, ``(segments, coefficients * 7)``: names run
+    coefficient-major."""
     m = np.concatenate(descriptors, axis=0).astype(np.float64)
-    mean = m.mean(axis=1)
-    centred = m - mean[:, None]
-    # Products, not ``**3``/``**4``: numpy raises to those powers with the general pow(),
-    # ten times slower, and this function would be half of the feature cost.
-    c2 = centred * centred
-    variance = np.mean(c2, axis=1)
-    std = np.sqrt(variance)
-    # Moments of a (nearly) constant row are undefined: call them 0, as for a normal.
-    flat = std <= 1e-6 * np.maximum(np.abs(mean), 1.0)
-    safe_var = np.where(flat, 1.0, variance)
-    skew = np.where(flat, 0.0, np.mean(c2 * centred, axis=1) / (safe_var * np.sqrt(safe_var)))
-    kurtosis = np.where(flat, 0.0, np.mean(c2 * c2, axis=1) / (safe_var * safe_var) - 3.0)
-    stats = np.stack(
-        [mean, np.median(m, axis=1), std, m.min(axis=1), m.max(axis=1), skew, kurtosis], axis=1
-    )  # (coefficients, statistics): names run coefficient-major
-    return np.nan_to_num(stats.ravel(), nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32)
+    return grouped_statistics(m, counts).reshape(len(counts), -1)
 
 
-def _summarise_row(values: np.ndarray) -> np.ndarray:
-    """The seven statistics of one series; zeros when it has fewer than two values."""
-    if values.size < 2:
-        return np.zeros(len(STATISTICS), dtype=np.float32)
-    return summarise([values[np.newaxis, :]])
+def _finite(x: np.ndarray) -> np.ndarray:
+    return np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32)
 
 
-def _pitch(y: np.ndarray, *, settings: FeatureSettings) -> np.ndarray:
-    """Fundamental frequency (Hz) with ``librosa.yin`` on an 8 kHz copy, one value
-    every ``settings.pitch_every_frames`` STFT frames (centred like them).
+def _spans(counts: np.ndarray) -> list[tuple[int, int]]:
+    """``[start, end)`` of each segment's frames."""
+    ends = np.cumsum(counts).tolist()
+    return list(zip([0, *ends[:-1]], ends, strict=True))
+
+
+def _pitch(
+    segments: list[np.ndarray], *, settings: FeatureSettings
+) -> tuple[np.ndarray, np.ndarray]:
+    """Fundamental frequency (Hz) with ``librosa.yin`` on an 8 kHz copy of each segment,
+    one value every ``settings.pitch_every_frames`` STFT frames (centred like them);
+    the values of all segments side by side, and their count per segment.
 
     Pitch needs no more than 4 kHz, and halving the rate makes YIN four times
-    cheaper; a 20 ms step halves it again and still follows intonation.
+    cheaper; a 20 ms step halves it again and still follows intonation. YIN is
+    :func:`~callsort.features.kernels.yin_frames`, equal to librosa's.
     """
     import soxr
 
     s = settings
     rate = s.sample_rate // 2
     hop = s.hop_length * s.pitch_every_frames // 2
-    narrow = soxr.resample(y, s.sample_rate, rate)
     frame_length = 1 << int(np.ceil(np.log2(2.2 * rate / s.f0_min_hz)))  # two periods and more
-    if narrow.size < frame_length:
-        narrow = np.pad(narrow, (0, frame_length - narrow.size))
-    return librosa.yin(
-        narrow,
-        fmin=s.f0_min_hz,
-        fmax=s.f0_max_hz,
-        sr=rate,
-        frame_length=frame_length,
-        hop_length=hop,
-        center=True,
+    # one resampler for the batch, cleared between segments: the same output as
+    # soxr.resample, without designing its filter again for every segment
+    stream = soxr.ResampleStream(s.sample_rate, rate, 1, dtype="float32")
+    narrow = []
+    for y in segments:
+        x = stream.resample_chunk(y, last=True)
+        stream.clear()
+        narrow.append(x if x.size >= frame_length else np.pad(x, (0, frame_length - x.size)))
+    frames, counts = centred_frames(narrow, frame_length=frame_length, hop_length=hop)
+    return yin_frames(frames, fmin=s.f0_min_hz, fmax=s.f0_max_hz, sr=rate), counts
+
+
+@lru_cache(maxsize=8)
+def _bins(s: FeatureSettings, what: str) -> tuple[tuple[int, int], ...]:
+    """The bins ``[first, end)`` of the bands a prosody measure compares, in Hz:
+    alpha ratio 50-1000 over 1000-5000, Hammarberg 0-2000 over 2000-5000, the
+    slopes below 1500."""
+    bands = {
+        "alpha": ((50, 1000), (1000, 5000)),
+        "hammarberg": ((0, 2000), (2000, 5000)),
+        "slopes": ((0, 1500),),
+    }[what]
+    freqs = _bases(s)[2]
+    return tuple(
+        (int(np.searchsorted(freqs, lo, "left")), int(np.searchsorted(freqs, hi, "left")))
+        for lo, hi in bands
     )
-
-
-def _stft_magnitude(y: np.ndarray, *, n_fft: int, hop_length: int) -> np.ndarray:
-    """``abs(librosa.stft(y, n_fft, hop_length, window="hann", center=True))``,
-    shape ``(1 + n_fft // 2, frames)``, without librosa's per-call checks (a third of
-    its cost on segments this short). Equal to librosa's to float32 rounding (tested).
-    """
-    import scipy.fft
-
-    padded = np.pad(y, n_fft // 2)  # centred frames, zero padding as librosa's default
-    frames = np.lib.stride_tricks.sliding_window_view(padded, n_fft)[::hop_length]
-    return np.abs(scipy.fft.rfft(frames * _hann(n_fft), axis=1)).T
 
 
 @lru_cache(maxsize=8)
@@ -303,39 +423,24 @@ def _hann(n_fft: int) -> np.ndarray:
     return scipy.signal.get_window("hann", n_fft, fftbins=True).astype(np.float32)
 
 
-@lru_cache(maxsize=8)
-def _window_autocorrelation(n_fft: int) -> np.ndarray:
-    window = np.hanning(n_fft + 1)[:-1]  # periodic Hann, as the STFT's
-    spectrum = np.abs(np.fft.rfft(window, n=2 * n_fft)) ** 2
-    r = np.fft.irfft(spectrum)[:n_fft]
-    return r / r[0]
-
-
-def _harmonicity(power: np.ndarray, *, settings: FeatureSettings) -> tuple[np.ndarray, np.ndarray]:
-    """Harmonics-to-noise ratio (dB) and a voicing decision per frame.
-
-    Boersma's method: the autocorrelation of each windowed frame (the inverse
-    FFT of its power spectrum) divided by the window's own autocorrelation;
-    its highest peak in the pitch range is the harmonic share of the energy.
-    """
-    import scipy.fft
-
-    s = settings
-    r = scipy.fft.irfft(power, axis=0)[: s.n_fft // 2]  # float32 in, float32 out
-    r = r / np.maximum(r[:1], 1e-12)
-    r = r / np.maximum(_window_autocorrelation(s.n_fft)[: s.n_fft // 2, None], 0.1)
-    lo = int(s.sample_rate / s.f0_max_hz)
-    hi = min(int(s.sample_rate / s.f0_min_hz), s.n_fft // 2 - 1)
-    peak = np.clip(r[lo : hi + 1].max(axis=0), 1e-4, 1 - 1e-4)
-    return 10.0 * np.log10(peak / (1.0 - peak)), peak > s.voicing_threshold
-
-
-def _band_slope(log_power: np.ndarray, freqs: np.ndarray, lo: float, hi: float) -> np.ndarray:
+def _band_slope(
+    log_power: np.ndarray, freqs: np.ndarray, lo: float, hi: float, spans: list[tuple[int, int]]
+) -> np.ndarray:
     """Least-squares slope (dB per kHz) of the spectrum between ``lo`` and ``hi`` Hz."""
     band = (freqs >= lo) & (freqs < hi)
     f = freqs[band] / 1000.0
     f = f - f.mean()
-    return (f @ log_power[band]) / max(float(f @ f), 1e-12)
+    return _by_segment(f, log_power[band], spans) / max(float(f @ f), 1e-12)
+
+
+def _by_segment(basis: np.ndarray, x: np.ndarray, spans: list[tuple[int, int]]) -> np.ndarray:
+    """``basis @ x``, one product per segment's frames (columns ``spans``): BLAS sums in
+    an order that depends on the number of columns, so a segment's values would
+    otherwise depend on the segments beside it."""
+    out = np.empty((*basis.shape[:-1], x.shape[1]), dtype=np.result_type(basis, x))
+    for a, b in spans:
+        out[..., a:b] = basis @ x[:, a:b]
+    return out
 
 
 def _slope(t: np.ndarray, values: np.ndarray) -> float:
@@ -375,60 +480,3 @@ def _bases(s: FeatureSettings) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     chroma = librosa.filters.chroma(sr=s.sample_rate, n_fft=s.n_fft, tuning=0.0)
     freqs = librosa.fft_frequencies(sr=s.sample_rate, n_fft=s.n_fft)
     return mel.astype(np.float32), chroma.astype(np.float32), freqs.astype(np.float32)
-
-
-def _deltas(mfcc: np.ndarray, *, max_width: int) -> tuple[np.ndarray, np.ndarray]:
-    """First and second time derivatives over ``max_width`` frames (odd); the window
-    shrinks for short segments."""
-    n = mfcc.shape[1]
-    width = min(max_width, n if n % 2 else n - 1)
-    if width < 3:
-        zeros = np.zeros_like(mfcc)
-        return zeros, zeros
-    return _savgol(mfcc, width=width, order=1), _savgol(mfcc, width=width, order=2)
-
-
-@lru_cache(maxsize=32)
-def _savgol_operator(width: int, order: int) -> np.ndarray:
-    """The ``(width, width)`` linear map of ``scipy.signal.savgol_filter(mode="interp")``
-    on a window of ``width`` frames: its middle row filters the interior, the rows
-    above and below it give the edges (polynomial fits)."""
-    import scipy.signal
-
-    eye = np.eye(width)
-    return scipy.signal.savgol_filter(eye, width, polyorder=order, deriv=order, axis=0)
-
-
-def _savgol(x: np.ndarray, *, width: int, order: int) -> np.ndarray:
-    """``librosa.feature.delta(x, width=width, order=order)`` along frames, with the
-    filter built once per width instead of on every call (half the cost of deltas)."""
-    m = _savgol_operator(width, order).astype(x.dtype)
-    h, n = width // 2, x.shape[1]
-    out = np.empty_like(x)
-    out[:, h : n - h] = sum(m[h, j] * x[:, j : n - width + 1 + j] for j in range(width))
-    out[:, :h] = x[:, :width] @ m[:h].T
-    out[:, n - h :] = x[:, n - width :] @ m[h + 1 :].T
-    return out
-
-
-def _zero_crossing_rate(y: np.ndarray, *, frame_length: int, hop_length: int) -> np.ndarray:
-    """librosa's ``zero_crossing_rate(center=True)``, counted once with a cumulative sum.
-
-    Returns shape ``(1, frames)``; librosa frames the signal and counts each
-    frame apart, which costs as much as the STFT.
-    """
-    padded = np.pad(y, frame_length // 2, mode="edge")
-    negative = np.signbit(np.where(np.abs(padded) <= 1e-10, 0.0, padded))
-    crossings = np.concatenate([[0], np.cumsum(negative[1:] != negative[:-1])])
-    starts = np.arange(1 + (padded.size - frame_length) // hop_length) * hop_length
-    # a frame counts the crossings between its own samples, not the one into its first
-    counts = crossings[starts + frame_length - 1] - crossings[starts]
-    return (counts / frame_length)[np.newaxis, :]
-
-
-def _rolloff(spectrum: np.ndarray, freqs: np.ndarray, *, fraction: float) -> np.ndarray:
-    """The frequency (Hz) below which ``fraction`` of each frame's magnitude lies, ``(1, frames)``."""
-    cumulative = np.cumsum(spectrum, axis=0)
-    threshold = fraction * cumulative[-1:, :]
-    index = np.argmax(cumulative >= threshold, axis=0)
-    return freqs[index][np.newaxis, :]

@@ -8,8 +8,9 @@ does not grow with the length of the recording.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,8 @@ from callsort.audio.decode import AudioInfo, probe, read_blocks, resampled_block
 from callsort.audio.segment import frame_measures, speech_segments
 from callsort.errors import DecodeError
 from callsort.features.archive import ArchiveStatistics
-from callsort.features.spectral import feature_names, segment_features
+from callsort.features.spectral import feature_names, segments_features
+from callsort.model.context import gaps_between, in_context
 from callsort.model.folder import Model
 from callsort.settings import (
     ANALYSIS_SAMPLE_RATE,
@@ -29,6 +31,7 @@ from callsort.settings import (
 )
 
 SR = ANALYSIS_SAMPLE_RATE
+FEATURE_BATCH = 64  # segments whose features are computed together (segments_features)
 
 
 @dataclass(frozen=True)
@@ -37,7 +40,16 @@ class ChannelAnalysis:
 
     name: str
     segments: list[tuple[float, float]]  # (start_s, end_s) in the original recording
-    probabilities: np.ndarray  # (segments, classes), columns in the model's class order
+    # (segments, classes), columns in the model's class order: each segment in the context
+    # of the channel's other segments (callsort.model.context), what labels it
+    probabilities: np.ndarray
+    # the same from each segment alone (the model's own); None: equal to ``probabilities``
+    raw_probabilities: np.ndarray | None = None
+
+    @property
+    def raw(self) -> np.ndarray:
+        """The model's probabilities of each segment alone ``(segments, classes)``."""
+        return self.probabilities if self.raw_probabilities is None else self.raw_probabilities
 
 
 @dataclass(frozen=True)
@@ -65,7 +77,7 @@ def recording_features(
     path: Path | str, *, feature_settings: FeatureSettings, settings: AnalysisSettings
 ) -> RecordingFeatures:
     """Segment every channel of the recording at ``path`` and compute each segment's raw
-    features (:func:`~callsort.features.spectral.segment_features`), as labelling does.
+    features (:func:`~callsort.features.spectral.segments_features`), as labelling does.
 
     Raises :class:`~callsort.errors.DecodeError` for files that are not usable audio.
     """
@@ -99,8 +111,10 @@ def recording_features(
     # segments of its channel before it labels any of them.
     n_features = len(feature_names(feature_settings))
     features = [np.zeros((len(s), n_features), dtype=np.float32) for s in segments]
-    for c, i, y in audio:
-        features[c][i] = segment_features(y, settings=feature_settings)
+    for batch in _batched(audio, FEATURE_BATCH):
+        rows = segments_features([y for _, _, y in batch], settings=feature_settings)
+        for (c, i, _), row in zip(batch, rows, strict=True):
+            features[c][i] = row
     return RecordingFeatures(
         info=info, duration_s=duration_s, names=names, segments=segments, features=features
     )
@@ -121,10 +135,29 @@ def analyse_recording(
     """
     raw = recording_features(path, feature_settings=model.feature_settings, settings=settings)
     channels = [
-        ChannelAnalysis(name, segs, model.channel_proba(X, archive=archive))
+        channel_analysis(name, segs, X, model=model, settings=settings, archive=archive)
         for name, segs, X in zip(raw.names, raw.segments, raw.features, strict=True)
     ]
     return RecordingAnalysis(info=raw.info, duration_s=raw.duration_s, channels=channels)
+
+
+def channel_analysis(
+    name: str,
+    segments: list[tuple[float, float]],
+    X: np.ndarray,
+    *,
+    model: Model,
+    settings: AnalysisSettings,
+    archive: ArchiveStatistics | None = None,
+) -> ChannelAnalysis:
+    """Label one channel from its segments' raw features ``X`` (segments, features): the
+    model's probabilities of each segment, then each in the context of the others
+    (``settings.context``; None: each segment on its own)."""
+    proba = model.channel_proba(X, archive=archive)
+    if settings.context is None:
+        return ChannelAnalysis(name, segments, proba)
+    smoothed = in_context(proba, settings=settings.context, gaps_s=gaps_between(segments))
+    return ChannelAnalysis(name, segments, smoothed, raw_probabilities=proba)
 
 
 def decode_mono(path: Path | str) -> np.ndarray:
@@ -148,10 +181,15 @@ def waveform_segments(
     frame_length = round(settings.segmentation.frame_s * SR)
     energy, zcr = frame_measures(y, frame_length=frame_length)
     segments = speech_segments(energy, zcr, settings=settings.segmentation)
-    rows = [segment_features(_cut(y, seg), settings=feature_settings) for seg in segments]
-    n = len(feature_names(feature_settings))
-    X = np.stack(rows) if rows else np.zeros((0, n), dtype=np.float32)
+    X = segments_features([_cut(y, seg) for seg in segments], settings=feature_settings)
     return segments, X
+
+
+def _batched(items: Iterable, n: int) -> Iterator[list]:
+    """``items`` in lists of ``n`` (the last one shorter)."""
+    iterator = iter(items)
+    while batch := list(islice(iterator, n)):
+        yield batch
 
 
 def _analysis_stream(

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from callsort.dataset.manifest import Fingerprint
     from callsort.model.folder import Model
     from callsort.run.engines import EngineSession
+    from callsort.settings import AnalysisSettings
 
 ARCHIVE_FILE = "archive-statistics.json"
 """Where a dataset keeps the archive statistics its rows were labelled with."""
@@ -161,16 +162,18 @@ def compute_statistics(
     )
 
 
-def sampled_results(choice: ArchiveChoice | None, *, model: Model) -> list:
+def sampled_results(
+    choice: ArchiveChoice | None, *, model: Model, settings: AnalysisSettings
+) -> list:
     """The result rows of the recordings the sampling pass kept, labelled here with the
     statistics chosen (:class:`~callsort.dataset.tables.RecordingResult`): those that
     failed keep their error, the others are labelled from their kept features exactly as
-    a worker labels them."""
+    a worker labels them (with ``settings``, the run's)."""
     import time
     from datetime import datetime, timezone
 
     from callsort.dataset.tables import RecordingResult
-    from callsort.run.analysis import ChannelAnalysis, RecordingAnalysis
+    from callsort.run.analysis import RecordingAnalysis, channel_analysis
 
     if choice is None:
         return []
@@ -182,7 +185,9 @@ def sampled_results(choice: ArchiveChoice | None, *, model: Model) -> list:
         started = time.perf_counter()
         raw = result.raw
         channels = [
-            ChannelAnalysis(name, segs, model.channel_proba(X, archive=choice.statistics))
+            channel_analysis(
+                name, segs, X, model=model, settings=settings, archive=choice.statistics
+            )
             for name, segs, X in zip(raw.names, raw.segments, raw.features, strict=True)
         ]
         out.append(

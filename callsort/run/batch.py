@@ -182,7 +182,8 @@ def _label_in_memory(
                 session, recordings, model=model, n=o.settings.archive_sample_recordings
             )
         archive = choice.statistics if choice is not None else None
-        for result in sampled_results(choice, model=model):  # decoded once, not twice
+        # decoded once, not twice
+        for result in sampled_results(choice, model=model, settings=o.settings):
             collect(result)
         rest = [r for r in recordings if choice is None or r.recording_id not in choice.sampled]
         session.each(rest, on_result=collect, task=Task(archive=archive))

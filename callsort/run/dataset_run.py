@@ -357,7 +357,8 @@ class BatchCommitter:
         ) as session:
             archive = self.archive_statistics(session, model)
             choice = run.archive_choice
-            for result in sampled_results(choice, model=model):  # decoded once, not twice
+            # decoded once, not twice
+            for result in sampled_results(choice, model=model, settings=o.settings):
                 self.take(result)
             if choice is not None and choice.sampled:
                 recordings = [r for r in recordings if r.recording_id not in choice.sampled]

@@ -17,6 +17,7 @@ from callsort.settings import (
     MAX_SEGMENT_LIMIT_S,
     AnalysisSettings,
     ChannelSettings,
+    ContextSettings,
     SegmentationSettings,
 )
 
@@ -52,9 +53,11 @@ def analysis_settings(
     channels: str = "split",
     channel_names: Sequence[str] = ("left", "right"),
     max_segment_s: float = 4.0,
+    context: bool = True,
     names_option: str = "channel_names",
 ) -> AnalysisSettings:
-    """The analysis settings for the user's channel options, checked.
+    """The analysis settings for the user's channel options, checked; ``context=False``
+    labels each segment on its own (no :class:`~callsort.settings.ContextSettings`).
 
     ``names_option`` is how the user spelt the names option (``--channel-names``
     on the command line), for the message of the :class:`UsageError` raised
@@ -75,6 +78,7 @@ def analysis_settings(
     return AnalysisSettings(
         channels=ChannelSettings(mode=channels, names=names),  # type: ignore[arg-type]
         segmentation=replace(SegmentationSettings(), max_segment_s=max_segment_s),
+        context=ContextSettings() if context else None,
     )
 
 

@@ -108,14 +108,31 @@ def cached_file(
     """The cache file holding ``path``'s features under ``condition`` (None: not cached).
 
     Without an encoder, an encoder model's cached features serve too: the hand-made
-    features are their first columns (same code, same segments).
+    features are their first columns (same code, same segments). Features cached before
+    short utterances existed serve when they hold segments: short utterances are only
+    looked for in a channel without any other segment, so such a clip's segments, and
+    features, are the same now.
     """
-    key = _cache_key(path, condition, settings, feature_settings)
-    if (Path(cache_dir) / f"{key}.npz").is_file():
-        return Path(cache_dir) / f"{key}.npz"
-    if feature_settings.encoder is None:
-        with_encoder = replace(feature_settings, encoder=WHISPER_BASE)
-        richer = Path(cache_dir) / f"{_cache_key(path, condition, settings, with_encoder)}.npz"
+    found = _cached_exactly(path, condition, settings, feature_settings, Path(cache_dir))
+    if found is not None or settings.segmentation.short_utterance_s is None:
+        return found
+    before = replace(settings, segmentation=replace(settings.segmentation, short_utterance_s=None))
+    found = _cached_exactly(path, condition, before, feature_settings, Path(cache_dir))
+    if found is None:
+        return None
+    with np.load(found) as data:
+        return found if len(data["durations_s"]) else None
+
+
+def _cached_exactly(
+    path: Path, condition: str, settings: AnalysisSettings, fs: FeatureSettings, cache_dir: Path
+) -> Path | None:
+    key = _cache_key(path, condition, settings, fs)
+    if (cache_dir / f"{key}.npz").is_file():
+        return cache_dir / f"{key}.npz"
+    if fs.encoder is None:
+        with_encoder = replace(fs, encoder=WHISPER_BASE)
+        richer = cache_dir / f"{_cache_key(path, condition, settings, with_encoder)}.npz"
         if richer.is_file():
             return richer
     return None

@@ -120,6 +120,7 @@ def cross_validate(
     on_fold: Callable[[int, dict], None] | None = None,
     choose_config: Callable[[np.ndarray], tuple[TrainingConfig, list[dict]]] | None = None,
     folds: Sequence[Sequence[str]] | None = None,
+    on_model: Callable[[int, FoldModel], None] | None = None,
 ) -> dict:
     """The speaker-independent protocol: per-fold and pooled figures per test condition.
 
@@ -136,6 +137,8 @@ def cross_validate(
     ``folds`` (lists of test speakers) default to ``config.n_folds`` folds of all
     speakers; only the clips of their speakers are scored, every other clip
     only ever trains (a second corpus, or the held-out corpus's complement).
+    ``on_model`` gets each fold's model once it is fitted (:class:`FoldModel`), for
+    measurements of its own.
     """
     if folds is None:
         folds = speaker_folds([c.speaker for c in clips], config.n_folds)
@@ -177,6 +180,8 @@ def cross_validate(
             )
             fold_test = {c: f for c, f in fold_all.items() if c in TEST_CONDITIONS}
         model, prior = _fit(clips, fold_all, train, fold_config, make_model, feature_names)
+        if on_model:
+            on_model(k, FoldModel(model=model, prior=prior, test=test, features=fold_test))
         for cond, feats in fold_test.items():
             seg_p, seg_y = [], []
             for kind in kinds:
@@ -275,6 +280,16 @@ def cross_validate(
         classes,
     )
     return result
+
+
+@dataclass(frozen=True)
+class FoldModel:
+    """One fold's fitted model and what it is tested on."""
+
+    model: object  # EmotionClassifier, uncalibrated (temperature 1)
+    prior: PopulationPrior | None  # channel normalisation's prior; None: not normalised
+    test: np.ndarray  # indices of the test clips
+    features: dict[str, list[ClipFeatures]]  # every clip's features per test condition
 
 
 def _test_features(clips, feats, test, kind, prior, seed) -> list[ClipFeatures]:

@@ -28,9 +28,9 @@ from callsort.training.tuning import TUNING_CANDIDATES
 class PlanRates:
     """Seconds of one core per unit of work, for the estimate (divided by ``--jobs``).
 
-    Measured by ``benchmarks/train_plan.py`` on the project's 2-core machine
-    (``benchmarks/results/train-plan.json``): features of RAVDESS clips computed
-    without the cache, and one fold of RAVDESS's protocol fitted and scored from it.
+    Provisional: set from rough timings on the project's 2-core machine while it was
+    loaded; the benchmark that measures them against a real ``callsort train`` run is not
+    written yet, so the estimate is an order of magnitude, not a promise.
     """
 
     extract_fast: float = 0.30  # one clip's hand-made features under one condition

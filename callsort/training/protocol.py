@@ -17,7 +17,7 @@ from callsort.settings import AnalysisSettings, FeatureSettings
 from callsort.training.cache import clip_features
 from callsort.training.config import CONDITIONS, ClipFeatures, TrainingConfig
 from callsort.training.corpora import Clip, find_corpora
-from callsort.training.crossval import cross_validate, make_classifier, speaker_folds
+from callsort.training.crossval import FoldModel, cross_validate, make_classifier, speaker_folds
 from callsort.training.tuning import tuned_config
 
 
@@ -93,9 +93,11 @@ def evaluate_protocol(
     on_fold: Callable[[int, dict], None] | None = None,
     on_candidate: Callable[[dict], None] | None = None,
     folds: Sequence[Sequence[str]] | None = None,
+    on_model: Callable[[int, FoldModel], None] | None = None,
 ) -> dict:
     """Cross-validated figures of ``config`` on every speaker of the run (or on the
-    test speakers of ``folds``; see :func:`cross_validate`).
+    test speakers of ``folds``; see :func:`cross_validate`, which passes each fold's
+    model to ``on_model``).
 
     With ``config.tune`` the search of :func:`tuned_config` is nested in every
     fold: it sees that fold's training speakers only.
@@ -125,6 +127,7 @@ def evaluate_protocol(
         on_fold=on_fold,
         choose_config=choose,
         folds=folds,
+        on_model=on_model,
     )
 
 
@@ -147,6 +150,7 @@ def corpus_protocols(
     on_fold: Callable[[str, int, dict], None] | None = None,
     kinds: Sequence[str] = ("folds", "loco"),
     fold_subset: Sequence[int] | None = None,
+    on_model: Callable[[str, int, FoldModel], None] | None = None,
 ) -> dict:
     """The protocols of a run over one or more corpora.
 
@@ -157,7 +161,8 @@ def corpus_protocols(
     are under ``other_protocols``. ``kinds`` runs only the speaker folds
     (``"folds"``) or only leave-one-corpus-out (``"loco"``) to save time;
     ``fold_subset`` (0-based) tests only those folds of each corpus (each trained
-    exactly as in the whole protocol).
+    exactly as in the whole protocol). ``on_model(protocol, k, fold)`` gets each fold's
+    model (:func:`cross_validate`).
     """
     corpora = list(dict.fromkeys(c.corpus for c in run.clips))
     runs: dict[str, dict] = {}
@@ -174,6 +179,7 @@ def corpus_protocols(
             jobs=jobs,
             folds=folds,
             on_fold=(lambda k, r, n=name: on_fold(n, k, r)) if on_fold else None,
+            on_model=(lambda k, f, n=name: on_model(n, k, f)) if on_model else None,
         )
     if not headline_only and len(corpora) > 1 and "loco" in kinds:
         for corpus in corpora:
@@ -185,6 +191,7 @@ def corpus_protocols(
                 jobs=jobs,
                 folds=[speakers],
                 on_fold=(lambda k, r, n=name: on_fold(n, k, r)) if on_fold else None,
+                on_model=(lambda k, f, n=name: on_model(n, k, f)) if on_model else None,
             )
     headline, *others = runs
     metrics = dict(runs[headline])

@@ -175,11 +175,70 @@ def test_single_click_gives_no_segments(make_noise):
     assert segments_of(y) == []
 
 
-def test_burst_shorter_than_min_speech_is_dropped(make_bursts):
-    y = make_bursts([(1.0, 1.25)], 3.0)  # one syllable, shorter than min_speech_s = 0.3 s
-    assert segments_of(y) == []
+def test_burst_shorter_than_min_speech_is_dropped_beside_speech(make_bursts):
+    y = make_bursts([(1.0, 1.25), (2.0, 3.5)], 4.5)  # one syllable, then 1.5 s of speech
+    assert_segments_match(segments_of(y), [(2.0, 3.5)])
     # ... and min_speech_s is what drops it:
-    assert len(segments_of(y, replace(SETTINGS, min_speech_s=0.1))) == 1
+    assert len(segments_of(y, replace(SETTINGS, min_speech_s=0.1))) == 2
+
+
+# short utterances: a channel whose only speech is shorter than min_speech_s ---------------
+
+WITHOUT_SHORT = replace(SETTINGS, short_utterance_s=None)  # callsort before issue 17
+
+
+def between(line: np.ndarray, sound: np.ndarray) -> np.ndarray:
+    """``sound`` at 1.0 s, between the first and the second second of ``line``."""
+    return np.concatenate([line[:SR], sound.astype(np.float32), line[SR : 2 * SR]])
+
+
+def test_a_short_answer_alone_in_a_channel_gets_a_segment(demo_voice):
+    """A real 0.2 s word in the line's background: once dropped as too short (the channel
+    had no segment at all), now its own segment, padded like any other."""
+    y = between(demo_voice["line"], demo_voice["word"])
+    assert segments_of(y, WITHOUT_SHORT) == []
+    found = segments_of(y)
+    assert_segments_match(found, [(1.0, 1.2)], tolerance=0.08)
+    ((start, end),) = found
+    assert end - start < SETTINGS.min_speech_s + 2 * SETTINGS.pad_s
+
+
+def test_a_short_answer_in_a_long_quiet_recording_gets_a_segment(demo_voice, make_noise):
+    """One word in two minutes: under 0.5 % of the recording, fewer loud frames than
+    min_speech_s, and still found."""
+    y = make_noise(120.0, rms=1e-3, seed=3)
+    y[60 * SR : 60 * SR + len(demo_voice["word"])] += demo_voice["word"]
+    assert segments_of(y, WITHOUT_SHORT) == []
+    assert_segments_match(segments_of(y), [(60.0, 60.2)], tolerance=0.08)
+
+
+def test_a_short_word_beside_longer_speech_stays_dropped(demo_voice):
+    """Where the channel has speech, a burst under min_speech_s is still a click."""
+    line, turn = demo_voice["line"], demo_voice["turn"]
+    y = np.concatenate([between(line, demo_voice["word"]), turn, line[:SR]])
+    found = segments_of(y)
+    assert found == segments_of(y, WITHOUT_SHORT)
+    assert found and all(start > 2.0 for start, _ in found)  # only the turn, from 2.2 s
+
+
+def test_a_short_word_needs_short_utterance_s(demo_voice):
+    y = between(demo_voice["line"], demo_voice["word"])
+    assert segments_of(y, replace(SETTINGS, short_utterance_s=0.3)) == []
+
+
+@pytest.mark.parametrize("sound", ["line", "beep", "faded beep", "dual tone", "click"])
+def test_no_short_segment_in_a_channel_of_noise_tones_or_clicks(demo_voice, sound):
+    """A short tone (an IVR beep, a DTMF digit) or a click, alone in a channel, is not a
+    short answer: its level or its zero-crossing rate does not move like a voice."""
+    t = np.arange(round(0.2 * SR)) / SR
+    sounds = {
+        "line": np.zeros(0),
+        "beep": 0.3 * np.sin(2 * np.pi * 1000 * t),
+        "faded beep": 0.3 * np.sin(2 * np.pi * 1000 * t) * np.sin(np.pi * t / 0.2) ** 2,
+        "dual tone": 0.15 * (np.sin(2 * np.pi * 697 * t) + np.sin(2 * np.pi * 1209 * t)),
+        "click": np.r_[0.9, np.zeros(15)],
+    }
+    assert segments_of(between(demo_voice["line"], sounds[sound])) == []
 
 
 def test_burst_just_longer_than_min_speech_is_kept(make_bursts):

@@ -249,7 +249,8 @@ def test_a_changed_card_relabels_and_what_cannot_change_a_prediction_does_not(tm
 
     def probabilities(out: Path) -> np.ndarray:
         segments = read(out, "segments").sort_values(["channel", "segment_index"])
-        return segments[[f"p_{c}" for c in ("angry", "calm", "happy", "sad")]].to_numpy()
+        # the model's own probabilities (raw_p_*): p_* are heard in their channel's context
+        return segments[[f"raw_p_{c}" for c in ("angry", "calm", "happy", "sad")]].to_numpy()
 
     out = tmp_path / "dataset"
     first = run(archive, out, model_dir=model)

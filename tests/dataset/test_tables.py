@@ -121,3 +121,40 @@ def test_labels_follow_model_class_order():
         [result("x.wav", analysis)], classes=classes, model_version="t"
     ).to_pylist()[0]
     assert row["label"] == "angry" and row["p_angry"] == 0.6 and row["confidence"] == 0.6
+
+
+def test_labels_shares_and_escalation_come_from_the_context_the_raw_columns_from_the_model():
+    """In context the channel turns angry for its last three segments; alone, the model
+    heard the middle one as angry too and the last one as sad. Labels, shares and the
+    escalation rule follow the context; raw_label and raw_p_* keep the model's own."""
+    context = channel(["calm"] * 6 + ["angry"] * 3)
+    raw = channel(["calm"] * 3 + ["angry"] + ["calm"] * 2 + ["angry"] * 2 + ["sad"])
+    ch = ChannelAnalysis("right", context.segments, context.probabilities, raw.probabilities)
+    duration = ch.segments[-1][1] + 1.0
+    info = AudioInfo(
+        sample_rate=8000, n_channels=1, n_frames=int(8000 * duration), format="WAV", subtype="ULAW"
+    )
+    analysis = RecordingAnalysis(info=info, duration_s=duration, channels=[ch])
+    rows = segments_table([result("x.wav", analysis)], classes=CLASSES, model_version="t")
+    rows = rows.to_pylist()
+    assert [r["label"] for r in rows] == ["calm"] * 6 + ["angry"] * 3
+    assert [r["raw_label"] for r in rows] == ["calm"] * 3 + ["angry"] + ["calm"] * 2 + [
+        "angry"
+    ] * 2 + ["sad"]
+    assert rows[3]["p_angry"] == pytest.approx(0.1 / 3) and rows[3]["raw_p_angry"] == 0.9
+    s = channel_summary(ch, classes=CLASSES, duration_s=duration)
+    assert s["share_angry"] == pytest.approx(3 / 9, abs=1e-4) and s["share_sad"] == 0.0
+    assert s["angry_share_last_third"] == 1.0 and s["escalated"] is True
+
+
+def test_without_context_the_raw_columns_repeat_the_labels():
+    ch = channel(["calm", "sad", "angry"])
+    info = AudioInfo(
+        sample_rate=8000, n_channels=1, n_frames=8000 * 12, format="WAV", subtype="ULAW"
+    )
+    analysis = RecordingAnalysis(info=info, duration_s=12.0, channels=[ch])
+    for row in segments_table(
+        [result("x.wav", analysis)], classes=CLASSES, model_version="t"
+    ).to_pylist():
+        assert row["raw_label"] == row["label"]
+        assert [row[f"raw_p_{c}"] for c in CLASSES] == [row[f"p_{c}"] for c in CLASSES]

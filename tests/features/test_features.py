@@ -274,44 +274,60 @@ def test_a_card_from_before_the_constants_were_settings_reads_as_today():
     )
 
 
-def test_savgol_deltas_equal_librosa():
+def test_deltas_equal_librosa_segment_by_segment():
+    """Deltas of segments side by side (long, short, too short for a filter) are
+    librosa's of each segment on its own."""
     import librosa
 
-    from callsort.features.spectral import _savgol
+    from callsort.features.kernels import deltas
 
-    x = np.random.default_rng(2).standard_normal((20, 57)).astype(np.float32)
-    for width in (3, 5, 9):
-        for order in (1, 2):
-            np.testing.assert_allclose(
-                _savgol(x, width=width, order=order),
-                librosa.feature.delta(x, width=width, order=order),
-                atol=1e-5,
+    counts = np.array([57, 9, 12, 4, 30, 2, 10, 7])
+    x = np.random.default_rng(2).standard_normal((20, counts.sum())).astype(np.float32)
+    first, second = deltas(x, max_width=9, counts=counts)
+    start = 0
+    for n in counts:
+        segment = x[:, start : start + n]
+        width = min(9, n if n % 2 else n - 1)
+        for order, got in ((1, first), (2, second)):
+            expected = (
+                librosa.feature.delta(segment, width=width, order=order)
+                if width >= 3
+                else np.zeros_like(segment)
             )
+            np.testing.assert_allclose(got[:, start : start + n], expected, atol=1e-5)
+        start += n
 
 
-def test_zero_crossing_rate_equals_librosa():
+def test_zero_crossing_rates_equal_librosa_signal_by_signal():
     import librosa
 
-    from callsort.features.spectral import _zero_crossing_rate
+    from callsort.features.kernels import zero_crossing_rates
 
-    y = np.random.default_rng(3).standard_normal(9000).astype(np.float32)
-    y[::5] = 0.0
-    np.testing.assert_array_equal(
-        _zero_crossing_rate(y, frame_length=512, hop_length=160),
-        librosa.feature.zero_crossing_rate(y, frame_length=512, hop_length=160, center=True),
-    )
+    rng = np.random.default_rng(3)
+    signals = [rng.standard_normal(n).astype(np.float32) for n in (9000, 512, 513, 3000, 1200)]
+    signals[0][::5] = 0.0
+    signals[3][100:900] = 1e-11  # below librosa's zero threshold
+    got = zero_crossing_rates(signals, frame_length=512, hop_length=160)
+    expected = [
+        librosa.feature.zero_crossing_rate(y, frame_length=512, hop_length=160, center=True)[0]
+        for y in signals
+    ]
+    np.testing.assert_array_equal(got, np.concatenate(expected))
 
 
 @pytest.mark.filterwarnings("ignore:n_fft=512 is too large")  # librosa, on the short case
-def test_stft_magnitude_equals_librosa():
+def test_stft_magnitudes_equal_librosa():
     import librosa
 
-    from callsort.features.spectral import _stft_magnitude
+    from callsort.features.spectral import _stft_magnitudes
 
-    for n in (100, 512, 9001):
-        y = np.random.default_rng(n).standard_normal(n).astype(np.float32)
-        np.testing.assert_allclose(
-            _stft_magnitude(y, n_fft=512, hop_length=160),
-            np.abs(librosa.stft(y, n_fft=512, hop_length=160, window="hann", center=True)),
-            atol=2e-5,
-        )
+    signals = [
+        np.random.default_rng(n).standard_normal(n).astype(np.float32) for n in (100, 512, 9001)
+    ]
+    got, counts = _stft_magnitudes(signals, n_fft=512, hop_length=160)
+    expected = [
+        np.abs(librosa.stft(y, n_fft=512, hop_length=160, window="hann", center=True)).T
+        for y in signals
+    ]
+    assert counts.tolist() == [len(e) for e in expected]
+    np.testing.assert_allclose(got, np.concatenate(expected), atol=2e-5)

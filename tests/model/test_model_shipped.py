@@ -10,7 +10,7 @@ import textwrap
 
 import numpy as np
 import pytest
-from shipped_predictions import FIXTURE, SHIPPED, predictions
+from shipped_predictions import FIXTURE, MACHINE_TOLERANCE, SHIPPED, predictions
 
 from callsort.model.card import MODEL_FILE, shipped_model_dir
 
@@ -18,16 +18,28 @@ from callsort.model.card import MODEL_FILE, shipped_model_dir
 @pytest.mark.parametrize("name", SHIPPED)
 def test_shipped_model_predicts_what_it_did(name):
     """Segments and probabilities on a fixed synthetic recording, against
-    tests/data/shipped_predictions.json (computed before issue 14's rework of the
-    classifier and of the settings): any change of segmentation, features or
-    model shows here."""
+    tests/data/shipped_predictions.json (the fast model's computed before issue 14's
+    rework of the classifier and of the settings; the default model's since its encoder
+    runs in float32, issue 18): any change of segmentation, features or model shows here.
+
+    The fast model's figures are the same on every CPU path measured (NumPy's and
+    OpenBLAS's too: tests/test_cpu_paths.py), so they must match to rounding; the
+    default model's, within the promise of the README ("Across machines")."""
     if not (shipped_model_dir(name) / MODEL_FILE).is_file():
         pytest.skip(f"callsort/models/{name}/model.txt is absent (being regenerated)")
     expected = json.loads(FIXTURE.read_text(encoding="utf-8"))[name]
     got = predictions(name)
     assert got["classes"] == expected["classes"]
     np.testing.assert_allclose(got["segments"], expected["segments"], atol=1e-9)
-    np.testing.assert_allclose(got["proba"], expected["proba"], rtol=1e-5, atol=1e-6)
+    if name == "fast":
+        np.testing.assert_allclose(got["proba"], expected["proba"], rtol=1e-5, atol=1e-6)
+        return
+    tolerance = MACHINE_TOLERANCE
+    got_p, want_p = np.array(got["proba"]), np.array(expected["proba"])
+    np.testing.assert_allclose(got_p, want_p, rtol=0, atol=tolerance)
+    top = np.sort(want_p, axis=1)
+    firm = top[:, -1] - top[:, -2] > 2 * tolerance
+    assert (got_p.argmax(axis=1) == want_p.argmax(axis=1))[firm].all()
 
 
 AFTER = """

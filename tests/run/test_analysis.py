@@ -1,6 +1,7 @@
 """One recording through the whole analysis: streamed and in-memory paths agree."""
 
 from dataclasses import replace
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -56,9 +57,7 @@ def test_training_path_matches_label_path(model):
     )
     analysed = analyse_recording(SAMPLES / "voicemail_05_mono.flac", model=model, settings=settings)
     assert segments == analysed.channels[0].segments
-    np.testing.assert_allclose(
-        model.channel_proba(X), analysed.channels[0].probabilities, atol=1e-6
-    )
+    np.testing.assert_allclose(model.channel_proba(X), analysed.channels[0].raw, atol=1e-6)
 
 
 def test_max_segment_bounds_every_segment(model):
@@ -82,3 +81,30 @@ def test_silent_recording_has_no_segments(tmp_path, model):
     analysis = analyse_recording(silent, model=model, settings=AnalysisSettings())
     assert [c.segments for c in analysis.channels] == [[], []]
     assert analysis.duration_s == pytest.approx(5.0)
+
+
+def test_a_short_answer_alone_is_labelled_with_its_duration(tmp_path, model, demo_voice):
+    """A real 0.2 s word on a call's line, as an 8 kHz mu-law file: one segment shorter
+    than min_speech_s (with its padding), labelled, its duration in its row; before
+    short utterances the channel had no segment and so no label."""
+    from callsort.dataset.tables import RecordingResult, calls_table, segments_table
+
+    y = np.concatenate([demo_voice["line"][:16000], demo_voice["word"], demo_voice["line"]])
+    path = tmp_path / "no.wav"
+    sf.write(path, y[::2], 8000, subtype="ULAW")  # the voice is band-limited already
+    settings = AnalysisSettings()
+    analysis = analyse_recording(path, model=model, settings=settings)
+    (channel,) = analysis.channels
+    assert len(channel.segments) == 1
+    ((start, end),) = channel.segments
+    assert start == pytest.approx(0.95, abs=0.08) and end == pytest.approx(1.25, abs=0.08)
+    assert end - start < settings.segmentation.min_speech_s + 2 * settings.segmentation.pad_s
+    result = RecordingResult("no.wav", "0" * 16, analysis, "", 1.0, datetime.now(timezone.utc))
+    (row,) = segments_table([result], classes=model.classes, model_version="t").to_pylist()
+    assert row["label"] in model.classes and row["duration_s"] == round(end - start, 3)
+    assert row["confidence"] == pytest.approx(max(row[f"p_{c}"] for c in model.classes))
+    (call,) = calls_table([result], classes=model.classes, model_version="t").to_pylist()
+    assert call["n_segments"] == 1 and call["dominant_label"] == row["label"]
+
+    before = replace(settings, segmentation=replace(settings.segmentation, short_utterance_s=None))
+    assert analyse_recording(path, model=model, settings=before).channels[0].segments == []

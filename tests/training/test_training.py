@@ -239,3 +239,38 @@ def test_calibration_report_of_a_single_fold_has_no_cross_fitted_temperature():
     report = calibration_report([proba], [truth], EMOTIONS)
     assert report["after"] is None and report["fold_temperatures"] == []
     assert report["before"] == calibration_scores(proba, truth, EMOTIONS)
+
+
+def test_features_cached_before_short_utterances_serve_clips_with_segments(
+    tmp_path, make_speech, demo_voice
+):
+    """Short utterances only add segments to a channel that had none: a clip cached with
+    segments before them is read as it is (nothing recomputed), a clip cached without
+    any is computed again and gets its short segment."""
+    from dataclasses import replace
+
+    import soundfile as sf
+
+    from callsort.settings import AnalysisSettings, FeatureSettings
+
+    speech = tmp_path / "speech.wav"
+    sf.write(speech, make_speech(2.5, rms=0.05, seed=2), 16_000)
+    word = tmp_path / "word.wav"
+    sf.write(
+        word, np.concatenate([demo_voice["line"], demo_voice["word"], demo_voice["line"]]), 16_000
+    )
+    now, cache, fs = AnalysisSettings(), tmp_path / "cache", FeatureSettings()
+    before = replace(now, segmentation=replace(now.segmentation, short_utterance_s=None))
+    old = {
+        p: training_cache._clip_features_task((p, "clean", before, fs, cache))
+        for p in (speech, word)
+    }
+    assert len(old[speech].X) >= 1 and len(old[word].X) == 0
+    assert len(list(cache.iterdir())) == 2
+
+    reread = training_cache._clip_features_task((speech, "clean", now, fs, cache))
+    assert len(list(cache.iterdir())) == 2  # read from the entry made before
+    np.testing.assert_array_equal(reread.X, old[speech].X)
+    short = training_cache._clip_features_task((word, "clean", now, fs, cache))
+    assert len(list(cache.iterdir())) == 3  # computed and cached under today's settings
+    assert len(short.X) == 1 and short.durations_s[0] < 0.4
