@@ -26,20 +26,22 @@ from callsort.training.tuning import TUNING_CANDIDATES
 
 @dataclass(frozen=True)
 class PlanRates:
-    """Seconds of one core per unit of work, for the estimate (divided by ``--jobs``).
+    """CPU seconds per unit of work, for the estimate (divided by ``--jobs``).
 
-    Provisional: set from rough timings on the project's 2-core machine while it was
-    loaded; the benchmark that measures them against a real ``callsort train`` run is not
-    written yet, so the estimate is an order of magnitude, not a promise.
+    Measured by ``benchmarks/train_plan.py`` on the project's 2-core machine
+    (``benchmarks/results/train-plan.json``): features of RAVDESS clips computed
+    without the cache, and fold 1 of RAVDESS's protocol fitted and scored from it,
+    in one thread. A busy machine, or LightGBM's threads waiting for each other,
+    make a run slower than the estimate.
     """
 
-    extract_fast: float = 0.30  # one clip's hand-made features under one condition
-    extract_encoder: float = 1.0  # the same with the encoder's embedding
-    cached: float = 0.004  # one clip-condition read from the cache
-    fit_fast: float = 0.010  # per training clip and condition (LightGBM, normalisation)
-    fit_encoder: float = 0.020
-    score_fast: float = 0.002  # per test clip, condition and pseudo-call kind
-    score_encoder: float = 0.004
+    extract_fast: float = 0.064  # one clip's hand-made features under one condition
+    extract_encoder: float = 0.16  # the same with the encoder's embedding
+    cached: float = 0.0013  # one clip-condition read from the cache
+    fit_fast: float = 0.011  # per training clip and condition (LightGBM, normalisation)
+    fit_encoder: float = 0.017  # (the linear head's out-of-fold fits besides)
+    score_fast: float = 0.0001  # per test clip, condition and pseudo-call kind
+    score_encoder: float = 0.0057
 
 
 RATES = PlanRates()
@@ -118,9 +120,9 @@ class TrainingPlan:
         if any(f.inner for f in self.fits):
             lines.append(f"  with the nested search (--tune): {len(self.fits):,} fits in all")
         lines.append(
-            f"estimate: about {_duration(self.features_s + self.fits_s)} with {self.jobs} "
-            f"processes (features {_duration(self.features_s)}, {_n(len(self.fits), 'fit')} "
-            f"{_duration(self.fits_s)}; rates measured on a 2-core machine)"
+            f"estimate: about {_duration(self.features_s + self.fits_s)} with "
+            f"{_n(self.jobs, 'process', 'processes')} (features {_duration(self.features_s)}, {_n(len(self.fits), 'fit')} "
+            f"{_duration(self.fits_s)}; on idle cores, from rates measured on a 2-core machine)"
         )
         return lines
 
