@@ -13,7 +13,8 @@ clip's pseudo-calls of the protocol (``one``, ``mostly``, ``minority``, ``two``:
 clips of its speaker) are laid out as calls (``callsort.training.calls``): clips
 one after another, 3 s apart, every segment labelled by the fold's model, normalised
 within the call. The fold's out-of-fold probabilities of every segment of every call
-are saved (``--saved``, outside the repository), then scored:
+are saved (``--saved``, outside the repository, a file per fold: a stopped run resumes
+at the first fold not saved), then scored:
 
 * a temperature for fold k, fitted on the other folds' segments (as the shipped
   model's is fitted on out-of-fold predictions), calibrates fold k's probabilities;
@@ -57,7 +58,7 @@ from callsort.training.config import TrainingConfig  # noqa: E402
 from callsort.training.corpora import find_corpora  # noqa: E402
 from callsort.training.crossval import MIX_KINDS  # noqa: E402
 from callsort.training.metrics import fit_temperature  # noqa: E402
-from callsort.training.protocol import corpus_protocols, extract  # noqa: E402
+from callsort.training.protocol import corpus_folds, corpus_protocols, extract  # noqa: E402
 
 CORPORA = [
     REPO.parent / "shared" / "datasets" / "ravdess-speech-16k",
@@ -86,13 +87,14 @@ def main() -> int:
         "--saved",
         type=Path,
         default=None,
-        help="where the fold models' predictions are kept (default: in the feature cache)",
+        help="folder for the fold models' predictions, one file per fold, kept so that a "
+        "run resumes where it stopped (default: in the feature cache)",
     )
     parser.add_argument("--rescore", action="store_true", help="score the saved predictions")
     parser.add_argument("--out", type=Path, default=None, help="results JSON (default by model)")
     args = parser.parse_args()
     suffix = "" if args.model == "default" else f"-{args.model}"
-    args.saved = args.saved or default_cache_dir() / "context" / f"pseudo-calls{suffix}.npz"
+    args.saved = args.saved or default_cache_dir() / "context" / f"pseudo-calls{suffix}"
     args.out = args.out or REPO / "benchmarks" / "results" / f"context{suffix}.json"
 
     if not args.rescore:
@@ -100,8 +102,7 @@ def main() -> int:
             print("no corpus beside the repository: nothing to measure", file=sys.stderr)
             return 0
         predict(args)
-    saved = dict(np.load(args.saved, allow_pickle=False))
-    meta = json.loads(str(saved.pop("meta")))
+    saved, meta = load_saved(args.saved)
     report = score(saved, meta, model=args.model)
     print(render(report))
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -141,64 +142,98 @@ def predict(args) -> None:
         args.data, CONFIG, jobs=args.jobs, cache_dir=cache, conditions=CONDITIONS,
         feature_settings=FEATURES[args.model],
     )  # fmt: skip
-    arrays: dict[str, np.ndarray] = {}
+    n_folds = max(len(corpus_folds(run.clips, c, n_folds=CONFIG.n_folds)) for c in corpora(run))
+    args.saved.mkdir(parents=True, exist_ok=True)
+    for k in range(n_folds):  # fold k of each corpus (that has one), saved as it is done
+        path = args.saved / f"fold{k + 1}.npz"
+        if path.is_file():
+            print(f"  fold {k + 1}: saved before ({path})", flush=True)
+            continue
+        arrays: dict[str, np.ndarray] = {}
 
-    def keep(protocol: str, k: int, fold) -> None:
-        corpus = protocol.split(":")[0]
-        for cond, kind, order in itertools.product(CONDITIONS, MIX_KINDS, ORDERS):
-            segs = call_segments(
-                fold.model,
-                fold.prior,
-                run.clips,
-                fold.features[cond],
-                fold.test,
-                kind=kind,
-                order=order,
-                classes=CONFIG.classes,
-                seed=CONFIG.seed,
-            )
-            for name, values in asdict(segs).items():
-                arrays[f"{corpus}/{k}/{cond}/{kind}/{order}/{name}"] = values
-        print(f"  {protocol}, fold {k + 1}: pseudo-calls labelled "
-              f"({time.perf_counter() - started:.0f} s)", flush=True)  # fmt: skip
+        def keep(protocol: str, _: int, fold, k: int = k, arrays: dict = arrays) -> None:
+            corpus = protocol.split(":")[0]
+            for cond, kind, order in itertools.product(CONDITIONS, MIX_KINDS, ORDERS):
+                segs = call_segments(
+                    fold.model,
+                    fold.prior,
+                    run.clips,
+                    fold.features[cond],
+                    fold.test,
+                    kind=kind,
+                    order=order,
+                    classes=CONFIG.classes,
+                    seed=CONFIG.seed,
+                )
+                for name, values in asdict(segs).items():
+                    arrays[f"{corpus}/{k}/{cond}/{kind}/{order}/{name}"] = values
+            print(f"  {corpus}, fold {k + 1}: pseudo-calls labelled "
+                  f"({time.perf_counter() - started:.0f} s)", flush=True)  # fmt: skip
 
-    metrics = corpus_protocols(
-        run,
-        CONFIG,
-        jobs=args.jobs,
-        kinds=("folds",),
-        on_model=keep,
-        on_fold=lambda protocol, k, r: print(
-            f"  {protocol}, fold {k + 1}: clips "
-            + ", ".join(f"{c} {r[c]['macro_f1']:.3f}" for c in CONDITIONS)
-            + f" ({time.perf_counter() - started:.0f} s)",
-            flush=True,
-        ),
-    )
-    protocols = {metrics["headline"]: metrics, **metrics["other_protocols"]}
-    meta = {
-        "classes": list(CONFIG.classes),
-        "seconds": round(time.perf_counter() - started, 1),
-        "clips": {
+        metrics = corpus_protocols(
+            run, CONFIG, jobs=args.jobs, kinds=("folds",), fold_subset=[k], on_model=keep
+        )
+        protocols = {metrics["headline"]: metrics, **metrics["other_protocols"]}
+        clips = {
             name.split(":")[0]: {
-                "protocol": name,
-                "n_folds": len(m["clean"]["per_fold"]),
+                "protocol": name.split(", folds")[0],
                 **{
                     cond: {
                         "macro_f1": m[cond]["macro_f1"],
-                        "per_kind": {k: v["macro_f1"] for k, v in m[cond]["per_kind"].items()},
+                        "per_kind": {n: v["macro_f1"] for n, v in m[cond]["per_kind"].items()},
                     }
                     for cond in CONDITIONS
                 },
             }
             for name, m in protocols.items()
-        },
+        }
+        for corpus, entry in clips.items():
+            print(f"  {corpus}, fold {k + 1}: clips "
+                  + ", ".join(f"{c} {entry[c]['macro_f1']:.3f}" for c in CONDITIONS)
+                  + f" ({time.perf_counter() - started:.0f} s)", flush=True)  # fmt: skip
+        meta = {"classes": list(CONFIG.classes), "fold": k, "clips": clips,
+                "seconds": round(time.perf_counter() - started, 1)}  # fmt: skip
+        tmp = path.with_suffix(".tmp.npz")
+        np.savez_compressed(tmp, meta=np.array(json.dumps(meta)), **arrays)
+        os.replace(tmp, path)
+
+
+def corpora(run) -> list[str]:
+    return list(dict.fromkeys(c.corpus for c in run.clips))
+
+
+def load_saved(folder: Path) -> tuple[dict, dict]:
+    """The saved folds' arrays, and their clip figures averaged over each corpus's folds
+    (as the protocol averages per-fold figures)."""
+    saved: dict = {}
+    per_corpus: dict[str, list[dict]] = {}
+    classes, seconds = None, 0.0
+    for path in sorted(folder.glob("fold*.npz")):
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {key: data[key] for key in data.files}
+        meta = json.loads(str(arrays.pop("meta")))
+        saved.update(arrays)
+        classes, seconds = meta["classes"], max(seconds, meta["seconds"])
+        for corpus, entry in meta["clips"].items():
+            per_corpus.setdefault(corpus, []).append(entry)
+    clips = {
+        corpus: {
+            "protocol": folds[0]["protocol"],
+            "n_folds": len(folds),
+            **{
+                cond: {
+                    "macro_f1": round(float(np.mean([f[cond]["macro_f1"] for f in folds])), 4),
+                    "per_kind": {
+                        kind: round(float(np.mean([f[cond]["per_kind"][kind] for f in folds])), 4)
+                        for kind in folds[0][cond]["per_kind"]
+                    },
+                }
+                for cond in CONDITIONS
+            },
+        }
+        for corpus, folds in per_corpus.items()
     }
-    args.saved.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.saved.with_suffix(".tmp.npz")
-    np.savez_compressed(tmp, meta=np.array(json.dumps(meta)), **arrays)
-    os.replace(tmp, args.saved)
-    print(f"saved {args.saved} ({time.perf_counter() - started:.0f} s)", flush=True)
+    return saved, {"classes": classes, "seconds": seconds, "clips": clips}
 
 
 # --- scoring ---------------------------------------------------------------------------------

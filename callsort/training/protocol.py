@@ -160,8 +160,8 @@ def corpus_protocols(
     headline: their figures stand at the top level, as with one corpus; the rest
     are under ``other_protocols``. ``kinds`` runs only the speaker folds
     (``"folds"``) or only leave-one-corpus-out (``"loco"``) to save time;
-    ``fold_subset`` (0-based) tests only those folds of each corpus (each trained
-    exactly as in the whole protocol). ``on_model(protocol, k, fold)`` gets each fold's
+    ``fold_subset`` (0-based) tests only those folds of each corpus that has them (each
+    trained exactly as in the whole protocol). ``on_model(protocol, k, fold)`` gets each fold's
     model (:func:`cross_validate`).
     """
     corpora = list(dict.fromkeys(c.corpus for c in run.clips))
@@ -171,6 +171,8 @@ def corpus_protocols(
         name = f"{corpus}: {len(folds)} folds by speaker"
         if fold_subset is not None:
             chosen = [k for k in fold_subset if k < len(folds)]
+            if not chosen:  # a corpus with fewer folds (nEMO's 3 beside RAVDESS's 6)
+                continue
             folds = [folds[k] for k in chosen]
             name += f", folds {','.join(str(k + 1) for k in chosen)}"
         runs[name] = evaluate_protocol(

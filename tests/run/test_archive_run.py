@@ -188,14 +188,15 @@ def test_label_computes_writes_and_reuses_the_archive_statistics(models, tmp_pat
         "failed_recordings": 0,
     }
 
-    # the rows are the model's predictions on features standardised with those statistics
+    # the rows (the segments alone: raw_p_*) are the model's predictions on features
+    # standardised with those statistics
     stats = callsort.features.archive.ArchiveStatistics.from_dict(doc)
     raw = recording_features(
         first[0], feature_settings=model.feature_settings, settings=AnalysisSettings()
     )
     want = model.predict_proba(standardised(raw.features[0], stats))
     got = segments[segments["recording"] == first[0].name].sort_values("segment_index")
-    np.testing.assert_allclose(got[["p_high", "p_low"]].to_numpy(), want, atol=1e-5)
+    np.testing.assert_allclose(got[["raw_p_high", "raw_p_low"]].to_numpy(), want, atol=1e-5)
     # ... which differ from what the population alone gives (the archive is shifted)
     shifted = model.predict_proba(standardised(raw.features[0], population))
     assert np.abs(shifted - want).max() > 1e-3
@@ -221,7 +222,7 @@ def test_label_computes_writes_and_reuses_the_archive_statistics(models, tmp_pat
         settings=AnalysisSettings(),
     )
     want = model.predict_proba(standardised(raw.features[0], stats))
-    np.testing.assert_allclose(new[["p_high", "p_low"]].to_numpy(), want, atol=1e-5)
+    np.testing.assert_allclose(new[["raw_p_high", "raw_p_low"]].to_numpy(), want, atol=1e-5)
 
 
 def test_labels_do_not_depend_on_the_number_of_jobs(models, tmp_path):
@@ -323,7 +324,7 @@ def test_imposed_statistics_are_checked_and_used(models, tmp_path):
     )
     got = segments[segments["recording"] == paths[0].name].sort_values("segment_index")
     want = model.predict_proba(standardised(raw.features[0], stats))
-    np.testing.assert_allclose(got[["p_high", "p_low"]].to_numpy(), want, atol=1e-5)
+    np.testing.assert_allclose(got[["raw_p_high", "raw_p_low"]].to_numpy(), want, atol=1e-5)
     summary = json.loads(next((out / "runs").glob("*.json")).read_text())
     assert summary["archive_statistics"] == {"source": "imposed"}
     assert (
@@ -348,7 +349,7 @@ def test_the_python_api_computes_the_statistics_of_its_inputs(models, tmp_path):
         )
         got = segments[segments["recording"] == path.name].sort_values("segment_index")
         want = model.predict_proba(standardised(rows, expected))
-        np.testing.assert_allclose(got[["p_high", "p_low"]].to_numpy(), want, atol=1e-4)
+        np.testing.assert_allclose(got[["raw_p_high", "raw_p_low"]].to_numpy(), want, atol=1e-4)
     assert not list(tmp_path.rglob(ARCHIVE_FILE))  # nothing written
 
 
@@ -376,7 +377,7 @@ def test_every_sampled_recording_failing_falls_back_to_the_population(models, tm
     )
     got = segments[segments["recording"] == paths[0].name].sort_values("segment_index")
     want = model.predict_proba(standardised(raw.features[0], model.archive_population))
-    np.testing.assert_allclose(got[["p_high", "p_low"]].to_numpy(), want, atol=1e-5)
+    np.testing.assert_allclose(got[["raw_p_high", "raw_p_low"]].to_numpy(), want, atol=1e-5)
 
     # ... and the next run samples again (not refused for the rows already there)
     sf.write(archive / "0_new.wav", recording(3), SR, "PCM_16")  # first by name: sampled

@@ -139,7 +139,7 @@ def test_crashed_worker_is_replaced_and_the_rest_go_on(tmp_path, slow_call, clea
     assert len(others) == 5 and all(r.ok for r in others), [r.error for r in others]
     short = by_name[SHORT].analysis.channels[0]
     expected = clean_short[clean_short["channel"] == "mono"]
-    np.testing.assert_allclose(short.probabilities, expected.filter(like="p_").to_numpy())
+    np.testing.assert_allclose(short.probabilities, expected.filter(regex="^p_").to_numpy())
 
 
 def short_recording_seconds() -> float:

@@ -274,3 +274,45 @@ def test_features_cached_before_short_utterances_serve_clips_with_segments(
     short = training_cache._clip_features_task((word, "clean", now, fs, cache))
     assert len(list(cache.iterdir())) == 3  # computed and cached under today's settings
     assert len(short.X) == 1 and short.durations_s[0] < 0.4
+
+
+def test_a_subset_of_folds_skips_a_corpus_with_fewer_folds_and_shows_each_fold_model():
+    """RAVDESS has 6 folds beside nEMO's 3: asking for fold 4 runs the first corpus's
+    fourth fold alone (it once failed on the second corpus's missing fourth), and the fold
+    model reaches on_model with that fold's test clips."""
+    from callsort.settings import AnalysisSettings, FeatureSettings
+    from callsort.training.protocol import ProtocolRun, corpus_folds, corpus_protocols
+
+    rng = np.random.default_rng(0)
+    clips = [
+        Clip(path=Path(f"{corpus}/{s}-{e}-{i}.wav"), label=e, speaker=f"{corpus}{s:02d}",
+             corpus=corpus)
+        for corpus, n_speakers in (("big", 18), ("small", 9))
+        for s in range(n_speakers)
+        for e in EMOTIONS
+        for i in range(2)
+    ]  # fmt: skip
+    features = {
+        cond: [
+            ClipFeatures(
+                X=rng.normal(EMOTIONS.index(c.label), 1.0, (2, 4)).astype(np.float32),
+                durations_s=np.full(2, 1.0, np.float32),
+            )
+            for c in clips
+        ]
+        for cond in ("clean", "telephone", "augmented")
+    }
+    run = ProtocolRun(clips, features, AnalysisSettings(), FeatureSettings(), list("abcd"))
+    config = TrainingConfig(n_estimators=5)
+    assert [len(corpus_folds(clips, c, n_folds=6)) for c in ("big", "small")] == [6, 3]
+    seen = []
+    metrics = corpus_protocols(
+        run, config, jobs=1, kinds=("folds",), fold_subset=[3],
+        on_model=lambda protocol, k, fold: seen.append((protocol, k, fold.test)),
+    )  # fmt: skip
+    assert metrics["headline"] == "big: 6 folds by speaker, folds 4"
+    assert metrics["other_protocols"] == {} and metrics["n_folds"] == 1
+    ((protocol, k, test),) = seen
+    assert protocol == metrics["headline"] and k == 0
+    tested = {clips[i].speaker for i in test}
+    assert tested == set(corpus_folds(clips, "big", n_folds=6)[3])
