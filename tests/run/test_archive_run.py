@@ -464,7 +464,7 @@ def test_lost_statistics_of_a_labelled_dataset_are_refused_until_the_user_choose
     segments = segments_of(out)
     got = segments[segments["recording"] == "call_04.wav"].sort_values("segment_index")
     want = model.predict_proba(standardised(raw.features[0], stats))
-    np.testing.assert_allclose(got[["p_high", "p_low"]].to_numpy(), want, atol=1e-5)
+    np.testing.assert_allclose(got[["raw_p_high", "raw_p_low"]].to_numpy(), want, atol=1e-5)
 
     # --force computes them again (from every recording) and labels everything again
     stats_file.write_bytes(good[:100])
