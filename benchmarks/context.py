@@ -41,7 +41,7 @@ import json
 import os
 import sys
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -51,11 +51,10 @@ sys.path.insert(0, str(REPO))
 
 from callsort.model.booster import temperature_scaled  # noqa: E402
 from callsort.model.context import in_context  # noqa: E402
-from callsort.settings import AnalysisSettings, ContextSettings, FeatureSettings  # noqa: E402
-from callsort.training.cache import clip_features, default_cache_dir  # noqa: E402
+from callsort.settings import ContextSettings, FeatureSettings  # noqa: E402
+from callsort.training.cache import default_cache_dir  # noqa: E402
 from callsort.training.calls import ORDERS, call_segments  # noqa: E402
 from callsort.training.config import TrainingConfig  # noqa: E402
-from callsort.training.corpora import find_corpora  # noqa: E402
 from callsort.training.crossval import MIX_KINDS  # noqa: E402
 from callsort.training.metrics import fit_temperature  # noqa: E402
 from callsort.training.protocol import corpus_folds, corpus_protocols, extract  # noqa: E402
@@ -121,23 +120,6 @@ def predict(args) -> None:
     of every segment of every test pseudo-call."""
     started = time.perf_counter()
     cache = args.cache or default_cache_dir()
-    conditions = tuple(dict.fromkeys([*CONDITIONS, *CONFIG.train_conditions]))
-    # Features cached under the segmentation before short utterances are shared with
-    # callsort before issue 17: a clip with segments has the same ones either way
-    # (benchmarks/segment_coverage.py), and extract() reads them from there.
-    before = AnalysisSettings()
-    before = replace(before, segmentation=replace(before.segmentation, short_utterance_s=None))
-    clips = find_corpora(args.data, classes=CONFIG.classes)
-    for cond in conditions:
-        clip_features(
-            clips,
-            condition=cond,
-            settings=before,
-            feature_settings=FEATURES[args.model],
-            cache_dir=cache,
-            jobs=args.jobs,
-        )
-        print(f"features, {cond}: {time.perf_counter() - started:.0f} s", flush=True)
     run = extract(
         args.data, CONFIG, jobs=args.jobs, cache_dir=cache, conditions=CONDITIONS,
         feature_settings=FEATURES[args.model],
