@@ -223,9 +223,14 @@ class DiarisationSettings:
     # two speakers when the clusters' separation (see diarise.separation) reaches this,
     # chosen on synthetic calls of RAVDESS actors 1-12 and nEMO speakers of one half
     # (benchmarks/diarisation.py); None with speakers=None never happens
-    min_separation: float = 0.0
+    min_separation: float = 0.479
+    # the separation is judged on the segments of at least this many windows (when four
+    # or more have them): a shorter segment's mean window is too unsteady
+    separation_min_windows: int = 1
     std: bool = True
-    pitch: bool = False
+    method: str = "ward"
+    projection_dims: int | None = 6
+    pitch: bool = True
     pitch_weight: float = 1.0
     segment_level: bool = True  # cluster the segments' mean windows, not each window
     max_cluster_windows: int = 1500  # windows clustered at most (the rest join a centroid)

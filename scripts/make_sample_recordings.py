@@ -10,6 +10,10 @@ shipped model), and writes a ground-truth table with one row per turn:
   band-limited to 300-3400 Hz and carries its own low background noise, so the
   idle channel is never digital silence.
 * ``voicemail_05_mono.flac``: 16 kHz mono 16-bit FLAC, one speaker.
+* ``call_06_mono.wav``: ``call_01_escalation.wav`` summed to one channel (8 kHz mono
+  mu-law, as an older recorder keeps a call); its turns are named ``speaker_a`` (the
+  agent, who speaks first) and ``speaker_b`` (the customer), the channels callsort
+  gives the two speakers of a mono file.
 * ``ground_truth.csv``: ``recording,channel,start_s,end_s,emotion``.
 
 Everything is seeded, so rerunning gives byte-identical files. From the repo
@@ -129,6 +133,8 @@ CALL_CHANNELS = ("left", "right")  # left = agent, right = customer
 AGENT, CUSTOMER = 0, 1
 
 VOICEMAIL_NAME = "voicemail_05_mono.flac"
+MONO_CALL_NAME = "call_06_mono.wav"  # the mono sum of CALLS[0]
+MONO_CALL_CHANNELS = ("speaker_a", "speaker_b")  # agent, customer
 VOICEMAIL_ACTOR = 24
 VOICEMAIL_MOODS = (SAD,) * 7
 
@@ -315,6 +321,13 @@ def build_voicemail(clips: list[Clip], rng: np.random.Generator, out: Path):
     return turns
 
 
+def build_mono_call(out: Path) -> None:
+    """Write ``MONO_CALL_NAME``: the two channels of the first call, as written, averaged
+    into one 8 kHz mu-law channel."""
+    stereo, sr = sf.read(out / CALLS[0].name, dtype="float64")
+    sf.write(out / MONO_CALL_NAME, stereo.mean(axis=1), sr, format="WAV", subtype="ULAW")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Build every sample recording and the ground-truth CSV."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
@@ -337,16 +350,25 @@ def main(argv: list[str] | None = None) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
 
     rows = []
+    mono_rows = []
     for index, spec in enumerate(CALLS, start=1):
         rng = np.random.default_rng([SEED, index])
         turns = build_call(spec, clips, rng, args.out)
         rows += ground_truth_rows(spec.name, turns, TELEPHONE_SR, CALL_CHANNELS)
+        if index == 1:
+            mono_rows = list(
+                ground_truth_rows(MONO_CALL_NAME, turns, TELEPHONE_SR, MONO_CALL_CHANNELS)
+            )
         print(f"wrote {spec.name}: {len(turns)} turns")
 
     rng = np.random.default_rng([SEED, len(CALLS) + 1])
     turns = build_voicemail(clips, rng, args.out)
     rows += ground_truth_rows(VOICEMAIL_NAME, turns, VOICEMAIL_SR, ("mono",))
     print(f"wrote {VOICEMAIL_NAME}: {len(turns)} turns")
+
+    build_mono_call(args.out)
+    rows += mono_rows
+    print(f"wrote {MONO_CALL_NAME}: {len(mono_rows)} turns")
 
     with open(args.out / "ground_truth.csv", "w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(

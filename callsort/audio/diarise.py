@@ -115,7 +115,7 @@ def projected(X: np.ndarray, *, settings: DiarisationSettings) -> np.ndarray:
         mean, std = X.mean(axis=0), X.std(axis=0)
         return (X - mean) / np.where(std > 0, std, 1.0)
     p = _projection(settings.projection)
-    Z = ((X - p["mean"]) / p["scale"]) @ p["W"]
+    Z = ((X - p["mean"]) / p["scale"]) @ p["W"][:, : settings.projection_dims]
     return Z - Z.mean(axis=0)
 
 
@@ -126,21 +126,24 @@ def _projection(name: str) -> dict[str, np.ndarray]:
         return {k: f[k] for k in ("mean", "scale", "W")}
 
 
-def separation(X: np.ndarray, labels: np.ndarray) -> float:
-    """How far apart the two clusters of the standardised windows ``X`` are: the
-    distance between their centroids over the root-mean-square distance of a window to
-    its own centroid, after projecting on the line joining the centroids (a Fisher
-    ratio). Two voices give well-separated clusters, one voice cut in two does not."""
-    a, b = X[labels == 0], X[labels == 1]
-    if len(a) < 2 or len(b) < 2:
+def separation(
+    Z: np.ndarray, labels: np.ndarray, owner: np.ndarray, *, min_windows: int = 1
+) -> float:
+    """How well the two clusters of the windows ``Z`` (``labels``; ``owner``: the segment
+    of each window) stand apart: the silhouette (scikit-learn) of the segments' mean
+    windows, each segment in the cluster most of its windows are in; 0 when either
+    cluster has fewer than two segments. Two voices give clusters that stand apart, one
+    voice cut in two does not."""
+    from sklearn.metrics import silhouette_score
+
+    ids, counts = np.unique(owner, return_counts=True)
+    if (counts >= min_windows).sum() >= 4:  # segments long enough for a steady mean
+        ids = ids[counts >= min_windows]
+    M = np.stack([Z[owner == i].mean(axis=0) for i in ids])
+    majority = np.array([np.bincount(labels[owner == i], minlength=2).argmax() for i in ids])
+    if np.bincount(majority, minlength=2).min() < 2:
         return 0.0
-    direction = a.mean(axis=0) - b.mean(axis=0)
-    norm = float(np.linalg.norm(direction))
-    if norm == 0.0:
-        return 0.0
-    pa, pb = a @ direction / norm, b @ direction / norm
-    spread = np.sqrt((((pa - pa.mean()) ** 2).sum() + ((pb - pb.mean()) ** 2).sum()) / len(X))
-    return float(abs(pa.mean() - pb.mean()) / max(spread, 1e-9))
+    return float(silhouette_score(M, majority))
 
 
 def diarise(
@@ -164,7 +167,7 @@ def diarise(
         return Speakers([list(segments)], [None], float("nan"))
     Z = projected(X, settings=s)
     labels, centroids = _two_clusters(Z, owner, settings=s)
-    sep = separation(Z, labels)
+    sep = separation(Z, labels, owner, min_windows=s.separation_min_windows)
     if s.speakers is None and sep < s.min_separation:
         return Speakers([list(segments)], [None], sep)
 
@@ -212,7 +215,20 @@ def _two_clusters(
         M, weight = Z, np.ones(len(Z))
     n = len(M)
     pick = np.linspace(0, n - 1, min(n, settings.max_cluster_windows)).round().astype(int)
-    first = AgglomerativeClustering(n_clusters=2, linkage="ward").fit_predict(M[pick])
+    if settings.method == "kmeans":
+        from sklearn.cluster import KMeans
+
+        first = KMeans(2, n_init=10, random_state=0).fit_predict(
+            M[pick], sample_weight=weight[pick]
+        )
+    elif settings.method == "spectral":
+        from sklearn.cluster import SpectralClustering
+
+        first = SpectralClustering(
+            2, affinity="nearest_neighbors", n_neighbors=min(10, len(pick) - 1), random_state=0
+        ).fit_predict(M[pick])
+    else:
+        first = AgglomerativeClustering(n_clusters=2, linkage=settings.method).fit_predict(M[pick])
     centroids = np.stack([M[pick][first == k].mean(axis=0) for k in (0, 1)])
     for _ in range(settings.kmeans_iterations):
         d = np.linalg.norm(M[:, None, :] - centroids[None, :, :], axis=2)
@@ -360,3 +376,21 @@ def diarisation_error(
         errors = int((np.maximum(n_ref, n_hyp) - correct).sum())
         best = errors if best is None else min(best, errors)
     return float(best / total)
+
+
+def speaker_turns(
+    segments: list[list[tuple[float, float]]], *, max_gap_s: float
+) -> list[list[tuple[float, float]]]:
+    """Each speaker's segments joined across pauses shorter than ``max_gap_s``: the turns
+    of a conversation (a turn holds its speaker's short pauses, which the voice-activity
+    detector leaves out of the segments)."""
+    out = []
+    for spk in segments:
+        turns: list[tuple[float, float]] = []
+        for a, b in sorted(spk):
+            if turns and a - turns[-1][1] < max_gap_s:
+                turns[-1] = (turns[-1][0], max(b, turns[-1][1]))
+            else:
+                turns.append((a, b))
+        out.append(turns)
+    return out
