@@ -64,7 +64,7 @@ KINDS = ("plain", "overlap", "crosstalk")
 CROSSTALK_DB = -20.0  # each channel hears the other this much lower, 10 ms later
 LINE_NOISE_DB = -55.0
 TURN_LEVEL_DB = -26.0
-TURN_GAP_S = 0.5  # a speaker's segments closer than this are one turn (see turns_of)
+TURN_GAP_S = 1.0  # a speaker's segments closer than this are one turn (see turns_of)
 
 
 def _level(y: np.ndarray, db: float) -> np.ndarray:
@@ -205,7 +205,9 @@ def diarisation_figures(folder: Path, truth: dict, settings) -> dict:
 
 def turns_of(segments: list) -> list:
     """The hypothesis's turns: each speaker's segments joined across pauses under
-    ``TURN_GAP_S``, as the reference's turns (whole corpus clips) hold their pauses."""
+    ``TURN_GAP_S``, as the reference's turns (whole corpus clips) hold their pauses (up to
+    0.8 s within a RAVDESS sentence); the other speaker's turns between two of a
+    speaker's are longer than that, so no two turns are joined across one of them."""
     from callsort.audio.diarise import speaker_turns
 
     return speaker_turns(segments, max_gap_s=TURN_GAP_S)

@@ -192,8 +192,8 @@ class ContextSettings:
 @dataclass(frozen=True)
 class DiarisationSettings:
     """How the speech of a mono file is told apart into two speakers
-    (:mod:`callsort.audio.diarise`): MFCC statistics of short windows of the speech
-    segments, clustered in two, the segments cut where the speaker changes.
+    (:mod:`callsort.audio.diarise`): MFCC statistics and pitch of short windows of the
+    speech segments, clustered in two, the segments cut where the speaker changes.
 
     ``speakers``: 1 keeps a mono file one channel, 2 always splits it, None decides by
     the separation of the two clusters (``min_separation``). ``agent`` orders the two
@@ -220,18 +220,16 @@ class DiarisationSettings:
     projection: str | None = "speakers"
     smooth_windows: int = 3  # median filter over a segment's window labels
     min_piece_s: float = 0.5  # a speaker turn shorter than this joins its neighbour
-    # two speakers when the clusters' separation (see diarise.separation) reaches this,
-    # chosen on synthetic calls of RAVDESS actors 1-12 and nEMO speakers of one half
-    # (benchmarks/diarisation.py); None with speakers=None never happens
+    # with speakers=None, two speakers when the clusters' separation (the silhouette of
+    # the segments, diarise.separation) reaches this: chosen on the synthetic calls and
+    # one-speaker files of the FIT speakers (benchmarks/diarisation.py), best balanced
+    # accuracy
     min_separation: float = 0.479
-    # the separation is judged on the segments of at least this many windows (when four
-    # or more have them): a shorter segment's mean window is too unsteady
-    separation_min_windows: int = 1
-    std: bool = True
-    method: str = "ward"
+    # the first this many discriminant directions of the projection (all: None); 6 gave
+    # the FIT calls a DER of 10.8 % with two speakers imposed, 3: 11.2 %, 4: 10.3 %, all
+    # 15: 12.6 % (before pitch was added)
     projection_dims: int | None = 6
-    pitch: bool = True
-    pitch_weight: float = 1.0
+    pitch: bool = True  # the median log2 pitch (librosa.yin, 70-400 Hz) of each window too
     segment_level: bool = True  # cluster the segments' mean windows, not each window
     max_cluster_windows: int = 1500  # windows clustered at most (the rest join a centroid)
     kmeans_iterations: int = 10

