@@ -393,6 +393,52 @@ def agreement(name: str, tables: dict, step_s: float = 0.01) -> dict:
     return result
 
 
+def markdown(results: dict) -> str:
+    """The README's table of the figures (TEST speakers and demo calls)."""
+    t, demo = results["test"], results["demo"]
+    pct = lambda x: "n/a" if x is None else f"{100 * x:.1f} %"  # noqa: E731
+    lines = [
+        "| measured on | figure | value | target |",
+        "|---|---|---|---|",
+        f"| {t['n_two_speaker_files']} synthetic two-speaker calls (TEST speakers) | DER, "
+        f"`--speakers 2` | {pct(t['der_two_imposed_mean'])} | <= 10 % |",
+        f"| same | DER, `--speakers auto` | {pct(t['der_auto_mean'])} | <= 10 % |",
+        f"| same, same-sex / mixed pairs | DER, `auto` | {pct(t['der_auto_same_sex'])} / "
+        f"{pct(t['der_auto_mixed_sex'])} | |",
+        f"| same, plain / overlap / crosstalk | DER, `auto` | {pct(t['der_auto_plain'])} / "
+        f"{pct(t['der_auto_overlap'])} / {pct(t['der_auto_crosstalk'])} | |",
+        f"| same | found two speakers (`auto`) | {pct(t['two_speaker_files_found_two'])} "
+        "| >= 95 % |",
+        f"| {t['n_one_speaker_files']} one-speaker files (TEST speakers) | kept whole (`auto`) "
+        f"| {pct(t['one_speaker_files_kept_whole'])} | >= 95 % |",
+        f"| {len(demo)} demo calls, mono sums | DER, `--speakers 2` | "
+        f"{pct(results['demo_der_two_mean'])} | <= 10 % |",
+        f"| same | DER, `auto` (split: "
+        f"{sum(r['n_speakers_auto'] == 2 for r in demo.values())} of {len(demo)}) | "
+        f"{pct(results['demo_der_auto_mean'])} | <= 10 % |",
+    ]
+    labels = results.get("labels")
+    if labels:
+        for mode, name in (("mono", "`auto`"), ("mono_two", "`--speakers 2`")):
+            for group in ("synthetic", "demo"):
+                g = labels[f"{mode}_{group}"]
+                lines.append(
+                    f"| {g['n_calls']} {group} calls, mono {name} vs stereo | customer "
+                    f"escalation flag agrees / labels agree (speech s) | "
+                    f"{pct(g['customer_escalation_agrees'])} / "
+                    f"{pct(g['label_agreement_speech_s'])} | >= 90 % / >= 85 % |"
+                )
+        lines.append(
+            f"| the same audio, `--jobs 2` | mono speed / stereo speed (wall) | "
+            f"{labels['mono_speed_vs_stereo']:.2f} | >= 0.5 |"
+        )
+        lines.append(
+            f"| same | largest process, mono / stereo | {labels['mono']['max_rss_mb']:.0f} MB / "
+            f"{labels['stereo']['max_rss_mb']:.0f} MB | < 1 GB |"
+        )
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -463,6 +509,7 @@ def main() -> None:
     if not args.skip_labels:
         results["labels"] = label_runs(work, demo_truth, args.label_calls)
     results["wall_s"] = time.perf_counter() - started
+    results["markdown"] = markdown(results)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=1, default=float) + "\n")
     print(json.dumps({k: v for k, v in results.items() if k != "files"}, indent=1, default=float))
