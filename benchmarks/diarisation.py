@@ -289,7 +289,10 @@ def label_runs(work: Path, demo_truth: dict, n_calls: int) -> dict:
     sums, side by side; the mono run's agreement with the stereo run."""
     from benchmarks.throughput import run_command
 
-    test = sorted(json.loads((work / "test" / "truth.json").read_text())["calls"])[:n_calls]
+    test_truth = json.loads((work / "test" / "truth.json").read_text())["calls"]
+    test = sorted(test_truth)[:n_calls]
+    truth = {name: test_truth[name]["turns"] for name in test}
+    truth.update({f"demo_{n}": t["turns"] for n, t in demo_truth.items()})
     folders = {}
     for mode in ("stereo", "mono"):
         folder = work / "labels" / mode
@@ -331,7 +334,7 @@ def label_runs(work: Path, demo_truth: dict, n_calls: int) -> dict:
     }
     for mode in ("mono", "mono_two"):
         pair = {"stereo": tables["stereo"], "mono": tables[mode]}
-        per_call = {name: agreement(name, pair) for name in names}
+        per_call = {name: agreement(name, pair, truth[name]) for name in names}
         out[f"{mode}_calls"] = per_call
         for group, test_name in (
             ("synthetic", lambda n: not n.startswith("demo_")),
@@ -355,10 +358,12 @@ def label_runs(work: Path, demo_truth: dict, n_calls: int) -> dict:
     return out
 
 
-def agreement(name: str, tables: dict, step_s: float = 0.01) -> dict:
-    """Of one call: over the stereo run's speech seconds of each side, how many the mono
-    run labels alike (its channel of that speaker, or its one channel when it kept the file
-    whole); whether the customer's escalation flags agree."""
+def agreement(name: str, tables: dict, turns: list, step_s: float = 0.01) -> dict:
+    """Of one call: over the stereo run's speech seconds of each side within that side's
+    true ``turns`` (agent's, customer's; a channel's crosstalk, the other side's voice,
+    left out), how many the mono run labels alike (its channel of that speaker, or its
+    one channel when it kept the file whole); whether the customer's escalation flags
+    agree."""
     (s_seg, s_calls), (m_seg, m_calls) = tables["stereo"], tables["mono"]
     s_seg, m_seg = s_seg[s_seg.recording == name], m_seg[m_seg.recording == name]
     m_calls, s_calls = m_calls[m_calls.recording == name], s_calls[s_calls.recording == name]
@@ -373,10 +378,13 @@ def agreement(name: str, tables: dict, step_s: float = 0.01) -> dict:
         return out
 
     result = {"mono_split": split, "agree_s": 0.0, "speech_s": 0.0}
-    for role in ("agent", "customer"):
+    for role, true_turns in zip(("agent", "customer"), turns, strict=True):
         ref = labels_on_grid(s_seg[s_seg.channel == role])
         ours = labels_on_grid(m_seg[m_seg.channel == (role if split else "mono")])
-        speech = ref != ""
+        inside = np.zeros(t.size, dtype=bool)
+        for a, b in true_turns:
+            inside |= (t >= a) & (t < b)
+        speech = (ref != "") & inside
         agree = float(((ref == ours) & speech).sum() * step_s)
         result["agree_s"] += agree
         result["speech_s"] += float(speech.sum() * step_s)

@@ -231,7 +231,7 @@ class DiarisationSettings:
     projection_dims: int | None = 6
     pitch: bool = True  # the median log2 pitch (librosa.yin, 70-400 Hz) of each window too
     segment_level: bool = True  # cluster the segments' mean windows, not each window
-    max_cluster_windows: int = 1500  # windows clustered at most (the rest join a centroid)
+    max_cluster_windows: int = 1500  # segments (windows) clustered at most, evenly spread
     kmeans_iterations: int = 10
 
     def __post_init__(self) -> None:

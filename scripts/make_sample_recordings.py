@@ -11,9 +11,10 @@ shipped model), and writes a ground-truth table with one row per turn:
   idle channel is never digital silence.
 * ``voicemail_05_mono.flac``: 16 kHz mono 16-bit FLAC, one speaker.
 * ``call_06_mono.wav``: ``call_01_escalation.wav`` summed to one channel (8 kHz mono
-  mu-law, as an older recorder keeps a call); its turns are named ``speaker_a`` (the
-  agent, who speaks first) and ``speaker_b`` (the customer), the channels callsort
-  gives the two speakers of a mono file.
+  mu-law, as an older recorder keeps a call). Its turns are those of call_01 (left: the
+  agent, who speaks first; right: the customer); they are not in ``ground_truth.csv``,
+  whose channels must be those ``callsort label`` gives by default, and that keeps this
+  call whole (``--speakers auto``: README, Mono calls).
 * ``ground_truth.csv``: ``recording,channel,start_s,end_s,emotion``.
 
 Everything is seeded, so rerunning gives byte-identical files. From the repo
@@ -134,7 +135,6 @@ AGENT, CUSTOMER = 0, 1
 
 VOICEMAIL_NAME = "voicemail_05_mono.flac"
 MONO_CALL_NAME = "call_06_mono.wav"  # the mono sum of CALLS[0]
-MONO_CALL_CHANNELS = ("speaker_a", "speaker_b")  # agent, customer
 VOICEMAIL_ACTOR = 24
 VOICEMAIL_MOODS = (SAD,) * 7
 
@@ -350,15 +350,10 @@ def main(argv: list[str] | None = None) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
 
     rows = []
-    mono_rows = []
     for index, spec in enumerate(CALLS, start=1):
         rng = np.random.default_rng([SEED, index])
         turns = build_call(spec, clips, rng, args.out)
         rows += ground_truth_rows(spec.name, turns, TELEPHONE_SR, CALL_CHANNELS)
-        if index == 1:
-            mono_rows = list(
-                ground_truth_rows(MONO_CALL_NAME, turns, TELEPHONE_SR, MONO_CALL_CHANNELS)
-            )
         print(f"wrote {spec.name}: {len(turns)} turns")
 
     rng = np.random.default_rng([SEED, len(CALLS) + 1])
@@ -367,8 +362,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"wrote {VOICEMAIL_NAME}: {len(turns)} turns")
 
     build_mono_call(args.out)
-    rows += mono_rows
-    print(f"wrote {MONO_CALL_NAME}: {len(mono_rows)} turns")
+    print(f"wrote {MONO_CALL_NAME}: the mono sum of {CALLS[0].name}")
 
     with open(args.out / "ground_truth.csv", "w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(

@@ -1,8 +1,8 @@
 """Mono calls (issue 19): the two speakers of a mono file become two channels.
 
 Real audio only: the demo calls of sample_recordings/ (``call_06_mono.wav`` is the mono
-sum of ``call_01_escalation.wav``, its turns in ground_truth.csv) and the one-speaker
-voicemail, labelled by the real command with the fast model.
+sum of ``call_01_escalation.wav``, whose turns ground_truth.csv gives) and the
+one-speaker voicemail, labelled by the real command with the fast model.
 """
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ def test_diarisation_error_on_a_hand_worked_example():
 def test_the_mono_demo_call_has_its_two_speakers_the_agent_first():
     found = speakers(SAMPLES / MONO_CALL, speakers=2)
     assert found.n_speakers == 2
-    reference = turns(MONO_CALL, ("speaker_a", "speaker_b"))
+    reference = turns(STEREO_CALL, ("left", "right"))  # the agent (left) speaks first
     # scored as benchmarks/diarisation.py does: a speaker's segments less than 1 s apart
     # are one turn, as the ground truth's turns hold their speaker's pauses (the agent's
     # sentences here pause for up to 0.8 s)
