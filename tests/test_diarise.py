@@ -172,3 +172,27 @@ def test_a_long_mono_recording_is_diarised_in_two_passes_like_a_short_one(tmp_pa
     kept = mono_speakers(path, probe(path), settings, segments, kept=decoded[np.newaxis, :])
     streamed = mono_speakers(path, probe(path), settings, segments)
     assert streamed.segments == kept.segments
+
+
+def test_a_long_mono_recording_gets_the_same_speaker_channels_and_features(tmp_path):
+    """The two-pass path (longer than ``in_memory_s``) cuts each speaker's segments from
+    the file's one channel, as the in-memory path does."""
+    from dataclasses import replace
+
+    from callsort.run.analysis import recording_features
+    from callsort.settings import FeatureSettings
+
+    settings = analysis_settings(speakers=2, channel_names=("agent", "customer"))
+    features = FeatureSettings(prosody=False)
+    short = recording_features(SAMPLES / MONO_CALL, feature_settings=features, settings=settings)
+    long = recording_features(
+        SAMPLES / MONO_CALL,
+        feature_settings=features,
+        settings=replace(settings, in_memory_s=1.0, block_s=7.0),
+    )
+    assert short.names == long.names == ["agent", "customer"]
+    assert short.segments == long.segments
+    for a, b in zip(short.features, long.features, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+    for c in range(2):
+        np.testing.assert_array_equal(short.confidence(c), long.confidence(c))
