@@ -2,12 +2,15 @@
 
 Works on the channel's speech segments only (``(start_s, end_s)`` from
 :mod:`callsort.audio.segment`): :func:`speaker_windows` turns one segment's 16 kHz
-samples into MFCC statistics of short overlapping windows (telephone band, the level
-left out), :func:`diarise` clusters every window of the channel in two (Ward's
-agglomerative clustering refined by k-means, scikit-learn), tests whether the two
-clusters are two speakers or one (:func:`separation`), smooths each segment's window
-labels and cuts the segment where the speaker changes. Nothing is fetched: no
-pretrained model, only scikit-learn and librosa.
+samples into MFCC statistics and the pitch of short overlapping windows (telephone band,
+the level left out); :func:`diarise` projects them on the shipped speaker directions
+(:func:`projected`: ``callsort/models/speakers/projection.npz``, a linear discriminant
+analysis of other speakers, built by scripts/make_speaker_projection.py), clusters the
+segments' mean windows in two (Ward's agglomerative clustering refined by k-means,
+scikit-learn), tests whether the two clusters are two speakers or one
+(:func:`separation`), smooths each segment's window labels and cuts the segment where
+the speaker changes. Nothing is fetched at run time: scikit-learn, librosa and a small
+array shipped in the package. :func:`diarisation_error` scores the result.
 """
 
 from __future__ import annotations
