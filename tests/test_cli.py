@@ -367,7 +367,7 @@ def test_channels_mix_gives_one_channel_per_file(tmp_path, clean):
     got = read_tables(out)
     calls = got.calls
     assert sorted(zip(calls["recording"], calls["channel"], strict=True)) == sorted(
-        [(r, "mix") for r in STEREO_CALLS] + [(VOICEMAIL, "mono")]
+        [(r, "mix") for r in STEREO_CALLS] + [(VOICEMAIL, "mono"), (MONO_CALL, "mono")]
     )
     assert (calls["status"] == "ok").all()
     assert set(got.segments["channel"]) == {"mix", "mono"}

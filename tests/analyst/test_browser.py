@@ -145,7 +145,7 @@ def test_sample_report_renders_and_filters(driver, sample_report):
     assert expected["escalated"] >= 1 and "call_01_escalation.wav" in expected["angry"]
     open_report(driver, sample_report)
     # headline figures
-    assert driver.find_element(By.CSS_SELECTOR, "#fig-calls .value").text == "5"
+    assert driver.find_element(By.CSS_SELECTOR, "#fig-calls .value").text == "6"
     assert driver.find_element(By.CSS_SELECTOR, "#fig-escalated .value").text == str(
         expected["escalated"]
     )
@@ -162,7 +162,7 @@ def test_sample_report_renders_and_filters(driver, sample_report):
     )
     # the ranked list: every call, the escalated customer first, with its badge
     names = ranked_names(driver)
-    assert len(names) == 5 and names[0] == "call_01_escalation.wav"
+    assert len(names) == 6 and names[0] == "call_01_escalation.wav"
     first = driver.find_element(By.CSS_SELECTOR, "#ranked tbody tr")
     assert "escalated" in first.get_attribute("class")
     assert first.find_element(By.CSS_SELECTOR, ".badge.customer").text == "customer"
@@ -202,7 +202,7 @@ def test_sample_report_renders_and_filters(driver, sample_report):
     driver.find_element(By.ID, "f-escalated").click()
     assert len(ranked_names(driver)) == expected["agent_escalated"]
     driver.find_element(By.ID, "f-reset").click()
-    assert len(ranked_names(driver)) == 5
+    assert len(ranked_names(driver)) == 6
 
     # a link in the ranked list leads to the call's timeline
     driver.find_element(By.LINK_TEXT, "voicemail_05_mono.flac").click()

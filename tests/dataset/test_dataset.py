@@ -528,7 +528,7 @@ def test_dry_run_lists_and_changes_nothing(archive, tmp_path):
     lines = proc.stdout.splitlines()
     assert [line.split()[-1] for line in lines[:-1]] == [n for n in AUDIO if n != VOICEMAIL]
     assert all(line.startswith("new") for line in lines[:-1])
-    assert "would process 4 recordings; 1 unchanged" in lines[-1]
+    assert "would process 5 recordings; 1 unchanged" in lines[-1]
     assert part_files(out) == before
     assert len(list((out / "runs").glob("*.json"))) == 1
 
