@@ -50,7 +50,6 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from callsort.features.encoder import WHISPER_BASE  # noqa: E402
-from callsort.features.spectral import feature_names  # noqa: E402
 from callsort.settings import AnalysisSettings, FeatureSettings  # noqa: E402
 from callsort.training.cache import clip_features, default_cache_dir  # noqa: E402
 from callsort.training.config import (  # noqa: E402
@@ -67,6 +66,7 @@ from callsort.training.crossval import (  # noqa: E402
     make_classifier,
     speaker_folds,
 )
+from callsort.training.protocol import extract  # noqa: E402
 
 DATA = Path(os.environ.get("CALLSORT_DATA", REPO.parent / "shared" / "datasets"))
 DATA /= "ravdess-speech-16k"
@@ -123,19 +123,10 @@ def cached_rate(clips, feature_settings, cache_dir) -> float:
 def fit_rates(clips, feature_settings, cache_dir, jobs: int) -> dict:
     """Fold 1 of RAVDESS's protocol and the same training clips fitted alone."""
     config = TrainingConfig()
-    settings = AnalysisSettings()
-    features = {
-        cond: clip_features(
-            clips,
-            condition=cond,
-            settings=settings,
-            feature_settings=feature_settings,
-            cache_dir=cache_dir,
-            jobs=jobs,
-        )
-        for cond in dict.fromkeys([*CONDITIONS, *config.train_conditions])
-    }
-    names = feature_names(feature_settings)
+    run = extract(
+        (), config, jobs=jobs, cache_dir=cache_dir, feature_settings=feature_settings, clips=clips
+    )
+    features, names = run.features, run.feature_names
     make_model = partial(make_classifier, jobs=jobs)
     fold = speaker_folds([c.speaker for c in clips], config.n_folds)[0]
     train = [i for i, c in enumerate(clips) if c.speaker not in fold]

@@ -147,3 +147,16 @@ def make_sine() -> Callable[..., np.ndarray]:
 def make_bursts() -> Callable[..., np.ndarray]:
     """``make_bursts(bursts, total_s, *, sr, speech_rms, noise_rms, seed)``."""
     return bursts_in_noise
+
+
+@pytest.fixture(scope="module")
+def clips():
+    """Two speakers with eight clips of each emotion, as in RAVDESS (list of ``Clip``)."""
+    from callsort.training.corpora import Clip
+
+    return [
+        Clip(path=Path(f"{s}-{e}-{i}.flac"), label=e, speaker=s)
+        for s in ("01", "02")
+        for e in ("angry", "calm", "happy", "sad")
+        for i in range(8)
+    ]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from itertools import groupby
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,21 +11,9 @@ from sklearn.linear_model import LogisticRegression
 from callsort.features.normalise import population_prior
 from callsort.training.calls import CLIP_PAUSE_S, ORDERS, SEGMENT_PAUSE_S, call_order, call_segments
 from callsort.training.config import ClipFeatures
-from callsort.training.corpora import Clip
 from callsort.training.crossval import CALL_CLIPS, MIX_KINDS, pseudo_call
 
 EMOTIONS = ("angry", "calm", "happy", "sad")
-
-
-@pytest.fixture(scope="module")
-def clips() -> list[Clip]:
-    """Two speakers with eight clips of each emotion, as in RAVDESS."""
-    return [
-        Clip(path=Path(f"{s}-{e}-{i}.flac"), label=e, speaker=s)
-        for s in ("01", "02")
-        for e in EMOTIONS
-        for i in range(8)
-    ]
 
 
 def runs(labels: list[str]) -> list[str]:

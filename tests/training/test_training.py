@@ -28,17 +28,6 @@ from callsort.training.tuning import tuned_config
 EMOTIONS = ("angry", "calm", "happy", "sad")
 
 
-@pytest.fixture(scope="module")
-def clips() -> list[Clip]:
-    """Two speakers with eight clips of each emotion, as in RAVDESS."""
-    return [
-        Clip(path=Path(f"{s}-{e}-{i}.flac"), label=e, speaker=s)
-        for s in ("01", "02")
-        for e in EMOTIONS
-        for i in range(8)
-    ]
-
-
 # each kind of pseudo-call and how many of its 8 clips have the test clip's emotion, as
 # the README describes them: all one emotion, 75 %, the odd one out (and its twin), half
 MIXES = [("one", 8), ("mostly", 6), ("minority", 2), ("two", 4)]
