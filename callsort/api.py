@@ -30,9 +30,11 @@ def label(
     *,
     model: Path | str | None = None,
     channels: Literal["split", "mix"] = "split",
-    channel_names: tuple[str, str] = ("left", "right"),
+    channel_names: tuple[str, str] | None = None,
     max_segment_s: float = 4.0,
     context: bool = True,
+    speakers: Literal[1, 2, "auto"] = "auto",
+    agent: Literal["first", "most", "none"] = "first",
     include: Sequence[str] = (),
     exclude: Sequence[str] = (),
     jobs: int | None = None,
@@ -61,6 +63,8 @@ def label(
         channel_names=channel_names,
         max_segment_s=max_segment_s,
         context=context,
+        speakers=speakers,
+        agent=agent,
     )
     run = run_pipeline(
         list(paths),

@@ -43,7 +43,20 @@ def segment_columns(classes: Sequence[str] = DEFAULT_CLASSES) -> list[Column]:
             "",
             "stable hash of the recording's path as stored on disk (16 hex digits)",
         ),
-        Column("channel", _STRING, "", "analysis channel: mono, mix, or a channel name"),
+        Column(
+            "channel",
+            _STRING,
+            "",
+            "analysis channel: mono, mix, a channel name, or one of the two speakers of a "
+            "mono file (speaker_a, speaker_b, or the --channel-names)",
+        ),
+        Column(
+            "speaker_confidence",
+            _FLOAT,
+            "fraction",
+            "how sure the segment's speaker is, for a speaker of a mono file (0.5: a coin "
+            "toss, 1: sure); empty for a channel of the file itself",
+        ),
         Column("segment_index", _INT, "", "0-based position of the segment within its channel"),
         Column("start_s", _FLOAT, "s", "segment start in the original recording"),
         Column("end_s", _FLOAT, "s", "segment end in the original recording"),

@@ -190,6 +190,58 @@ class ContextSettings:
 
 
 @dataclass(frozen=True)
+class DiarisationSettings:
+    """How the speech of a mono file is told apart into two speakers
+    (:mod:`callsort.audio.diarise`): MFCC statistics and pitch of short windows of the
+    speech segments, clustered in two, the segments cut where the speaker changes.
+
+    ``speakers``: 1 keeps a mono file one channel, 2 always splits it, None decides by
+    the separation of the two clusters (``min_separation``). ``agent`` orders the two
+    speakers, whose channels take ``names`` in that order: ``first`` gives the first
+    name to the speaker heard first (the agent who opens a contact-centre call),
+    ``most`` to the speaker with more speech; ``none`` to the speaker heard first, and
+    the names stay ``speaker_a`` / ``speaker_b`` (no speaker is claimed to be the agent).
+    """
+
+    speakers: int | None = None
+    agent: Literal["first", "most", "none"] = "first"
+    names: tuple[str, str] = ("speaker_a", "speaker_b")
+    window_s: float = 1.0  # speaker-feature windows inside the speech segments ...
+    hop_s: float = 0.5  # ... this far apart
+    min_window_s: float = 0.25  # a segment shorter than this gets no window of its own
+    fmin_hz: float = 300.0  # telephone band of the MFCC filter bank
+    fmax_hz: float = 3400.0
+    n_mels: int = 32
+    n_mfcc: int = 20  # coefficients 1 .. n_mfcc - 1 (c0, the level, is left out)
+    frame_range_db: float = 30.0  # frames this far below a segment's loudest are left out
+    # the shipped linear projection the windows are clustered in (callsort/models/<name>/
+    # projection.npz, scripts/make_speaker_projection.py: speaker directions kept, emotion
+    # directions dropped); None: the features standardised within the call
+    projection: str | None = "speakers"
+    smooth_windows: int = 3  # median filter over a segment's window labels
+    min_piece_s: float = 0.5  # a speaker turn shorter than this joins its neighbour
+    # with speakers=None, two speakers when the clusters' separation (the silhouette of
+    # the segments, diarise.separation) reaches this: chosen on the synthetic calls and
+    # one-speaker files of the FIT speakers (benchmarks/diarisation.py), best balanced
+    # accuracy
+    min_separation: float = 0.479
+    # the first this many discriminant directions of the projection (all: None); 6 gave
+    # the FIT calls a DER of 10.8 % with two speakers imposed, 3: 11.2 %, 4: 10.3 %, all
+    # 15: 12.6 % (before pitch was added)
+    projection_dims: int | None = 6
+    pitch: bool = True  # the median log2 pitch (librosa.yin, 70-400 Hz) of each window too
+    segment_level: bool = True  # cluster the segments' mean windows, not each window
+    max_cluster_windows: int = 1500  # segments (windows) clustered at most, evenly spread
+    kmeans_iterations: int = 10
+
+    def __post_init__(self) -> None:
+        if self.speakers not in (None, 1, 2):
+            raise ValueError(f"speakers is 1, 2 or None (decide), not {self.speakers!r}")
+        if self.agent not in ("first", "most", "none"):
+            raise ValueError(f"agent is 'first', 'most' or 'none', not {self.agent!r}")
+
+
+@dataclass(frozen=True)
 class AnalysisSettings:
     """Everything that decides the labels of one recording."""
 
@@ -207,8 +259,15 @@ class AnalysisSettings:
     # each segment's label in the context of its channel's other segments; None: each
     # segment on its own (the labels of callsort before issue 17)
     context: ContextSettings | None = field(default_factory=ContextSettings)
+    # the two speakers of a mono file told apart (issue 19); None: a mono file is one
+    # channel named ``mono`` (callsort before issue 19)
+    diarisation: DiarisationSettings | None = field(default_factory=DiarisationSettings)
 
-    LEGACY: ClassVar[dict[str, object]] = {"archive_sample_recordings": 64, "context": None}
+    LEGACY: ClassVar[dict[str, object]] = {
+        "archive_sample_recordings": 64,
+        "context": None,
+        "diarisation": None,
+    }
 
     def to_dict(self) -> dict:
         return asdict(self)

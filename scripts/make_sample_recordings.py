@@ -10,6 +10,11 @@ shipped model), and writes a ground-truth table with one row per turn:
   band-limited to 300-3400 Hz and carries its own low background noise, so the
   idle channel is never digital silence.
 * ``voicemail_05_mono.flac``: 16 kHz mono 16-bit FLAC, one speaker.
+* ``call_06_mono.wav``: ``call_01_escalation.wav`` summed to one channel (8 kHz mono
+  mu-law, as an older recorder keeps a call). Its turns are those of call_01 (left: the
+  agent, who speaks first; right: the customer); they are not in ``ground_truth.csv``,
+  whose channels must be those ``callsort label`` gives by default, and that keeps this
+  call whole (``--speakers auto``: README, Mono calls).
 * ``ground_truth.csv``: ``recording,channel,start_s,end_s,emotion``.
 
 Everything is seeded, so rerunning gives byte-identical files. From the repo
@@ -129,6 +134,7 @@ CALL_CHANNELS = ("left", "right")  # left = agent, right = customer
 AGENT, CUSTOMER = 0, 1
 
 VOICEMAIL_NAME = "voicemail_05_mono.flac"
+MONO_CALL_NAME = "call_06_mono.wav"  # the mono sum of CALLS[0]
 VOICEMAIL_ACTOR = 24
 VOICEMAIL_MOODS = (SAD,) * 7
 
@@ -315,6 +321,13 @@ def build_voicemail(clips: list[Clip], rng: np.random.Generator, out: Path):
     return turns
 
 
+def build_mono_call(out: Path) -> None:
+    """Write ``MONO_CALL_NAME``: the two channels of the first call, as written, averaged
+    into one 8 kHz mu-law channel."""
+    stereo, sr = sf.read(out / CALLS[0].name, dtype="float64")
+    sf.write(out / MONO_CALL_NAME, stereo.mean(axis=1), sr, format="WAV", subtype="ULAW")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Build every sample recording and the ground-truth CSV."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
@@ -347,6 +360,9 @@ def main(argv: list[str] | None = None) -> None:
     turns = build_voicemail(clips, rng, args.out)
     rows += ground_truth_rows(VOICEMAIL_NAME, turns, VOICEMAIL_SR, ("mono",))
     print(f"wrote {VOICEMAIL_NAME}: {len(turns)} turns")
+
+    build_mono_call(args.out)
+    print(f"wrote {MONO_CALL_NAME}: the mono sum of {CALLS[0].name}")
 
     with open(args.out / "ground_truth.csv", "w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(

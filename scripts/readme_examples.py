@@ -43,6 +43,11 @@ SUMMARY = "callsort summary r"
 AGREEMENT = "callsort agreement reports sample_recordings/ground_truth.csv"
 """The quick start's comparison of the demo calls' labels with their ground truth."""
 FAST = "callsort label sample_recordings/ --model fast --out reports-fast"
+MONO = (
+    "callsort label sample_recordings/call_06_mono.wav --out mono "
+    "--speakers 2 --channel-names agent,customer"
+)
+"""The Mono calls section's command: the two speakers of the mono demo call."""
 """The quick start with the fast model: its demo agreement is published beside the default's."""
 ACCURACY_RESULTS = {
     "default": REPO / "benchmarks" / "results" / "accuracy-shipped.json",
@@ -87,7 +92,7 @@ def run_commands(workdir: Path) -> dict[str, str]:
         os.utime(path, (stamp, stamp))
     env = {**os.environ, "COLUMNS": "80", "PYTHONIOENCODING": "utf-8", "NO_COLOR": "1"}
     outputs = {}
-    for command in (QUICK_START, NAMED, SUMMARY, FAST, AGREEMENT):
+    for command in (QUICK_START, NAMED, SUMMARY, FAST, AGREEMENT, MONO):
         args = [sys.executable, "-m", "callsort", *command.split()[1:]]
         if command.startswith("callsort label"):
             args.append("--quiet")
@@ -123,6 +128,7 @@ def what_you_get(workdir: Path) -> dict[str, str]:
     return {
         "segments-example": segments_example(_read(reports, "segments")),
         "calls-example": calls_example(_read(reports, "calls")),
+        "mono-example": calls_example(_read(workdir / "mono", "calls")),
     }
 
 
@@ -168,6 +174,8 @@ def demo_agreement(segments, truth) -> dict:
     def overlap(a0, a1, b0, b1) -> float:
         return max(0.0, min(a1, b1) - max(a0, b0))
 
+    # recordings without ground truth (the mono demo call) are not scored
+    segments = segments[segments["recording"].isin(set(truth["recording"]))]
     by_channel = {k: g for k, g in segments.groupby(["recording", "channel"])}
     per_emotion: dict[str, list[float]] = {}
     for turn in truth.itertuples():
@@ -298,8 +306,12 @@ def generate(workdir: Path) -> tuple[dict[str, str], dict]:
 
 
 def quick_start_segments(workdir: Path):
-    """The segments table of the quick start's run in ``workdir`` (after :func:`generate`)."""
-    return _read(workdir / "reports", "segments")
+    """The segments table of the quick start's run in ``workdir`` (after :func:`generate`),
+    with the Mono calls section's (its own recording and channels)."""
+    import pandas as pd
+
+    mono = _read(workdir / "mono", "segments")
+    return pd.concat([_read(workdir / "reports", "segments"), mono], ignore_index=True)
 
 
 # --- the promise across machines ---------------------------------------------------------
@@ -352,7 +364,7 @@ def section_differences(name: str, in_readme: str, now: str, segments) -> list[s
         return []
     if name == "segments-example":
         return _segment_differences(in_readme, now, segments)
-    if name == "calls-example":
+    if name in ("calls-example", "mono-example"):
         return _call_differences(in_readme, now, segments)
     if name == "summary-example":
         return _summary_differences(in_readme, now, segments)

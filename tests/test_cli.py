@@ -47,7 +47,8 @@ STEREO_CALLS = [
     "call_04_calm.wav",
 ]
 VOICEMAIL = "voicemail_05_mono.flac"
-RECORDINGS = [*STEREO_CALLS, VOICEMAIL]
+MONO_CALL = "call_06_mono.wav"  # call_01 summed to one channel; kept whole by --speakers auto
+RECORDINGS = sorted([*STEREO_CALLS, VOICEMAIL, MONO_CALL])
 DATASET_ENTRIES = (  # what a dataset folder holds after a clean run with --segments-csv
     "calls",
     "calls.csv",
@@ -188,7 +189,8 @@ def test_calls_one_row_per_recording_and_channel(clean):
     calls = clean.calls
     rows = sorted(zip(calls["recording"], calls["channel"], strict=True))
     expected = sorted(
-        [(r, ch) for r in STEREO_CALLS for ch in ("left", "right")] + [(VOICEMAIL, "mono")]
+        [(r, ch) for r in STEREO_CALLS for ch in ("left", "right")]
+        + [(VOICEMAIL, "mono"), (MONO_CALL, "mono")]
     )
     assert rows == expected
     assert (calls["status"] == "ok").all()
@@ -260,7 +262,8 @@ def test_no_escalation_in_calls_without_anger(clean):
     voicemail's last third was flagged before segments were heard in their channel's
     context, issue 17 item 4)."""
     calls = clean.calls
-    calm_calls = calls[calls["recording"] != "call_01_escalation.wav"]
+    # call_01 and its mono sum (call_06, kept one channel by --speakers auto) escalate
+    calm_calls = calls[~calls["recording"].isin(["call_01_escalation.wav", MONO_CALL])]
     flagged = calm_calls[calm_calls["escalated"]]
     assert flagged.empty, f"falsely escalated:\n{flagged[['recording', 'channel']]}"
 
@@ -280,7 +283,7 @@ def test_agreement_with_ground_truth(clean):
         "the shipped model changed: rerun python scripts/readme_examples.py"
     )
     truth = pd.read_csv(GROUND_TRUTH)
-    assert set(truth["recording"]) == set(RECORDINGS)
+    assert set(truth["recording"]) == set(RECORDINGS) - {MONO_CALL}
     got = demo_agreement(clean.segments, truth)
     print(f"\ndemo agreement now: {json.dumps(got)}\npublished: {json.dumps(published)}")
     assert got["covered"] >= 0.8, got  # segmentation finds the turns
@@ -364,7 +367,7 @@ def test_channels_mix_gives_one_channel_per_file(tmp_path, clean):
     got = read_tables(out)
     calls = got.calls
     assert sorted(zip(calls["recording"], calls["channel"], strict=True)) == sorted(
-        [(r, "mix") for r in STEREO_CALLS] + [(VOICEMAIL, "mono")]
+        [(r, "mix") for r in STEREO_CALLS] + [(VOICEMAIL, "mono"), (MONO_CALL, "mono")]
     )
     assert (calls["status"] == "ok").all()
     assert set(got.segments["channel"]) == {"mix", "mono"}
@@ -608,7 +611,7 @@ def test_output_folder_inside_input_is_not_rescanned(tmp_path):
     shutil.copytree(SAMPLES, copy)
     reports = copy / "reports"
     first = label_into(reports, copy)
-    assert len(first.calls) == 9
+    assert len(first.calls) == 10
     # audio that lands in the reports folder (a user saving a clip there) must not be
     # picked up either: the output folder is never scanned
     shutil.copy(SAMPLES / VOICEMAIL, reports / "saved_clip.flac")

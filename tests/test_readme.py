@@ -136,7 +136,13 @@ def test_the_promise_lets_a_readme_differ_only_within_it():
 def test_the_examples_come_from_the_readmes_own_commands(generated):
     workdir, _, _ = generated
     examples = _examples()
-    for command in (examples.QUICK_START, examples.NAMED, examples.SUMMARY, examples.AGREEMENT):
+    for command in (
+        examples.QUICK_START,
+        examples.NAMED,
+        examples.SUMMARY,
+        examples.AGREEMENT,
+        examples.MONO,
+    ):
         said = (f"\n{command}\n", f"&& {command}\n", f"`{command}` prints")
         assert any(text in README for text in said), command
     # the quick start's promise: reports/calls.csv, one row per call channel

@@ -64,6 +64,7 @@ def adapt(
         channel_names=[n.strip() for n in channel_names.split(",")],
         max_segment_s=max_segment,
         names_option="--channel-names",
+        speakers=1,  # a mono file's labels name its one channel, mono
     )
     use_encoder_dir(encoder_dir)
     lam = DEFAULT_LAMBDA if lam is None else lam

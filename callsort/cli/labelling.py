@@ -20,6 +20,18 @@ class ChannelMode(str, Enum):
     mix = "mix"
 
 
+class Speakers(str, Enum):
+    one = "1"
+    two = "2"
+    auto = "auto"
+
+
+class Agent(str, Enum):
+    first = "first"
+    most = "most"
+    none = "none"
+
+
 class Engine(str, Enum):
     local = "local"
     dask = "dask"
@@ -63,8 +75,30 @@ def label(
         ChannelMode, typer.Option(help="split: label each channel; mix: average them first.")
     ] = ChannelMode.split,
     channel_names: Annotated[
-        str, typer.Option(help="Names of the two channels of a stereo file, left first.")
-    ] = "left,right",
+        str | None,
+        typer.Option(
+            help="Names of the two channels of a stereo file, left first [default: "
+            "left,right]; and of the two speakers of a mono file, the agent first (see "
+            "--agent) [default: speaker_a,speaker_b].",
+            show_default=False,
+        ),
+    ] = None,
+    speakers: Annotated[
+        Speakers,
+        typer.Option(
+            help="Speakers of a mono file: 2 tells them apart into two channels, 1 keeps "
+            "the file one channel, auto decides per file (one voice stays whole). Stereo "
+            "files are not affected."
+        ),
+    ] = Speakers.auto,
+    agent: Annotated[
+        Agent,
+        typer.Option(
+            help="Which speaker of a mono file takes the first --channel-names name: first: "
+            "the one heard first (the agent opens the call); most: the one with more "
+            "speech; none: no agent, speakers named speaker_a (heard first) and speaker_b."
+        ),
+    ] = Agent.first,
     max_segment: Annotated[
         float,
         typer.Option(
@@ -244,10 +278,14 @@ def label(
     fmt = parse_formats(formats)
     settings = analysis_settings(
         channels=channels.value,
-        channel_names=[n.strip() for n in channel_names.split(",")],
+        channel_names=None
+        if channel_names is None
+        else [n.strip() for n in channel_names.split(",")],
         max_segment_s=max_segment,
         context=context,
         names_option="--channel-names",
+        speakers=speakers.value,
+        agent=agent.value,
     )
     from callsort.run.progress import LabelProgress, print_plan, print_summary, print_waiting
 

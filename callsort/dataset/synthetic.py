@@ -108,6 +108,7 @@ def synthetic_tables(
         "recording": name_arr[call],
         "recording_id": ids[call],
         "channel": channel_names[channel],
+        "speaker_confidence": pa.nulls(len(call), pa.float64()),
         "segment_index": index.astype(np.int64),
         "start_s": start_s,
         "end_s": end_s,

@@ -65,6 +65,11 @@ def segments_table(
                 rows["recording"].append(result.recording)
                 rows["recording_id"].append(result.recording_id)
                 rows["channel"].append(channel.name)
+                rows["speaker_confidence"].append(
+                    None
+                    if channel.speaker_confidence is None
+                    else round(float(channel.speaker_confidence[i]), 4)
+                )
                 rows["segment_index"].append(i)
                 rows["start_s"].append(round(start, 3))
                 rows["end_s"].append(round(end, 3))

@@ -9,7 +9,7 @@ does not grow with the length of the recording.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import islice
 from pathlib import Path
 
@@ -17,6 +17,7 @@ import numpy as np
 
 from callsort.audio.channels import analysis_channels, channel_names
 from callsort.audio.decode import AudioInfo, probe, read_blocks, resampled_blocks
+from callsort.audio.diarise import Speakers, diarise, speaker_windows
 from callsort.audio.segment import frame_measures, speech_segments
 from callsort.errors import DecodeError
 from callsort.features.archive import ArchiveStatistics
@@ -45,6 +46,9 @@ class ChannelAnalysis:
     probabilities: np.ndarray
     # the same from each segment alone (the model's own); None: equal to ``probabilities``
     raw_probabilities: np.ndarray | None = None
+    # (segments,) how sure the speaker of each segment is, for the speakers of a mono
+    # file told apart (callsort.audio.diarise); None: a channel of the file itself
+    speaker_confidence: np.ndarray | None = None
 
     @property
     def raw(self) -> np.ndarray:
@@ -71,6 +75,12 @@ class RecordingFeatures:
     names: list[str]
     segments: list[list[tuple[float, float]]]  # (start_s, end_s) per channel
     features: list[np.ndarray]
+    # per channel: each segment's speaker confidence (a speaker of a mono file), else None
+    speaker_confidence: list[np.ndarray | None] | None = None
+
+    def confidence(self, c: int) -> np.ndarray | None:
+        """Channel ``c``'s speaker confidences, or None."""
+        return None if self.speaker_confidence is None else self.speaker_confidence[c]
 
 
 def recording_features(
@@ -97,14 +107,21 @@ def recording_features(
         speech_segments(energy[c], zcr[c], settings=settings.segmentation)
         for c in range(len(names))
     ]
+    confidence: list[np.ndarray | None] = [None] * len(names)
+    sources = list(range(len(names)))  # the decoded channel each analysis channel cuts
+    if is_diarised(info, settings):
+        speakers = mono_speakers(path, info, settings, segments[0], kept=kept)
+        if speakers.n_speakers == 2:
+            names = speaker_names(settings)
+            segments, confidence, sources = speakers.segments, speakers.confidence, [0, 0]
     if kept is not None:
         audio = (
-            (c, i, _cut(kept[c], seg))
+            (c, i, _cut(kept[sources[c]], seg))
             for c, segs in enumerate(segments)
             for i, seg in enumerate(segs)
         )
     else:
-        audio = _cut_stream(_analysis_stream(path, info, settings), segments)
+        audio = _cut_stream(_analysis_stream(path, info, settings), segments, sources=sources)
 
     # Each channel's features are kept (float32, 3.7 kB a segment: about 20 MB for three
     # hours of stereo speech) because the model normalises a segment against all the
@@ -116,8 +133,58 @@ def recording_features(
         for (c, i, _), row in zip(batch, rows, strict=True):
             features[c][i] = row
     return RecordingFeatures(
-        info=info, duration_s=duration_s, names=names, segments=segments, features=features
+        info=info,
+        duration_s=duration_s,
+        names=names,
+        segments=segments,
+        features=features,
+        speaker_confidence=confidence,
     )
+
+
+def is_diarised(info: AudioInfo, settings: AnalysisSettings) -> bool:
+    """Whether the speakers of the file ``info`` describes are told apart: a mono file,
+    its channels split (not ``mix``), with diarisation settings that allow two speakers."""
+    d = settings.diarisation
+    return (
+        info.n_channels == 1
+        and settings.channels.mode == "split"
+        and d is not None
+        and d.speakers != 1
+    )
+
+
+def speaker_names(settings: AnalysisSettings) -> list[str]:
+    """The channel names of the two speakers of a mono file, in the agent rule's order."""
+    d = settings.diarisation
+    if d is None or d.agent == "none":
+        return ["speaker_a", "speaker_b"]
+    return list(d.names)
+
+
+def mono_speakers(
+    path: Path | str,
+    info: AudioInfo,
+    settings: AnalysisSettings,
+    segments: list[tuple[float, float]],
+    *,
+    kept: np.ndarray | None = None,
+) -> Speakers:
+    """The speakers of the mono recording at ``path`` whose speech ``segments`` are known
+    (:func:`~callsort.audio.diarise.diarise`): the segments' samples are cut from
+    ``kept`` (the decoded recording), else from a new pass over the file that holds one
+    segment at a time."""
+    d = settings.diarisation
+    if d is None:
+        raise ValueError("no diarisation settings")
+    if kept is not None:
+        audio = ((0, i, _cut(kept[0], seg)) for i, seg in enumerate(segments))
+    else:
+        audio = _cut_stream(_analysis_stream(path, info, settings), [segments])
+    windows = [None] * len(segments)
+    for _, i, y in audio:
+        windows[i] = speaker_windows(y, settings=d)
+    return diarise(segments, windows, settings=d)  # type: ignore[arg-type]
 
 
 def analyse_recording(
@@ -134,11 +201,25 @@ def analyse_recording(
     Raises :class:`~callsort.errors.DecodeError` for files that are not usable audio.
     """
     raw = recording_features(path, feature_settings=model.feature_settings, settings=settings)
-    channels = [
-        channel_analysis(name, segs, X, model=model, settings=settings, archive=archive)
-        for name, segs, X in zip(raw.names, raw.segments, raw.features, strict=True)
-    ]
+    channels = labelled_channels(raw, model=model, settings=settings, archive=archive)
     return RecordingAnalysis(info=raw.info, duration_s=raw.duration_s, channels=channels)
+
+
+def labelled_channels(
+    raw: RecordingFeatures,
+    *,
+    model: Model,
+    settings: AnalysisSettings,
+    archive: ArchiveStatistics | None = None,
+) -> list[ChannelAnalysis]:
+    """:func:`channel_analysis` of every channel of ``raw``."""
+    return [
+        replace(
+            channel_analysis(name, segs, X, model=model, settings=settings, archive=archive),
+            speaker_confidence=raw.confidence(c),
+        )
+        for c, (name, segs, X) in enumerate(zip(raw.names, raw.segments, raw.features, strict=True))
+    ]
 
 
 def channel_analysis(
@@ -242,9 +323,13 @@ def _cut(y: np.ndarray, segment: tuple[float, float]) -> np.ndarray:
 
 
 def _cut_stream(
-    blocks: Iterator[np.ndarray], segments: list[list[tuple[float, float]]]
+    blocks: Iterator[np.ndarray],
+    segments: list[list[tuple[float, float]]],
+    *,
+    sources: list[int] | None = None,
 ) -> Iterator[tuple[int, int, np.ndarray]]:
-    """Cut ``(channel, index, audio)`` for every segment out of a block stream.
+    """Cut ``(channel, index, audio)`` for every segment out of a block stream, channel
+    ``c``'s from the block's row ``sources[c]`` (row ``c`` without ``sources``).
 
     Holds only the segments that overlap the current block, so memory is
     bounded by the block size and the longest segment.
@@ -266,7 +351,7 @@ def _cut_stream(
         for (c, i), (start, end, parts) in list(active.items()):
             a, b = max(start, position) - position, min(end, block_end) - position
             if b > a:
-                parts.append(block[c, a:b])
+                parts.append(block[c if sources is None else sources[c], a:b])
             if end <= block_end:
                 del active[(c, i)]
                 yield c, i, _joined(parts)

@@ -173,7 +173,7 @@ def sampled_results(
     from datetime import datetime, timezone
 
     from callsort.dataset.tables import RecordingResult
-    from callsort.run.analysis import RecordingAnalysis, channel_analysis
+    from callsort.run.analysis import RecordingAnalysis, labelled_channels
 
     if choice is None:
         return []
@@ -184,12 +184,7 @@ def sampled_results(
             continue
         started = time.perf_counter()
         raw = result.raw
-        channels = [
-            channel_analysis(
-                name, segs, X, model=model, settings=settings, archive=choice.statistics
-            )
-            for name, segs, X in zip(raw.names, raw.segments, raw.features, strict=True)
-        ]
+        channels = labelled_channels(raw, model=model, settings=settings, archive=choice.statistics)
         out.append(
             RecordingResult(
                 recording=result.recording,

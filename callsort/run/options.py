@@ -18,6 +18,7 @@ from callsort.settings import (
     AnalysisSettings,
     ChannelSettings,
     ContextSettings,
+    DiarisationSettings,
     SegmentationSettings,
 )
 
@@ -51,13 +52,22 @@ def default_jobs() -> int:
 def analysis_settings(
     *,
     channels: str = "split",
-    channel_names: Sequence[str] = ("left", "right"),
+    channel_names: Sequence[str] | None = None,
     max_segment_s: float = 4.0,
     context: bool = True,
     names_option: str = "channel_names",
+    speakers: str | int | None = "auto",
+    agent: str = "first",
 ) -> AnalysisSettings:
     """The analysis settings for the user's channel options, checked; ``context=False``
     labels each segment on its own (no :class:`~callsort.settings.ContextSettings`).
+
+    ``channel_names`` name the two channels of a stereo file (default ``left``,
+    ``right``) and the two speakers of a mono file (default ``speaker_a``,
+    ``speaker_b``), the first name for the agent as ``agent`` finds it (``first``: the
+    speaker heard first; ``most``: the one with more speech; ``none``: no agent, the
+    speakers stay ``speaker_a``, heard first, and ``speaker_b``). ``speakers``: how many
+    speakers a mono file has, 1, 2 or ``auto`` (told by the clusters' separation).
 
     ``names_option`` is how the user spelt the names option (``--channel-names``
     on the command line), for the message of the :class:`UsageError` raised
@@ -70,13 +80,26 @@ def analysis_settings(
             f"the longest segment is more than 0 and at most {MAX_SEGMENT_LIMIT_S:g} s (a "
             f"worker's memory grows with it), not {max_segment_s:g}"
         )
-    names = tuple(channel_names)
-    if len(names) != 2 or not all(names) or names[0] == names[1]:
+    if str(speakers) not in ("1", "2", "auto"):
+        raise UsageError(f"speakers is 1, 2 or auto, not {speakers!r}")
+    if agent not in ("first", "most", "none"):
+        raise UsageError(f"agent is first, most or none, not {agent!r}")
+    names = tuple(channel_names) if channel_names is not None else None
+    if names is not None and (len(names) != 2 or not all(names) or names[0] == names[1]):
         raise UsageError(
             f"{names_option} takes two different names (e.g. agent and customer), not {names!r}"
         )
+    diarisation = DiarisationSettings(
+        speakers=None if str(speakers) == "auto" else int(speakers),
+        agent=agent,  # type: ignore[arg-type]
+        **({"names": names} if names is not None else {}),
+    )
     return AnalysisSettings(
-        channels=ChannelSettings(mode=channels, names=names),  # type: ignore[arg-type]
+        channels=ChannelSettings(
+            mode=channels,  # type: ignore[arg-type]
+            **({"names": names} if names is not None else {}),
+        ),
+        diarisation=diarisation,
         segmentation=replace(SegmentationSettings(), max_segment_s=max_segment_s),
         context=ContextSettings() if context else None,
     )

@@ -395,7 +395,9 @@ def test_every_sql_query_of_the_readme_runs_on_a_real_dataset(tmp_path, monkeypa
     )
     # the demo's one escalation, and the default model's false one: the sad voicemail
     # (here twice, once dated), whose last third it hears as angry (README: What you get)
-    escalations = {("call_01_escalation.wav", "right")}
+    # call_06_mono.wav is that call summed to mono; --speakers auto keeps it one channel,
+    # which escalates with the customer in it
+    escalations = {("call_01_escalation.wav", "right"), ("call_06_mono.wav", "mono")}
     false_alarms = {(VOICEMAIL, "mono"), ("2026-11-25/vm.flac", "mono")}
     escalated = next(found)
     flagged = {r[:2] for r in escalated}
@@ -528,7 +530,7 @@ def test_dry_run_lists_and_changes_nothing(archive, tmp_path):
     lines = proc.stdout.splitlines()
     assert [line.split()[-1] for line in lines[:-1]] == [n for n in AUDIO if n != VOICEMAIL]
     assert all(line.startswith("new") for line in lines[:-1])
-    assert "would process 4 recordings; 1 unchanged" in lines[-1]
+    assert "would process 5 recordings; 1 unchanged" in lines[-1]
     assert part_files(out) == before
     assert len(list((out / "runs").glob("*.json"))) == 1
 

@@ -57,7 +57,7 @@ def test_dask_cluster_run_equals_local_run_row_for_row(tmp_path):
         assert sorted(loaded.values()) == [True, True], loaded
     local = label([archive], out=tmp_path / "local", jobs=1)
 
-    assert on_dask.n_ok == local.n_ok == 6
+    assert on_dask.n_ok == local.n_ok == 7
     assert on_dask.n_failed == local.n_failed == 1
     for name in ("segments", "calls"):
         got, want = _table(tmp_path / "dask", name), _table(tmp_path / "local", name)

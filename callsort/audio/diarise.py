@@ -1,0 +1,382 @@
+"""Tell the two speakers of a mono channel apart (issue 19).
+
+Works on the channel's speech segments only (``(start_s, end_s)`` from
+:mod:`callsort.audio.segment`): :func:`speaker_windows` turns one segment's 16 kHz
+samples into MFCC statistics and the pitch of short overlapping windows (telephone band,
+the level left out); :func:`diarise` projects them on the shipped speaker directions
+(:func:`projected`: ``callsort/models/speakers/projection.npz``, a linear discriminant
+analysis of other speakers, built by scripts/make_speaker_projection.py), clusters the
+segments' mean windows in two (Ward's agglomerative clustering refined by k-means,
+scikit-learn), tests whether the two clusters are two speakers or one
+(:func:`separation`), smooths each segment's window labels and cuts the segment where
+the speaker changes. Nothing is fetched at run time: scikit-learn, librosa and a small
+array shipped in the package. :func:`diarisation_error` scores the result.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+
+from callsort.settings import ANALYSIS_SAMPLE_RATE, DiarisationSettings
+
+SR = ANALYSIS_SAMPLE_RATE
+HOP = 160  # MFCC frames every 10 ms
+N_FFT = 512
+
+
+@dataclass(frozen=True)
+class SegmentWindows:
+    """The speaker features of one speech segment's windows."""
+
+    offsets: np.ndarray  # (windows, 2) start and end (s) from the segment's start
+    features: np.ndarray  # (windows, features) float64: MFCC means and standard deviations
+
+
+@dataclass(frozen=True)
+class Speakers:
+    """The outcome of :func:`diarise` for one channel.
+
+    ``segments[k]`` and ``confidence[k]`` are speaker ``k``'s turns (in order) and how
+    sure each assignment is (0.5: a coin toss, 1: sure); one list when the channel has
+    one speaker (its segments unchanged, confidence None).
+    """
+
+    segments: list[list[tuple[float, float]]]
+    confidence: list[np.ndarray | None]
+    separation: float  # of the two clusters (NaN: too few windows to tell)
+
+    @property
+    def n_speakers(self) -> int:
+        return len(self.segments)
+
+
+def speaker_windows(y: np.ndarray, *, settings: DiarisationSettings) -> SegmentWindows:
+    """MFCC statistics (coefficients 1..n_mfcc-1, mean and standard deviation over the
+    frames within ``frame_range_db`` of the loudest) of ``window_s`` windows every
+    ``hop_s`` of the 16 kHz segment ``y``; a segment shorter than a window is one window,
+    none when shorter than ``min_window_s``."""
+    import librosa
+
+    s = settings
+    n_dims = (s.n_mfcc - 1) * 2 + int(s.pitch)
+    duration = y.size / SR
+    if duration < s.min_window_s or y.size < N_FFT:
+        return SegmentWindows(np.zeros((0, 2)), np.zeros((0, n_dims)))
+    mel = librosa.feature.melspectrogram(
+        y=y.astype(np.float32),
+        sr=SR,
+        n_fft=N_FFT,
+        hop_length=HOP,
+        n_mels=s.n_mels,
+        fmin=s.fmin_hz,
+        fmax=s.fmax_hz,
+    )
+    log_mel = librosa.power_to_db(mel, ref=1.0, amin=1e-10, top_db=None)
+    mfcc = librosa.feature.mfcc(S=log_mel, n_mfcc=s.n_mfcc)
+    level = log_mel.max(axis=0)
+    loud = level >= level.max() - s.frame_range_db
+    n_frames = mfcc.shape[1]
+    if s.pitch:
+        f0 = librosa.yin(
+            y.astype(np.float32), fmin=70.0, fmax=400.0, sr=SR, frame_length=640, hop_length=HOP
+        )[:n_frames]
+        f0 = np.pad(f0, (0, n_frames - len(f0)), mode="edge")
+        log_f0 = np.log2(f0)
+    win = max(1, round(s.window_s * SR / HOP))
+    hop = max(1, round(s.hop_s * SR / HOP))
+    if n_frames <= win:
+        starts = [0]
+        win = n_frames
+    else:
+        starts = list(range(0, n_frames - win + 1, hop))
+        if starts[-1] + win < n_frames:  # the tail gets a window of its own
+            starts.append(n_frames - win)
+    offsets, rows = [], []
+    for a in starts:
+        frames = mfcc[1:, a : a + win][:, loud[a : a + win]]
+        if frames.shape[1] < 2:
+            continue
+        parts = [frames.mean(axis=1), frames.std(axis=1)]
+        if s.pitch:
+            parts.append([np.median(log_f0[a : a + win][loud[a : a + win]])])
+        rows.append(np.concatenate(parts))
+        offsets.append((a * HOP / SR, min((a + win) * HOP / SR, duration)))
+    if not rows:
+        return SegmentWindows(np.zeros((0, 2)), np.zeros((0, n_dims)))
+    return SegmentWindows(np.array(offsets), np.array(rows, dtype=np.float64))
+
+
+def projected(X: np.ndarray, *, settings: DiarisationSettings) -> np.ndarray:
+    """The windows ``X`` (windows, features) of one channel in the space they are
+    clustered in: the shipped speaker projection (``settings.projection``), centred on
+    the channel's mean; without one, standardised within the channel."""
+    if settings.projection is None:
+        mean, std = X.mean(axis=0), X.std(axis=0)
+        return (X - mean) / np.where(std > 0, std, 1.0)
+    p = _projection(settings.projection)
+    Z = ((X - p["mean"]) / p["scale"]) @ p["W"][:, : settings.projection_dims]
+    return Z - Z.mean(axis=0)
+
+
+@cache
+def _projection(name: str) -> dict[str, np.ndarray]:
+    path = Path(__file__).resolve().parents[1] / "models" / name / "projection.npz"
+    with np.load(path) as f:
+        return {k: f[k] for k in ("mean", "scale", "W")}
+
+
+def separation(Z: np.ndarray, labels: np.ndarray, owner: np.ndarray) -> float:
+    """How well the two clusters of the windows ``Z`` (``labels``; ``owner``: the segment
+    of each window) stand apart: the silhouette (scikit-learn) of the segments' mean
+    windows, each segment in the cluster most of its windows are in; 0 when either
+    cluster has fewer than two segments. Two voices give clusters that stand apart, one
+    voice cut in two does not."""
+    from sklearn.metrics import silhouette_score
+
+    ids = np.unique(owner)
+    M = np.stack([Z[owner == i].mean(axis=0) for i in ids])
+    majority = np.array([np.bincount(labels[owner == i], minlength=2).argmax() for i in ids])
+    if np.bincount(majority, minlength=2).min() < 2:
+        return 0.0
+    return float(silhouette_score(M, majority))
+
+
+def diarise(
+    segments: list[tuple[float, float]],
+    windows: list[SegmentWindows],
+    *,
+    settings: DiarisationSettings,
+) -> Speakers:
+    """The speakers of one channel whose speech ``segments`` have the speaker features
+    ``windows`` (one :class:`SegmentWindows` each, from :func:`speaker_windows`).
+
+    Two speakers when ``settings.speakers`` is 2, or None and the clusters' separation
+    reaches ``min_separation``; speakers in the order of ``settings.agent``.
+    """
+    s = settings
+    if s.speakers == 1 or not segments:
+        return Speakers([list(segments)], [None], float("nan"))
+    owner = np.concatenate([np.full(len(w.features), i) for i, w in enumerate(windows)])
+    X = np.concatenate([w.features for w in windows]) if len(owner) else np.zeros((0, 1))
+    if len(X) < 4:
+        return Speakers([list(segments)], [None], float("nan"))
+    Z = projected(X, settings=s)
+    labels, centroids = _two_clusters(Z, owner, settings=s)
+    sep = separation(Z, labels, owner)
+    if s.speakers is None and sep < s.min_separation:
+        return Speakers([list(segments)], [None], sep)
+
+    d = np.linalg.norm(Z[:, None, :] - centroids[None, :, :], axis=2)  # (windows, 2)
+    sure = d[:, ::-1] / np.maximum(d.sum(axis=1, keepdims=True), 1e-12)  # (windows, 2)
+    pieces: list[tuple[float, float, int, float]] = []  # start, end, speaker, confidence
+    for i, (start, end) in enumerate(segments):
+        rows = np.flatnonzero(owner == i)
+        if len(rows) == 0:
+            pieces.append((start, end, -1, 0.5))  # decided below from its neighbours
+            continue
+        pieces.extend(
+            _segment_pieces(start, end, windows[i].offsets, labels[rows], sure[rows], settings=s)
+        )
+    pieces = _fill_unknown(pieces)
+    if len({k for _, _, k, _ in pieces}) < 2:  # the smoothing left one speaker
+        return Speakers([list(segments)], [None], sep)
+    order = _speaker_order(pieces, agent=s.agent)
+    out_segments: list[list[tuple[float, float]]] = [[], []]
+    out_conf: list[list[float]] = [[], []]
+    for start, end, k, c in pieces:
+        j = order.index(k)
+        out_segments[j].append((start, end))
+        out_conf[j].append(c)
+    return Speakers(out_segments, [np.array(c) for c in out_conf], sep)
+
+
+def _two_clusters(
+    Z: np.ndarray, owner: np.ndarray, *, settings: DiarisationSettings
+) -> tuple[np.ndarray, np.ndarray]:
+    """Labels (0/1) and centroids ``(2, features)`` of the windows ``Z`` (``owner``: the
+    segment of each): the segments' mean windows (at most ``max_cluster_windows``,
+    evenly spread) in two by Ward's agglomerative clustering, refined by k-means
+    iterations over the segment means weighted by their windows; each window then takes
+    the nearer centroid."""
+    from sklearn.cluster import AgglomerativeClustering
+
+    ids, counts = np.unique(owner, return_counts=True)
+    if settings.segment_level:
+        M = np.stack([Z[owner == i].mean(axis=0) for i in ids])
+        weight = counts.astype(float)
+    else:
+        M, weight = Z, np.ones(len(Z))
+    if len(M) < 2:
+        M, weight = Z, np.ones(len(Z))
+    n = len(M)
+    pick = np.linspace(0, n - 1, min(n, settings.max_cluster_windows)).round().astype(int)
+    first = AgglomerativeClustering(n_clusters=2, linkage="ward").fit_predict(M[pick])
+    centroids = np.stack([M[pick][first == k].mean(axis=0) for k in (0, 1)])
+    for _ in range(settings.kmeans_iterations):
+        d = np.linalg.norm(M[:, None, :] - centroids[None, :, :], axis=2)
+        labels = d.argmin(axis=1)
+        if (np.bincount(labels, minlength=2) == 0).any():
+            break
+        new = np.stack(
+            [np.average(M[labels == k], axis=0, weights=weight[labels == k]) for k in (0, 1)]
+        )
+        if np.allclose(new, centroids):
+            break
+        centroids = new
+    d = np.linalg.norm(Z[:, None, :] - centroids[None, :, :], axis=2)
+    return d.argmin(axis=1), centroids
+
+
+def _segment_pieces(
+    start: float,
+    end: float,
+    offsets: np.ndarray,
+    labels: np.ndarray,
+    sure: np.ndarray,
+    *,
+    settings: DiarisationSettings,
+) -> list[tuple[float, float, int, float]]:
+    """One segment cut where its smoothed window labels change: ``(start, end, speaker,
+    confidence)`` pieces; a piece shorter than ``min_piece_s`` joins its neighbour."""
+    from scipy.signal import medfilt
+
+    k = settings.smooth_windows
+    if len(labels) >= k >= 3:
+        labels = medfilt(labels.astype(float), kernel_size=k | 1).astype(int)
+    centres = start + offsets.mean(axis=1)
+    cuts = [start]
+    owners = [int(labels[0])]
+    members: list[list[int]] = [[0]]
+    for j in range(1, len(labels)):
+        if labels[j] != owners[-1]:
+            cuts.append(float((centres[j - 1] + centres[j]) / 2))
+            owners.append(int(labels[j]))
+            members.append([])
+        members[-1].append(j)
+    cuts.append(end)
+    pieces = [[cuts[i], cuts[i + 1], owners[i], members[i]] for i in range(len(owners))]
+    merged = True
+    while merged and len(pieces) > 1:  # the shortest too-short piece joins a neighbour
+        merged = False
+        lengths = [b - a for a, b, _, _ in pieces]
+        i = int(np.argmin(lengths))
+        if lengths[i] < settings.min_piece_s:
+            j = (
+                i - 1
+                if i == len(pieces) - 1 or (i > 0 and lengths[i - 1] >= lengths[i + 1])
+                else i + 1
+            )
+            a, b = min(pieces[i][0], pieces[j][0]), max(pieces[i][1], pieces[j][1])
+            pieces[j] = [a, b, pieces[j][2], pieces[j][3] + pieces[i][3]]
+            del pieces[i]
+            merged = True
+    # neighbours left with the same speaker become one piece
+    out: list[list] = []
+    for p in pieces:
+        if out and out[-1][2] == p[2]:
+            out[-1] = [out[-1][0], p[1], p[2], out[-1][3] + p[3]]
+        else:
+            out.append(p)
+    return [(float(a), float(b), k_, float(np.mean(sure[m, k_]))) for a, b, k_, m in out]
+
+
+def _fill_unknown(
+    pieces: list[tuple[float, float, int, float]],
+) -> list[tuple[float, float, int, float]]:
+    """Segments too short for a window take the speaker of the nearest piece in time."""
+    known = [p for p in pieces if p[2] >= 0]
+    if not known:
+        return [(a, b, 0, 0.5) for a, b, _, _ in pieces]
+    out = []
+    for a, b, k, c in pieces:
+        if k < 0:
+            nearest = min(known, key=lambda p: min(abs(p[0] - b), abs(a - p[1])))
+            k, c = nearest[2], 0.5
+        out.append((a, b, k, c))
+    return out
+
+
+def _speaker_order(pieces: list[tuple[float, float, int, float]], *, agent: str) -> list[int]:
+    """The two cluster numbers in output order: the first speaker first (``first``,
+    ``none``), or the one with more speech (``most``)."""
+    if agent == "most":
+        seconds = {k: sum(b - a for a, b, j, _ in pieces if j == k) for k in (0, 1)}
+        first = max((0, 1), key=lambda k: (seconds[k], -k))
+    else:
+        first = min(pieces, key=lambda p: p[0])[2]
+    return [first, 1 - first]
+
+
+def diarisation_error(
+    reference: list[list[tuple[float, float]]],
+    hypothesis: list[list[tuple[float, float]]],
+    *,
+    collar_s: float = 0.25,
+    step_s: float = 0.01,
+) -> float:
+    """Diarisation error rate of ``hypothesis`` against ``reference``: each a list of
+    speakers, each speaker a list of ``(start_s, end_s)`` turns.
+
+    Missed speech, false alarm and speaker confusion over the reference's speech time,
+    the hypothesis's speakers mapped to the reference's in the best one-to-one way (NIST
+    md-eval's definition, counted on a ``step_s`` grid: per step, ``max(n_ref, n_hyp) -
+    n_correct`` speakers in error); ``collar_s`` either side of every reference turn's
+    start and end is not scored. Overlapped speech counts once per speaker. NaN without
+    reference speech.
+    """
+    from itertools import permutations
+
+    ends = [b for spk in (*reference, *hypothesis) for _, b in spk]
+    n = int(np.ceil(max(ends, default=0.0) / step_s)) + 1
+    t = (np.arange(n) + 0.5) * step_s
+
+    def active(turns: list[tuple[float, float]]) -> np.ndarray:
+        mask = np.zeros(n, dtype=bool)
+        for a, b in turns:
+            mask |= (t >= a) & (t < b)
+        return mask
+
+    ref = np.array([active(s) for s in reference]).reshape(len(reference), n)
+    hyp = np.array([active(s) for s in hypothesis]).reshape(len(hypothesis), n)
+    scored = np.ones(n, dtype=bool)
+    for spk in reference:
+        for a, b in spk:
+            for edge in (a, b):
+                scored &= ~((t >= edge - collar_s) & (t < edge + collar_s))
+    ref, hyp = ref[:, scored], hyp[:, scored]
+    total = ref.sum()
+    if total == 0:
+        return float("nan")
+    n_ref, n_hyp = ref.sum(axis=0), hyp.sum(axis=0)
+    best = None
+    k = max(len(reference), len(hypothesis))
+    for perm in permutations(range(k), len(hypothesis)):
+        correct = np.zeros(ref.shape[1], dtype=int)
+        for h, r in enumerate(perm):
+            if r < len(reference):
+                correct += ref[r] & hyp[h]
+        errors = int((np.maximum(n_ref, n_hyp) - correct).sum())
+        best = errors if best is None else min(best, errors)
+    return float(best / total)
+
+
+def speaker_turns(
+    segments: list[list[tuple[float, float]]], *, max_gap_s: float
+) -> list[list[tuple[float, float]]]:
+    """Each speaker's segments joined across pauses shorter than ``max_gap_s``: the turns
+    of a conversation (a turn holds its speaker's short pauses, which the voice-activity
+    detector leaves out of the segments)."""
+    out = []
+    for spk in segments:
+        turns: list[tuple[float, float]] = []
+        for a, b in sorted(spk):
+            if turns and a - turns[-1][1] < max_gap_s:
+                turns[-1] = (turns[-1][0], max(b, turns[-1][1]))
+            else:
+                turns.append((a, b))
+        out.append(turns)
+    return out
