@@ -3,9 +3,10 @@
 Clips go through the product's own path (decode, segmentation, features), so a
 model trains on what ``callsort label`` computes; telephone copies are real
 8 kHz codec files read back by the label path. One ``.npz`` per clip and
-condition, keyed by the file (path, size, mtime), the settings and
-:data:`FEATURE_CACHE_VERSION` (and, for features with the encoder's embedding,
-:data:`~callsort.settings.ENCODER_COMPUTE_TYPE`).
+condition, keyed by the file's content (sha256) and name (augmentation seeds come from
+it), the settings and :data:`FEATURE_CACHE_VERSION` (and, for features with the
+encoder's embedding, :data:`~callsort.settings.ENCODER_COMPUTE_TYPE`). Not by its
+folder or mtime: a corpus copied or unpacked again keeps its cached features.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -193,12 +195,10 @@ def _name_seed(path: Path) -> int:
 
 
 def _cache_key(path: Path, condition: str, settings: AnalysisSettings, fs: FeatureSettings) -> str:
-    st = os.stat(path)
     ident = json.dumps(
         [
-            str(Path(path).resolve()),
-            st.st_size,
-            st.st_mtime_ns,
+            _content_sha256(Path(path)),
+            Path(path).name,
             condition,
             settings_repr(settings.segmentation),
             identity(fs),
@@ -210,6 +210,19 @@ def _cache_key(path: Path, condition: str, settings: AnalysisSettings, fs: Featu
         sort_keys=True,
     )
     return hashlib.sha1(ident.encode()).hexdigest()
+
+
+def _content_sha256(path: Path) -> str:
+    """sha256 of the file's bytes, remembered per (path, size, mtime) within a process
+    (a clip's key is asked for once per condition and settings)."""
+    st = os.stat(path)
+    return _sha256_of(str(path.resolve()), st.st_size, st.st_mtime_ns)
+
+
+@lru_cache(maxsize=4096)
+def _sha256_of(path: str, size: int, mtime_ns: int) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def default_cache_dir() -> Path:

@@ -219,6 +219,36 @@ def test_fast_features_are_read_from_an_encoder_models_cache(tmp_path, make_spee
     assert with_encoder.X.shape[1] == computed.X.shape[1] + 1024
 
 
+def test_a_copied_corpus_keeps_its_cached_features_and_a_changed_clip_does_not(
+    tmp_path, make_speech
+):
+    """The cache follows a clip's bytes and name, not its folder or mtime: a corpus copied
+    (or unpacked again) is read from the cache; a clip whose audio changed is computed."""
+    import os
+    import shutil
+
+    import soundfile as sf
+
+    from callsort.settings import AnalysisSettings, FeatureSettings
+
+    name = "03-01-05-01-01-01-01.wav"
+    first, copy = tmp_path / "first", tmp_path / "elsewhere"
+    first.mkdir()
+    sf.write(first / name, make_speech(2.5, rms=0.05, seed=2), 16_000)
+    settings, fs, cache = AnalysisSettings(), FeatureSettings(), tmp_path / "cache"
+    original = training_cache._clip_features_task((first / name, "clean", settings, fs, cache))
+    shutil.copytree(first, copy)
+    os.utime(copy / name, ns=(1_700_000_000_000_000_000,) * 2)
+    again = training_cache._clip_features_task((copy / name, "clean", settings, fs, cache))
+    assert len(list(cache.iterdir())) == 1  # read from the cache, nothing written
+    np.testing.assert_array_equal(again.X, original.X)
+
+    sf.write(copy / name, make_speech(2.5, rms=0.05, seed=3), 16_000)
+    changed = training_cache._clip_features_task((copy / name, "clean", settings, fs, cache))
+    assert len(list(cache.iterdir())) == 2
+    assert not np.array_equal(changed.X, original.X)
+
+
 def test_calibration_report_of_a_single_fold_has_no_cross_fitted_temperature():
     """Leave-one-corpus-out is one fold: no other fold to fit a temperature on."""
     from callsort.training.metrics import calibration_report
