@@ -24,6 +24,7 @@ import numpy as np
 
 from callsort.features.encoder import WHISPER_BASE
 from callsort.features.spectral import feature_names
+from callsort.model.card import file_sha256
 from callsort.settings import (
     ENCODER_COMPUTE_TYPE,
     AnalysisSettings,
@@ -221,8 +222,7 @@ def _content_sha256(path: Path) -> str:
 
 @lru_cache(maxsize=4096)
 def _sha256_of(path: str, size: int, mtime_ns: int) -> str:
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
+    return file_sha256(Path(path))
 
 
 def default_cache_dir() -> Path:
