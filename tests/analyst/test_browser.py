@@ -203,7 +203,7 @@ def test_sample_report_renders_and_filters(driver, sample_report):
     choose(driver, "f-label", "any")
     choose(driver, "f-channel", "agent")
     assert sorted(ranked_names(driver)) == expected["with_agent"]
-    assert "call_05_voicemail.wav" not in expected["with_agent"]
+    assert "voicemail_05_mono.flac" not in expected["with_agent"]
     assert driver.find_element(By.CSS_SELECTOR, "#fig-escalated .value").text == str(
         expected["agent_escalated"]
     )
