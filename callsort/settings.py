@@ -104,6 +104,11 @@ class SegmentationSettings:
     # A channel in which no run lasts min_speech_s keeps its runs at least this long (a
     # short answer, "No!") rather than nothing; None: such a channel has no segment
     short_utterance_s: float | None = 0.15
+    # ... judged steady by the distance between these percentiles of their loud frames'
+    # zero-crossing rates (the speech runs: 25 and 75). A tone's rate stays within one
+    # crossing a frame; a voice holding one vowel can keep its quartiles that close (sad
+    # speech, fundamental-dominant), but its consonants and pitch spread its deciles
+    short_utterance_zcr_percentiles: tuple[float, float] = (10.0, 90.0)
 
     LEGACY: ClassVar[dict[str, object]] = {
         "min_zcr_spread": 0.012,
@@ -111,7 +116,18 @@ class SegmentationSettings:
         "smooth_s": 0.05,
         "peak_percentile": 99.5,
         "short_utterance_s": None,
+        "short_utterance_zcr_percentiles": (25.0, 75.0),
     }
+
+    def __post_init__(self) -> None:
+        low, high = (float(v) for v in self.short_utterance_zcr_percentiles)
+        if not 0.0 <= low < high <= 100.0:
+            raise ValueError(
+                "short_utterance_zcr_percentiles are two percentiles, the lower first, "
+                f"not {self.short_utterance_zcr_percentiles!r}"
+            )
+        # a card's JSON gives a list: the same setting, and the same identity
+        object.__setattr__(self, "short_utterance_zcr_percentiles", (low, high))
 
 
 @dataclass(frozen=True)

@@ -100,6 +100,31 @@ def bursts_in_noise(
     return y
 
 
+def held_vowel(
+    *, fricative_s: float, tone: bool = False, sr: int = ANALYSIS_SR, seed: int = 0
+) -> np.ndarray:
+    """A fricative (hiss above 3 kHz), then 1.6 s of one vowel held on a low pitch that
+    barely moves (165 +- 6 Hz, the fundamental strongest), fading to half its level: how
+    sad speech can sound (nEMO has such clips). Its zero-crossing rate stays within one
+    crossing a 10 ms frame between its quartiles, as a tone's does. ``tone``: a 165 Hz
+    tone at a steady level instead of the vowel."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(round(1.6 * sr)) / sr
+    if tone:
+        voiced = np.sin(2 * np.pi * 165.0 * t)
+    else:
+        phase = 2 * np.pi * np.cumsum(165.0 + 6.0 * np.sin(2 * np.pi * 0.8 * t)) / sr
+        harmonics = [np.sin(k * phase + rng.uniform(0, 2 * np.pi)) * k**-2.5 for k in range(1, 24)]
+        voiced = np.sum(harmonics, axis=0) * np.minimum(t / 0.1, 1.0) * (1.0 - 0.5 * t / t[-1])
+    y = voiced
+    if fricative_s > 0:
+        sos = scipy.signal.butter(4, 3000.0, btype="highpass", fs=sr, output="sos")
+        hiss = scipy.signal.sosfilt(sos, rng.standard_normal(round(fricative_s * sr)))
+        hiss *= 0.3 * np.sqrt(np.mean(voiced**2) / np.mean(hiss**2))
+        y = np.concatenate([hiss, voiced])
+    return (0.1 * y / np.sqrt(np.mean(y**2))).astype(np.float32)
+
+
 def demo_customer() -> dict[str, np.ndarray]:
     """Real speech for voice-activity tests: pieces of the customer channel (right) of the
     demo call ``call_01_escalation.wav`` (8 kHz mu-law), at 16 kHz.

@@ -21,7 +21,11 @@ SEGMENTATION_BEFORE = [
 
 def before_issue_17(settings: AnalysisSettings) -> AnalysisSettings:
     """``settings`` with the settings of issue 17 at the values that mean callsort before it."""
-    segmentation = replace(settings.segmentation, short_utterance_s=None)
+    segmentation = replace(
+        settings.segmentation,
+        short_utterance_s=None,
+        short_utterance_zcr_percentiles=(25.0, 75.0),
+    )
     return replace(settings, segmentation=segmentation, context=None)
 
 

@@ -47,7 +47,9 @@ def speech_segments(
     ``min_speech_s`` (clicks) and steady runs (tones, hum) are dropped, and
     long runs are cut into equal windows of at most ``max_segment_s``. A channel
     left without any segment keeps its runs of at least ``short_utterance_s``
-    that are not steady (a short answer: "No!"), when that setting is not None.
+    that are not steady (a short answer: "No!"), when that setting is not None; for
+    them the zero-crossing rate's spread is taken between
+    ``short_utterance_zcr_percentiles``.
     """
     s = settings
     if energy_db.size == 0:
@@ -98,7 +100,10 @@ def _short_runs(
 ) -> list[tuple[int, int]]:
     """In a channel without speech runs: the runs of at least ``short_utterance_s`` that
     are not steady. Steadiness is judged on their loud frames alone, so that the quiet
-    edges of a short tone burst do not pass for the movement of a voice."""
+    edges of a short tone burst do not pass for the movement of a voice, and by the
+    zero-crossing rate's wider ``short_utterance_zcr_percentiles``: the channel has no
+    other speech, and a voice holding one vowel moves its rate less than between-vowel
+    speech does (one crossing per 10 ms frame between the quartiles, as a tone)."""
     short_frames = max(1, round(float(s.short_utterance_s or 0.0) / s.frame_s))
     thresholds = _thresholds(e, floor=floor, min_frames=short_frames, s=s)
     if thresholds is None:
@@ -109,7 +114,8 @@ def _short_runs(
         loud = energy_db[a:b] > stay_threshold
         if b - a < short_frames or loud.sum() < 2:
             continue
-        if not _is_steady(energy_db[a:b][loud], zcr[a:b], loud, s):
+        percentiles = s.short_utterance_zcr_percentiles
+        if not _is_steady(energy_db[a:b][loud], zcr[a:b], loud, s, zcr_percentiles=percentiles):
             kept.append((a, b))
     return kept
 
@@ -160,12 +166,18 @@ def _merge_close(runs: list[tuple[int, int]], *, gap: int) -> list[tuple[int, in
 
 
 def _is_steady(
-    energy_db: np.ndarray, zcr: np.ndarray, loud: np.ndarray, s: SegmentationSettings
+    energy_db: np.ndarray,
+    zcr: np.ndarray,
+    loud: np.ndarray,
+    s: SegmentationSettings,
+    *,
+    zcr_percentiles: tuple[float, float] = (25.0, 75.0),
 ) -> bool:
     """A tone or hum: its level, or its spectrum (seen through the zero-crossing
-    rate of its loud frames), barely moves. Speech moves both all the time."""
+    rate of its loud frames, between ``zcr_percentiles``), barely moves. Speech moves
+    both all the time."""
     q_e = np.percentile(energy_db, [25, 75])
-    q_z = np.percentile(zcr[loud] if loud.any() else zcr, [25, 75])
+    q_z = np.percentile(zcr[loud] if loud.any() else zcr, list(zcr_percentiles))
     return bool(q_e[1] - q_e[0] < s.min_modulation_db or q_z[1] - q_z[0] < s.min_zcr_spread)
 
 

@@ -29,6 +29,7 @@ from callsort.settings import (
     ENCODER_COMPUTE_TYPE,
     AnalysisSettings,
     FeatureSettings,
+    SegmentationSettings,
     identity,
     settings_repr,
 )
@@ -114,17 +115,27 @@ def cached_file(
     features are their first columns (same code, same segments). Features cached before
     short utterances existed serve when they hold segments: short utterances are only
     looked for in a channel without any other segment, so such a clip's segments, and
-    features, are the same now.
+    features, are the same now; so do features cached under other settings of short
+    utterances alone (``short_utterance_zcr_percentiles``), for the same reason.
     """
     found = _cached_exactly(path, condition, settings, feature_settings, Path(cache_dir))
     if found is not None or settings.segmentation.short_utterance_s is None:
         return found
-    before = replace(settings, segmentation=replace(settings.segmentation, short_utterance_s=None))
-    found = _cached_exactly(path, condition, before, feature_settings, Path(cache_dir))
-    if found is None:
-        return None
-    with np.load(found) as data:
-        return found if len(data["durations_s"]) else None
+    for before in _short_utterances_before(settings):
+        found = _cached_exactly(path, condition, before, feature_settings, Path(cache_dir))
+        if found is not None:
+            with np.load(found) as data:
+                return found if len(data["durations_s"]) else None
+    return None
+
+
+def _short_utterances_before(settings: AnalysisSettings) -> list[AnalysisSettings]:
+    """``settings`` with short utterances as callsort looked for them before: with the
+    zero-crossing quartiles of the speech runs, then not at all."""
+    legacy = SegmentationSettings.LEGACY["short_utterance_zcr_percentiles"]
+    quartiles = replace(settings.segmentation, short_utterance_zcr_percentiles=legacy)
+    candidates = [quartiles, replace(quartiles, short_utterance_s=None)]
+    return [replace(settings, segmentation=c) for c in candidates if c != settings.segmentation]
 
 
 def _cached_exactly(

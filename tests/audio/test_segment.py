@@ -7,6 +7,7 @@ from itertools import pairwise
 
 import numpy as np
 import pytest
+from conftest import held_vowel
 
 from callsort.audio.segment import frame_measures, speech_segments
 from callsort.settings import SegmentationSettings
@@ -239,6 +240,36 @@ def test_no_short_segment_in_a_channel_of_noise_tones_or_clicks(demo_voice, soun
         "click": np.r_[0.9, np.zeros(15)],
     }
     assert segments_of(between(demo_voice["line"], sounds[sound])) == []
+
+
+def test_a_held_vowel_alone_in_a_channel_gets_a_segment(demo_voice):
+    """The speech runs' steadiness test (zero-crossing quartiles) takes it for a tone; a
+    channel without other speech judges it by the deciles, which its fricative spreads."""
+    y = between(demo_voice["line"], held_vowel(fricative_s=0.2))
+    quartiles = replace(SETTINGS, short_utterance_zcr_percentiles=(25.0, 75.0))
+    assert segments_of(y, quartiles) == []
+    assert_segments_match(segments_of(y), [(1.0, 2.8)])
+
+
+def test_a_tone_after_a_hiss_stays_without_a_segment(demo_voice):
+    """The same hiss before a steady 165 Hz tone: the deciles of its zero-crossing rate
+    spread as the vowel's do, but its level does not move."""
+    assert segments_of(between(demo_voice["line"], held_vowel(fricative_s=0.2, tone=True))) == []
+
+
+def test_a_held_vowel_without_its_consonant_stays_as_steady_as_a_tone(demo_voice):
+    """Where the vowel alone is all there is (no frame off its one or two crossings),
+    nothing tells it from a tone: the limit of the zero-crossing test."""
+    assert segments_of(between(demo_voice["line"], held_vowel(fricative_s=0.0))) == []
+
+
+def test_short_utterance_zcr_percentiles_are_two_ordered_percentiles():
+    assert SegmentationSettings(short_utterance_zcr_percentiles=[5, 95]) == replace(
+        SETTINGS, short_utterance_zcr_percentiles=(5.0, 95.0)
+    )
+    for bad in [(75.0, 25.0), (10.0, 10.0), (-1.0, 90.0), (10.0, 101.0)]:
+        with pytest.raises(ValueError, match="two percentiles"):
+            SegmentationSettings(short_utterance_zcr_percentiles=bad)
 
 
 def test_burst_just_longer_than_min_speech_is_kept(make_bursts):
