@@ -408,8 +408,10 @@ def _build_from_corpus(out: Path, calls: int, minutes: float, corpus: Path) -> d
 
 
 def _build_from_samples(out: Path, calls: int, minutes: float) -> dict:
-    """Without the corpus: the stereo demo calls, looped in a seeded order."""
-    sources = [sf.read(p, dtype="float64")[0] for p in sorted(SAMPLES.glob("call_*.wav"))]
+    """Without the corpus: the stereo demo calls, looped in a seeded order (the mono
+    demo call is left out: the archive is stereo)."""
+    stereo = [p for p in sorted(SAMPLES.glob("call_*.wav")) if sf.info(p).channels == 2]
+    sources = [sf.read(p, dtype="float64")[0] for p in stereo]
     if not sources:
         raise SystemExit(f"neither the corpus nor stereo demo calls in {_rel(SAMPLES)}")
     n = round(minutes * 60 * CALL_SR)
@@ -421,7 +423,7 @@ def _build_from_samples(out: Path, calls: int, minutes: float) -> dict:
             length += len(parts[-1])
         audio = np.concatenate(parts)[:n]
         sf.write(out / f"call_{index:03d}.wav", audio, CALL_SR, format="WAV", subtype="ULAW")
-    return {"looped_from": [p.name for p in sorted(SAMPLES.glob("call_*.wav"))]}
+    return {"looped_from": [p.name for p in stereo]}
 
 
 def _demo_script():
