@@ -87,5 +87,10 @@ def test_short_utterances_and_context_change_the_fingerprint_so_datasets_relabel
     assert identity(default)["context"] == identity(ContextSettings())
     before = before_issue_17(default)
     other_stay = replace(default, context=replace(default.context, p_stay=0.5))
-    values = {fingerprint(folder, s).value for s in (default, before, other_stay)}
-    assert len(values) == 3
+    quartiles = replace(
+        default,
+        segmentation=replace(default.segmentation, short_utterance_zcr_percentiles=(25.0, 75.0)),
+    )
+    assert "short_utterance_zcr_percentiles" not in identity(quartiles.segmentation)
+    values = {fingerprint(folder, s).value for s in (default, before, other_stay, quartiles)}
+    assert len(values) == 4
