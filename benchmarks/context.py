@@ -104,12 +104,17 @@ def main() -> int:
     saved, meta = load_saved(args.saved)
     report = score(saved, meta, model=args.model)
     print(render(report))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(report, indent=1) + "\n")
-    os.replace(tmp, args.out)
-    print(f"wrote {args.out.relative_to(REPO) if args.out.is_relative_to(REPO) else args.out}")
+    write_report(report, args.out)
     return 0
+
+
+def write_report(report: dict, out: Path) -> None:
+    """``report`` as JSON at ``out``, written whole or not at all."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text(json.dumps(report, indent=1) + "\n")
+    os.replace(tmp, out)
+    print(f"wrote {out.relative_to(REPO) if out.is_relative_to(REPO) else out}")
 
 
 # --- the fold models' predictions -----------------------------------------------------------

@@ -30,8 +30,6 @@ Writes ``benchmarks/results/context-smoothers.json``.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -212,11 +210,7 @@ def main() -> int:
             )
         report["corpora"][corpus] = entry
     report["seconds"] = round(time.perf_counter() - started, 1)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(report, indent=1) + "\n")
-    os.replace(tmp, args.out)
-    print(f"wrote {args.out.relative_to(REPO) if args.out.is_relative_to(REPO) else args.out}")
+    bench.write_report(report, args.out)
     return 0
 
 
