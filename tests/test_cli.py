@@ -804,6 +804,35 @@ def test_evaluate_check_card_fails_on_different_figures(synth_data, tmp_path):
     assert result.exit_code == 1, shown(result)
     assert "card 0.123" in result.output
 
+    # the card of a fast model is checked with --fast, and the other way round, before any work
+    result = invoke(
+        "evaluate", synth_data, "--no-telephone", "--fast", *common, "--check-card", model_dir
+    )
+    assert result.exit_code == 2, shown(result)
+    assert "holds a default model: check its card without --fast" in result.output
+
+
+def test_evaluate_check_card_segments_as_the_card_says(synth_data, tmp_path):
+    """A card written before short utterances existed is checked on the segments of its
+    time (SegmentationSettings.LEGACY), not with today's defaults: the clips' features are
+    computed again under those settings, and the figures match."""
+    model_dir, cache = tmp_path / "model", tmp_path / "cache"
+    common = ("--classes", ",".join(SYNTH_CLASSES), "--jobs", 1, "--cache", cache, "--fast")
+    result = invoke("train", synth_data, "--out", model_dir, "--no-telephone", *common)
+    assert result.exit_code == 0, shown(result)
+    card = json.loads((model_dir / "card.json").read_text())
+    assert card["segmentation_settings"]["short_utterance_s"] is not None
+    n_cached = len(list(cache.rglob("*.npz")))
+    for name in ("short_utterance_s", "short_utterance_zcr_percentiles"):
+        del card["segmentation_settings"][name]
+    (model_dir / "card.json").write_text(json.dumps(card))
+
+    result = invoke("evaluate", synth_data, "--no-telephone", *common, "--check-card", model_dir)
+    assert result.exit_code == 0, shown(result)
+    assert f"{n_cached} clip features, 0 cached, {n_cached} to compute" in result.output
+    assert len(list(cache.rglob("*.npz"))) == 2 * n_cached
+    assert "figures match the card" in result.output
+
 
 def test_train_with_archive_standardisation_and_label_an_archive(synth_data, tmp_path):
     """--archive-standardisation: the card carries the training population, evaluate

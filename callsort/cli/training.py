@@ -208,21 +208,22 @@ def evaluate(
         tune=tune,
         archive_standardisation=archive_standardisation,
     )
-    expected = None
+    expected, settings = None, None
     if check_card is not None:  # before hours of work: a card without figures is refused
-        from callsort.model.folder import load_model
-
-        expected = load_model(check_card).card.metrics
-        if expected.get("evaluated") is False:
-            raise UsageError(
-                f"{check_card} was trained with --no-evaluate: its card has no figures to check"
-            )
+        expected, settings = card_to_check(check_card, fast=fast)
     use_encoder_dir(encoder_dir)
     n_jobs = resolve_jobs(jobs)
     plan = make_plan(
-        data_dirs, config, n_jobs, cache, fast=fast, final=False, headline_only=headline_only
+        data_dirs,
+        config,
+        n_jobs,
+        cache,
+        fast=fast,
+        final=False,
+        headline_only=headline_only,
+        settings=settings,
     )
-    run = extract_features(data_dirs, plan, config, n_jobs, cache, fast=fast)
+    run = extract_features(data_dirs, plan, config, n_jobs, cache, fast=fast, settings=settings)
     metrics = training.corpus_protocols(
         run,
         config,
@@ -242,6 +243,35 @@ def evaluate(
         if differences:
             raise typer.Exit(1)
         results.print(f"figures match the card in {check_card} (tolerance {tolerance})")
+
+
+def card_to_check(folder: Path, *, fast: bool):
+    """The figures of the model card in ``folder``, and the analysis settings its model was
+    trained with: its segmentation as the card records it (a setting added to callsort
+    since takes the value callsort used before it, not today's default), so the protocol
+    runs on the same segments as when the card was written."""
+    from dataclasses import replace
+
+    from callsort.model.folder import load_model
+    from callsort.settings import AnalysisSettings
+
+    model = load_model(folder)
+    expected = model.card.metrics
+    if expected.get("evaluated") is False:
+        raise UsageError(
+            f"{folder} was trained with --no-evaluate: its card has no figures to check"
+        )
+    if (model.feature_settings.encoder is None) != fast:
+        raise UsageError(
+            f"{folder} holds a {'fast' if model.feature_settings.encoder is None else 'default'}"
+            f" model: check its card {'with' if not fast else 'without'} --fast"
+        )
+    if model.feature_settings != feature_settings(fast=fast):
+        raise UsageError(
+            f"{folder} was trained with features this callsort does not compute "
+            f"({model.feature_settings}): its card cannot be checked"
+        )
+    return expected, replace(AnalysisSettings(), segmentation=model.segmentation_settings)
 
 
 def training_config(
@@ -291,8 +321,10 @@ def make_plan(
     evaluate: bool = True,
     final: bool = True,
     headline_only: bool = False,
+    settings=None,
 ):
-    """Read and check the corpora, and show the plan (warnings in yellow) before the run."""
+    """Read and check the corpora, and show the plan (warnings in yellow) before the run;
+    ``settings``: the analysis settings (default ``AnalysisSettings()``)."""
     from callsort.run.progress import console
     from callsort.training import train as training
 
@@ -304,6 +336,7 @@ def make_plan(
         jobs=jobs,
         cache_dir=cache or training.default_cache_dir(),
         feature_settings=feature_settings(fast=fast),
+        settings=settings,
         headline_only=headline_only,
         codecs=not headline_only,
     )
@@ -324,7 +357,7 @@ def feature_settings(*, fast: bool):
     return FeatureSettings(encoder=None if fast else WHISPER_BASE)
 
 
-def extract_features(data_dirs, plan, config, jobs, cache, *, fast: bool):
+def extract_features(data_dirs, plan, config, jobs, cache, *, fast: bool, settings=None):
     """The features of every clip of the plan under its conditions, with a progress bar."""
     from callsort.run.progress import clip_progress
     from callsort.training import train as training
@@ -339,6 +372,7 @@ def extract_features(data_dirs, plan, config, jobs, cache, *, fast: bool):
             conditions=plan.conditions,
             feature_settings=feature_settings(fast=fast),
             clips=plan.clips,
+            settings=settings,
         )
 
 

@@ -139,13 +139,15 @@ def plan_training(
     jobs: int,
     cache_dir: Path | None,
     feature_settings: FeatureSettings,
+    settings: AnalysisSettings | None = None,
     headline_only: bool = False,
     codecs: bool = True,
     rates: PlanRates = RATES,
 ) -> TrainingPlan:
     """Read and check the corpora, and plan the run: the protocols when ``evaluate``
     (only the first corpus's folds when ``headline_only``), the final model when
-    ``final``. Refuses what would fail later; says what is odd but usable."""
+    ``final``. Refuses what would fail later; says what is odd but usable. ``settings``:
+    the segmentation the features are cached under (default ``AnalysisSettings()``)."""
     corpora = read_corpora(
         folders,
         classes=config.classes,
@@ -189,7 +191,9 @@ def plan_training(
     conditions = tuple(
         dict.fromkeys([*(tested if evaluate else ("clean",)), *config.train_conditions])
     )
-    n_cached = _n_cached(clips, conditions, feature_settings, cache_dir)
+    n_cached = _n_cached(
+        clips, conditions, feature_settings, settings or AnalysisSettings(), cache_dir
+    )
     extract = rates.extract_encoder if encoder else rates.extract_fast
     features_s = (len(clips) * len(conditions) - n_cached) * extract + n_cached * rates.cached
     kinds = len(MIX_KINDS) + 1 if config.channel_normalisation else 1
@@ -266,10 +270,9 @@ def _with_search(fit: Fit, config: TrainingConfig) -> list[Fit]:
     return [inner] * (len(TUNING_CANDIDATES) * INNER_FOLDS) + [fit]
 
 
-def _n_cached(clips, conditions, feature_settings, cache_dir) -> int:
+def _n_cached(clips, conditions, feature_settings, settings, cache_dir) -> int:
     if cache_dir is None:
         return 0
-    settings = AnalysisSettings()
     return sum(
         cached_file(
             c.path,

@@ -42,11 +42,14 @@ def extract(
     conditions: Sequence[str] = CONDITIONS,
     feature_settings: FeatureSettings | None = None,
     clips: Sequence[Clip] | None = None,
+    settings: AnalysisSettings | None = None,
 ) -> ProtocolRun:
     """Find the clips of one or more corpus folders (or take ``clips``, read from them
-    already) and compute their features under every condition (cached)."""
+    already) and compute their features under every condition (cached), segmented as
+    ``settings`` say (default ``AnalysisSettings()``)."""
 
-    settings, feature_settings = AnalysisSettings(), feature_settings or FeatureSettings()
+    settings = settings or AnalysisSettings()
+    feature_settings = feature_settings or FeatureSettings()
     conditions = tuple(dict.fromkeys([*conditions, *config.train_conditions]))
     folders = [data_dir] if isinstance(data_dir, (str, Path)) else list(data_dir)
     if clips is None:

@@ -307,6 +307,19 @@ def test_load_refuses_unknown_feature_settings(saved):
         load_model(saved)
 
 
+def test_segmentation_settings_of_a_card_written_before_a_setting_existed(saved):
+    # the card of a model trained before short utterances: it segmented without them
+    rewrite_card(saved, segmentation_settings={"min_speech_s": 0.3, "max_segment_s": 4.0})
+    old = load_model(saved).segmentation_settings
+    assert old.short_utterance_s is None and old.max_segment_s == 4.0
+    assert old.short_utterance_zcr_percentiles == (25.0, 75.0)
+    assert old != SegmentationSettings()  # today's default looks for short utterances
+    # a card that records them keeps its own values
+    rewrite_card(saved, segmentation_settings={"short_utterance_s": 0.2, "max_segment_s": 6.0})
+    recorded = load_model(saved).segmentation_settings
+    assert (recorded.short_utterance_s, recorded.max_segment_s) == (0.2, 6.0)
+
+
 def test_temperature_softens_probabilities_but_keeps_the_ranking(fitted, blobs):
     X, _ = blobs
     sharp = fitted.predict_proba(X)
