@@ -1,9 +1,9 @@
 """Probabilities of the shipped models on a fixed synthetic recording.
 
 ``tests/model/test_model_shipped.py`` compares today's probabilities with those stored in
-``tests/data/shipped_predictions.json``. The fast model's were computed before the
-classifier became a scikit-learn estimator and the feature constants moved into the
-settings, the default model's when its encoder moved to float32 (issue 18); regenerate
+``tests/data/shipped_predictions.json``. The fast model's were computed when it was
+retrained so that its card reproduces (0.1.0+772433e0), the default model's when its
+encoder moved to float32 (issue 18); regenerate
 them (``python tests/shipped_predictions.py``) only for a deliberate change of a shipped
 model or of the features.
 """

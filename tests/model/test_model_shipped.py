@@ -18,9 +18,9 @@ from callsort.model.card import MODEL_FILE, shipped_model_dir
 @pytest.mark.parametrize("name", SHIPPED)
 def test_shipped_model_predicts_what_it_did(name):
     """Segments and probabilities on a fixed synthetic recording, against
-    tests/data/shipped_predictions.json (the fast model's computed before issue 14's
-    rework of the classifier and of the settings; the default model's since its encoder
-    runs in float32, issue 18): any change of segmentation, features or model shows here.
+    tests/data/shipped_predictions.json (the fast model's since it was retrained so that its
+    card reproduces; the default model's since its encoder runs in float32, issue 18): any
+    change of segmentation, features or model shows here.
 
     The fast model's figures are the same on every CPU path measured (NumPy's and
     OpenBLAS's too: tests/test_cpu_paths.py), so they must match to rounding; the
