@@ -48,6 +48,13 @@ def identity(settings: Any) -> dict:
     return out
 
 
+def recorded(cls: type, data: dict) -> Any:
+    """Settings of class ``cls`` as a model card recorded them in ``data``: a field the card
+    lacks (added to callsort after the card was written) takes the value callsort used
+    before it became a setting (``cls.LEGACY``), not today's default."""
+    return cls(**{**getattr(cls, "LEGACY", {}), **data})
+
+
 def settings_repr(settings: Any) -> str:
     """``repr(settings)`` over :func:`identity`'s fields (what a cache key hashed before)."""
     inner = ", ".join(f"{k}={v!r}" for k, v in identity(settings).items())

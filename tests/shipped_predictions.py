@@ -45,11 +45,10 @@ def predictions(name: str) -> dict:
     from callsort.audio.segment import frame_measures, speech_segments
     from callsort.features.spectral import feature_names, segment_features
     from callsort.model.folder import load_model
-    from callsort.settings import SegmentationSettings
 
     model = load_model(name)
     y = recording()
-    seg = SegmentationSettings(**model.card.segmentation_settings)
+    seg = model.segmentation_settings
     energy, zcr = frame_measures(y, frame_length=round(seg.frame_s * 16000))
     segments = speech_segments(energy, zcr, settings=seg)
     settings = model.feature_settings

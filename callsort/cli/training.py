@@ -261,11 +261,10 @@ def card_to_check(folder: Path, *, fast: bool):
         raise UsageError(
             f"{folder} was trained with --no-evaluate: its card has no figures to check"
         )
-    if (model.feature_settings.encoder is None) != fast:
-        raise UsageError(
-            f"{folder} holds a {'fast' if model.feature_settings.encoder is None else 'default'}"
-            f" model: check its card {'with' if not fast else 'without'} --fast"
-        )
+    card_fast = model.feature_settings.encoder is None
+    if card_fast != fast:
+        kind, flag = ("fast", "with") if card_fast else ("default", "without")
+        raise UsageError(f"{folder} holds a {kind} model: check its card {flag} --fast")
     if model.feature_settings != feature_settings(fast=fast):
         raise UsageError(
             f"{folder} was trained with features this callsort does not compute "

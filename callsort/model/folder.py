@@ -30,7 +30,7 @@ from callsort.model.card import (
     model_folder,
 )
 from callsort.model.head import LinearHead, head_columns
-from callsort.settings import FeatureSettings, SegmentationSettings
+from callsort.settings import FeatureSettings, SegmentationSettings, recorded
 
 if TYPE_CHECKING:
     from callsort.features.archive import ArchiveStatistics
@@ -153,16 +153,12 @@ class Model:
 
     @property
     def feature_settings(self) -> FeatureSettings:
-        return FeatureSettings(**self.card.feature_settings)
+        return recorded(FeatureSettings, self.card.feature_settings)
 
     @property
     def segmentation_settings(self) -> SegmentationSettings:
-        """The segmentation the model was trained with: a field the card lacks (added to
-        callsort after the model was trained) holds the value callsort used before it
-        became a setting (``SegmentationSettings.LEGACY``), not today's default."""
-        return SegmentationSettings(
-            **{**SegmentationSettings.LEGACY, **self.card.segmentation_settings}
-        )
+        """The segmentation the model was trained with (see :func:`callsort.settings.recorded`)."""
+        return recorded(SegmentationSettings, self.card.segmentation_settings)
 
     @cached_property
     def classifier(self) -> EmotionClassifier:
