@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from callsort.errors import ModelError
-from callsort.settings import FeatureSettings
+from callsort.settings import FeatureSettings, SegmentationSettings, recorded
 
 CARD_FORMAT = 2
 """Cards of format 1 (callsort before channel normalisation) lack settings; refused."""
@@ -79,10 +79,10 @@ class ModelCard:
     @classmethod
     def read(cls, card_file: Path) -> ModelCard:
         """The card in ``card_file``; refuses an unreadable one, another format, or
-        feature settings this callsort does not know.
+        feature or segmentation settings this callsort does not know.
 
-        Settings added to :class:`~callsort.settings.FeatureSettings` since a card
-        was written take their defaults, which are the values callsort used then.
+        Settings added since a card was written take the values callsort used then
+        (:func:`callsort.settings.recorded`).
         """
         try:
             card = cls(**json.loads(card_file.read_text(encoding="utf-8")))
@@ -93,12 +93,16 @@ class ModelCard:
                 f"model card {card_file} has format {card.format}; this callsort reads format "
                 f"{CARD_FORMAT}: retrain the model with this version (callsort train)"
             )
-        try:
-            FeatureSettings(**card.feature_settings)
-        except TypeError as exc:
-            raise ModelError(
-                f"model card {card_file} has unusable feature settings: {exc}"
-            ) from None
+        for what, cls, data in (
+            ("feature", FeatureSettings, card.feature_settings),
+            ("segmentation", SegmentationSettings, card.segmentation_settings),
+        ):
+            try:
+                recorded(cls, data)
+            except (TypeError, ValueError) as exc:
+                raise ModelError(
+                    f"model card {card_file} has unusable {what} settings: {exc}"
+                ) from None
         return card
 
 

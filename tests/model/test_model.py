@@ -307,6 +307,15 @@ def test_load_refuses_unknown_feature_settings(saved):
         load_model(saved)
 
 
+def test_load_refuses_unknown_segmentation_settings(saved):
+    rewrite_card(saved, segmentation_settings={"min_speech_s": 0.3, "wavelet_vad": True})
+    with pytest.raises(ModelError, match="unusable segmentation settings"):
+        load_model(saved)
+    rewrite_card(saved, segmentation_settings={"short_utterance_zcr_percentiles": [90, 10]})
+    with pytest.raises(ModelError, match="unusable segmentation settings.*lower first"):
+        load_model(saved)
+
+
 def test_segmentation_settings_of_a_card_written_before_a_setting_existed(saved):
     # the card of a model trained before short utterances: it segmented without them
     rewrite_card(saved, segmentation_settings={"min_speech_s": 0.3, "max_segment_s": 4.0})
