@@ -10,9 +10,9 @@ each call as stereo (agent left, customer right) and as the mono sum of the two.
    diarisation error rate (0.25 s collar) against the known turns, and how often the
    one-speaker test is right on one- and two-speaker files. The test's threshold
    (``DiarisationSettings.min_separation``) is chosen on the FIT half; every figure
-   published is from the TEST half (speakers unseen by the threshold and by the speaker
-   projection) and from the demo calls (sample_recordings/, RAVDESS actors 23 and 24,
-   unseen by both).
+   published is from the TEST half (speakers unseen by the threshold; the speaker
+   encoder, callsort.audio.voices, was trained on other corpora) and from the demo calls
+   (sample_recordings/, RAVDESS actors 23 and 24, unseen by the threshold too).
 2. ``labels``: ``callsort label --jobs 2 --channel-names agent,customer`` over the TEST
    calls and the demo calls, stereo and mono sums, side by side (wall time, CPU, peak
    memory of the largest process); agreement of the mono run's labels with the stereo

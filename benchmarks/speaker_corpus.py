@@ -1,9 +1,7 @@
-"""Corpus clips by speaker, for the speaker projection (scripts/make_speaker_projection.py)
-and the diarisation benchmark (benchmarks/diarisation.py).
+"""Corpus clips by speaker, for the diarisation benchmark (benchmarks/diarisation.py).
 
-Speakers are split in two halves: the FIT half builds callsort's speaker projection and
-chooses the one-speaker threshold, the TEST half gives every published figure (so each
-figure is speaker-independent). RAVDESS actors 23 and 24 (the demo calls) are in
+Speakers are split in two halves: the FIT half chooses the one-speaker threshold, the
+TEST half gives every published figure (so each figure is speaker-independent). RAVDESS actors 23 and 24 (the demo calls) are in
 neither: they are unseen by every fit.
 """
 

@@ -215,8 +215,8 @@ class ContextSettings:
 @dataclass(frozen=True)
 class DiarisationSettings:
     """How the speech of a mono file is told apart into two speakers
-    (:mod:`callsort.audio.diarise`): MFCC statistics and pitch of short windows of the
-    speech segments, clustered in two, the segments cut where the speaker changes.
+    (:mod:`callsort.audio.diarise`): speaker embeddings of short windows of the speech
+    segments, clustered in two, the segments cut where the speaker changes.
 
     ``speakers``: 1 keeps a mono file one channel, 2 always splits it, None decides by
     the separation of the two clusters (``min_separation``). ``agent`` orders the two
@@ -229,30 +229,20 @@ class DiarisationSettings:
     speakers: int | None = None
     agent: Literal["first", "most", "none"] = "first"
     names: tuple[str, str] = ("speaker_a", "speaker_b")
-    window_s: float = 1.0  # speaker-feature windows inside the speech segments ...
-    hop_s: float = 0.5  # ... this far apart
+    # speaker-embedding windows (callsort.audio.voices) inside the speech segments: as
+    # long as the encoder's training windows (1.6 s), each starting this far after the last
+    window_s: float = 1.6
+    hop_s: float = 0.8
     min_window_s: float = 0.25  # a segment shorter than this gets no window of its own
-    fmin_hz: float = 300.0  # telephone band of the MFCC filter bank
-    fmax_hz: float = 3400.0
-    n_mels: int = 32
-    n_mfcc: int = 20  # coefficients 1 .. n_mfcc - 1 (c0, the level, is left out)
-    frame_range_db: float = 30.0  # frames this far below a segment's loudest are left out
-    # the shipped linear projection the windows are clustered in (callsort/models/<name>/
-    # projection.npz, scripts/make_speaker_projection.py: speaker directions kept, emotion
-    # directions dropped); None: the features standardised within the call
-    projection: str | None = "speakers"
+    level_dbfs: float = -30.0  # a quieter segment is raised to this RMS level first
+    batch_windows: int = 256  # windows embedded together (speed; the results do not change)
     smooth_windows: int = 3  # median filter over a segment's window labels
     min_piece_s: float = 0.5  # a speaker turn shorter than this joins its neighbour
     # with speakers=None, two speakers when the clusters' separation (the silhouette of
     # the segments, diarise.separation) reaches this: chosen on the synthetic calls and
     # one-speaker files of the FIT speakers (benchmarks/diarisation.py), best balanced
     # accuracy
-    min_separation: float = 0.479
-    # the first this many discriminant directions of the projection (all: None); 6 gave
-    # the FIT calls a DER of 10.8 % with two speakers imposed, 3: 11.2 %, 4: 10.3 %, all
-    # 15: 12.6 % (before pitch was added)
-    projection_dims: int | None = 6
-    pitch: bool = True  # the median log2 pitch (librosa.yin, 70-400 Hz) of each window too
+    min_separation: float = 0.249
     segment_level: bool = True  # cluster the segments' mean windows, not each window
     max_cluster_windows: int = 1500  # segments (windows) clustered at most, evenly spread
     kmeans_iterations: int = 10

@@ -43,10 +43,7 @@ SUMMARY = "callsort summary r"
 AGREEMENT = "callsort agreement reports sample_recordings/ground_truth.csv"
 """The quick start's comparison of the demo calls' labels with their ground truth."""
 FAST = "callsort label sample_recordings/ --model fast --out reports-fast"
-MONO = (
-    "callsort label sample_recordings/call_06_mono.wav --out mono "
-    "--speakers 2 --channel-names agent,customer"
-)
+MONO = "callsort label sample_recordings/call_06_mono.wav --out mono --channel-names agent,customer"
 """The Mono calls section's command: the two speakers of the mono demo call."""
 """The quick start with the fast model: its demo agreement is published beside the default's."""
 ACCURACY_RESULTS = {
@@ -56,6 +53,8 @@ ACCURACY_RESULTS = {
 """The shipped models' figures, written by scripts/train_shipped_models.sh."""
 ADAPTATION_RESULTS = REPO / "benchmarks" / "results" / "adaptation.json"
 """The adaptation protocol's figures, written by benchmarks/adaptation.py."""
+DIARISATION_RESULTS = REPO / "benchmarks" / "results" / "diarisation.json"
+"""The mono calls' figures, written by benchmarks/diarisation.py."""
 PROTOCOL_CONDITIONS = ("clean", "telephone", "alaw", "gsm", "g721")
 EXAMPLE_CALL = "call_01_escalation.wav"
 EXAMPLE_CHANNEL = "right"
@@ -274,6 +273,11 @@ def adaptation_table(results: Path) -> str:
     return markdown_table(json.loads(results.read_text(encoding="utf-8")))
 
 
+def diarisation_table(results: Path) -> str:
+    """The Mono calls section's table, as benchmarks/diarisation.py wrote it."""
+    return json.loads(results.read_text(encoding="utf-8"))["markdown"]
+
+
 def schema_tables() -> dict[str, str]:
     from callsort.schema import call_columns, manifest_columns, markdown_table, segment_columns
 
@@ -301,6 +305,7 @@ def generate(workdir: Path) -> tuple[dict[str, str], dict]:
         "across-machines": across_machines(),
         **schema_tables(),
         "adaptation": adaptation_table(ADAPTATION_RESULTS),
+        "diarisation": diarisation_table(DIARISATION_RESULTS),
     }
     return sections, results
 

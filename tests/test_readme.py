@@ -159,6 +159,18 @@ def test_readme_demo_figures_are_the_results_file():
     assert examples.sections_in(README)["demo-agreement"] == examples.agreement_sentence(results)
 
 
+def test_readme_diarisation_table_is_the_results_file():
+    """The Mono calls table is benchmarks/results/diarisation.json's, made with the
+    one-speaker threshold callsort ships."""
+    examples = _examples()
+    results = json.loads(examples.DIARISATION_RESULTS.read_text(encoding="utf-8"))
+    assert examples.sections_in(README)["diarisation"] == results["markdown"]
+    from callsort.settings import DiarisationSettings
+
+    assert results["threshold_shipped"] == DiarisationSettings().min_separation
+    assert f"silhouette of the segments under {DiarisationSettings().min_separation}," in README
+
+
 def test_readme_adaptation_table_is_the_results_file():
     """The README's adaptation table is benchmarks/results/adaptation.json's, and the
     adapter and lambda it shows are what callsort adapt uses."""

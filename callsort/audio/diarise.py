@@ -2,30 +2,28 @@
 
 Works on the channel's speech segments only (``(start_s, end_s)`` from
 :mod:`callsort.audio.segment`): :func:`speaker_windows` turns one segment's 16 kHz
-samples into MFCC statistics and the pitch of short overlapping windows (telephone band,
-the level left out); :func:`diarise` projects them on the shipped speaker directions
-(:func:`projected`: ``callsort/models/speakers/projection.npz``, a linear discriminant
-analysis of other speakers, built by scripts/make_speaker_projection.py), clusters the
-segments' mean windows in two (Ward's agglomerative clustering refined by k-means,
-scikit-learn), tests whether the two clusters are two speakers or one
+samples into speaker embeddings of short overlapping windows (:mod:`callsort.audio.voices`,
+a voice encoder shipped in the package); :func:`diarise` centres them on the channel's
+mean, clusters the segments' mean windows in two (Ward's agglomerative clustering refined
+by k-means, scikit-learn), tests whether the two clusters are two speakers or one
 (:func:`separation`), smooths each segment's window labels and cuts the segment where
-the speaker changes. Nothing is fetched at run time: scikit-learn, librosa and a small
-array shipped in the package. :func:`diarisation_error` scores the result.
+the speaker changes. Nothing is fetched at run time. :func:`diarisation_error` scores
+the result.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from functools import cache
-from pathlib import Path
 
 import numpy as np
 
+from callsort.audio.voices import FRAMES_PER_S, voice_embeddings, voice_mel
 from callsort.settings import ANALYSIS_SAMPLE_RATE, DiarisationSettings
 
 SR = ANALYSIS_SAMPLE_RATE
-HOP = 160  # MFCC frames every 10 ms
-N_FFT = 512
+N_FFT = 400  # the shortest segment with a whole frame of the speaker encoder
+EMBEDDING_DIMS = 256
 
 
 @dataclass(frozen=True)
@@ -33,7 +31,7 @@ class SegmentWindows:
     """The speaker features of one speech segment's windows."""
 
     offsets: np.ndarray  # (windows, 2) start and end (s) from the segment's start
-    features: np.ndarray  # (windows, features) float64: MFCC means and standard deviations
+    features: np.ndarray  # (windows, 256) float64: speaker embeddings of unit length
 
 
 @dataclass(frozen=True)
@@ -54,40 +52,46 @@ class Speakers:
         return len(self.segments)
 
 
-def speaker_windows(y: np.ndarray, *, settings: DiarisationSettings) -> SegmentWindows:
-    """MFCC statistics (coefficients 1..n_mfcc-1, mean and standard deviation over the
-    frames within ``frame_range_db`` of the loudest) of ``window_s`` windows every
-    ``hop_s`` of the 16 kHz segment ``y``; a segment shorter than a window is one window,
-    none when shorter than ``min_window_s``."""
-    import librosa
-
+def speaker_windows(
+    segments: Iterable[np.ndarray], *, settings: DiarisationSettings
+) -> list[SegmentWindows]:
+    """Speaker embeddings (:func:`callsort.audio.voices.voice_embeddings`) of
+    ``window_s`` windows every ``hop_s`` of each 16 kHz segment of ``segments``, one
+    :class:`SegmentWindows` each; the last window ends with its segment. A segment
+    shorter than a window is one window, none when shorter than ``min_window_s``. The
+    windows of many segments are embedded together (``batch_windows`` at a time)."""
     s = settings
-    n_dims = (s.n_mfcc - 1) * 2 + int(s.pitch)
+    offsets: list[np.ndarray] = []
+    embedded: list[np.ndarray] = []
+    pending: list[np.ndarray] = []
+
+    def embed_pending() -> None:
+        if pending:
+            embedded.append(voice_embeddings(pending, batch=s.batch_windows).astype(np.float64))
+            pending.clear()
+
+    for y in segments:
+        found, mels = _windows(y, settings=s)
+        offsets.append(found)
+        pending.extend(mels)
+        if len(pending) >= s.batch_windows:
+            embed_pending()
+    embed_pending()
+    features = np.concatenate(embedded) if embedded else np.zeros((0, EMBEDDING_DIMS))
+    bounds = np.cumsum([0, *(len(o) for o in offsets)])
+    return [SegmentWindows(o, features[bounds[i] : bounds[i + 1]]) for i, o in enumerate(offsets)]
+
+
+def _windows(y: np.ndarray, *, settings: DiarisationSettings) -> tuple[np.ndarray, list]:
+    """The windows of one segment: their ``(start, end)`` offsets (s) and mel spectra."""
+    s = settings
     duration = y.size / SR
     if duration < s.min_window_s or y.size < N_FFT:
-        return SegmentWindows(np.zeros((0, 2)), np.zeros((0, n_dims)))
-    mel = librosa.feature.melspectrogram(
-        y=y.astype(np.float32),
-        sr=SR,
-        n_fft=N_FFT,
-        hop_length=HOP,
-        n_mels=s.n_mels,
-        fmin=s.fmin_hz,
-        fmax=s.fmax_hz,
-    )
-    log_mel = librosa.power_to_db(mel, ref=1.0, amin=1e-10, top_db=None)
-    mfcc = librosa.feature.mfcc(S=log_mel, n_mfcc=s.n_mfcc)
-    level = log_mel.max(axis=0)
-    loud = level >= level.max() - s.frame_range_db
-    n_frames = mfcc.shape[1]
-    if s.pitch:
-        f0 = librosa.yin(
-            y.astype(np.float32), fmin=70.0, fmax=400.0, sr=SR, frame_length=640, hop_length=HOP
-        )[:n_frames]
-        f0 = np.pad(f0, (0, n_frames - len(f0)), mode="edge")
-        log_f0 = np.log2(f0)
-    win = max(1, round(s.window_s * SR / HOP))
-    hop = max(1, round(s.hop_s * SR / HOP))
+        return np.zeros((0, 2)), []
+    mel = voice_mel(y, level_dbfs=s.level_dbfs)
+    n_frames = mel.shape[0]
+    win = max(1, round(s.window_s * FRAMES_PER_S))
+    hop = max(1, round(s.hop_s * FRAMES_PER_S))
     if n_frames <= win:
         starts = [0]
         win = n_frames
@@ -95,38 +99,15 @@ def speaker_windows(y: np.ndarray, *, settings: DiarisationSettings) -> SegmentW
         starts = list(range(0, n_frames - win + 1, hop))
         if starts[-1] + win < n_frames:  # the tail gets a window of its own
             starts.append(n_frames - win)
-    offsets, rows = [], []
-    for a in starts:
-        frames = mfcc[1:, a : a + win][:, loud[a : a + win]]
-        if frames.shape[1] < 2:
-            continue
-        parts = [frames.mean(axis=1), frames.std(axis=1)]
-        if s.pitch:
-            parts.append([np.median(log_f0[a : a + win][loud[a : a + win]])])
-        rows.append(np.concatenate(parts))
-        offsets.append((a * HOP / SR, min((a + win) * HOP / SR, duration)))
-    if not rows:
-        return SegmentWindows(np.zeros((0, 2)), np.zeros((0, n_dims)))
-    return SegmentWindows(np.array(offsets), np.array(rows, dtype=np.float64))
+    offsets = [(a / FRAMES_PER_S, min((a + win) / FRAMES_PER_S, duration)) for a in starts]
+    return np.array(offsets), [mel[a : a + win] for a in starts]
 
 
-def projected(X: np.ndarray, *, settings: DiarisationSettings) -> np.ndarray:
+def centred(X: np.ndarray) -> np.ndarray:
     """The windows ``X`` (windows, features) of one channel in the space they are
-    clustered in: the shipped speaker projection (``settings.projection``), centred on
-    the channel's mean; without one, standardised within the channel."""
-    if settings.projection is None:
-        mean, std = X.mean(axis=0), X.std(axis=0)
-        return (X - mean) / np.where(std > 0, std, 1.0)
-    p = _projection(settings.projection)
-    Z = ((X - p["mean"]) / p["scale"]) @ p["W"][:, : settings.projection_dims]
-    return Z - Z.mean(axis=0)
-
-
-@cache
-def _projection(name: str) -> dict[str, np.ndarray]:
-    path = Path(__file__).resolve().parents[1] / "models" / name / "projection.npz"
-    with np.load(path) as f:
-        return {k: f[k] for k in ("mean", "scale", "W")}
+    clustered in: the embeddings centred on the channel's mean, so that what the
+    channel's windows share (the line, the codec) does not count."""
+    return X - X.mean(axis=0)
 
 
 def separation(Z: np.ndarray, labels: np.ndarray, owner: np.ndarray) -> float:
@@ -164,7 +145,7 @@ def diarise(
     X = np.concatenate([w.features for w in windows]) if len(owner) else np.zeros((0, 1))
     if len(X) < 4:
         return Speakers([list(segments)], [None], float("nan"))
-    Z = projected(X, settings=s)
+    Z = centred(X)
     labels, centroids = _two_clusters(Z, owner, settings=s)
     sep = separation(Z, labels, owner)
     if s.speakers is None and sep < s.min_separation:

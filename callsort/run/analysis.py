@@ -181,10 +181,16 @@ def mono_speakers(
         audio = ((0, i, _cut(kept[0], seg)) for i, seg in enumerate(segments))
     else:
         audio = _cut_stream(_analysis_stream(path, info, settings), [segments])
-    windows = [None] * len(segments)
-    for _, i, y in audio:
-        windows[i] = speaker_windows(y, settings=d)
-    return diarise(segments, windows, settings=d)  # type: ignore[arg-type]
+    order: list[int] = []
+
+    def samples():
+        for _, i, y in audio:
+            order.append(i)
+            yield y
+
+    windows = speaker_windows(samples(), settings=d)  # fills order: the segments it got
+    found = dict(zip(order, windows, strict=True))
+    return diarise(segments, [found[i] for i in range(len(segments))], settings=d)
 
 
 def analyse_recording(
