@@ -190,8 +190,8 @@ def test_calls_one_row_per_recording_and_channel(clean):
     rows = sorted(zip(calls["recording"], calls["channel"], strict=True))
     expected = sorted(
         [(r, ch) for r in STEREO_CALLS for ch in ("left", "right")]
-        + [(VOICEMAIL, "mono"), (MONO_CALL, "mono")]
-    )
+        + [(VOICEMAIL, "mono"), (MONO_CALL, "speaker_a"), (MONO_CALL, "speaker_b")]
+    )  # --speakers auto keeps the voicemail whole and splits the mono call
     assert rows == expected
     assert (calls["status"] == "ok").all()
     assert (calls["error"] == "").all()
@@ -611,7 +611,7 @@ def test_output_folder_inside_input_is_not_rescanned(tmp_path):
     shutil.copytree(SAMPLES, copy)
     reports = copy / "reports"
     first = label_into(reports, copy)
-    assert len(first.calls) == 10
+    assert len(first.calls) == 11  # 4 stereo calls, the mono call's 2 speakers, the voicemail
     # audio that lands in the reports folder (a user saving a clip there) must not be
     # picked up either: the output folder is never scanned
     shutil.copy(SAMPLES / VOICEMAIL, reports / "saved_clip.flac")

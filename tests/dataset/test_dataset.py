@@ -395,9 +395,9 @@ def test_every_sql_query_of_the_readme_runs_on_a_real_dataset(tmp_path, monkeypa
     )
     # the demo's one escalation, and the default model's false one: the sad voicemail
     # (here twice, once dated), whose last third it hears as angry (README: What you get)
-    # call_06_mono.wav is that call summed to mono; --speakers auto keeps it one channel,
-    # which escalates with the customer in it
-    escalations = {("call_01_escalation.wav", "right"), ("call_06_mono.wav", "mono")}
+    # call_06_mono.wav is that call summed to mono; --speakers auto tells its speakers
+    # apart, and the customer (heard second: speaker_b) escalates
+    escalations = {("call_01_escalation.wav", "right"), ("call_06_mono.wav", "speaker_b")}
     false_alarms = {(VOICEMAIL, "mono"), ("2026-11-25/vm.flac", "mono")}
     escalated = next(found)
     flagged = {r[:2] for r in escalated}
