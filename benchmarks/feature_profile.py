@@ -9,8 +9,10 @@ The segments: those ``callsort label`` cuts from the demo recordings
 (``sample_recordings/``) and from the first ``--calls`` calls of the
 benchmark archive (``benchmarks/throughput.py`` builds it), at 16 kHz as the
 features receive them. The other revision's ``callsort/features/spectral.py``
-is loaded from git beside this one and computes each segment on its own, as
-it always did; this checkout computes them as labelling does
+is loaded from git beside this one, with that revision's ``kernels.py`` where it
+has one (so the comparison is old code against new, kernels included). A
+revision before issue 20 computes each segment on its own, as it always did; a
+later one, and this checkout, compute them as labelling does
 (``segments_features``, in batches). Rounds alternate between the two in one
 process on one core (BLAS limited to one thread), so that a loaded machine
 slows both alike; CPU time of this thread (``time.thread_time``), each stage
@@ -108,20 +110,35 @@ class Stages:
 
 
 def old_module(revision: str):
-    """``callsort/features/spectral.py`` as it was at ``revision``, as a module."""
-    source = subprocess.run(
-        ["git", "show", f"{revision}:callsort/features/spectral.py"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
+    """``callsort/features/spectral.py`` as it was at ``revision``, as a module; it
+    imports ``callsort/features/kernels.py`` of that revision too, where there is one
+    (the module's ``kernels`` attribute, else None)."""
     folder = CACHE / "feature-profile"
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "spectral_old.py"
+    kernels_source = _show(revision, "callsort/features/kernels.py")
+    kernels = None
+    if kernels_source is not None:
+        kernels = _load(folder / "kernels_old.py", "kernels_old", kernels_source)
+    source = _show(revision, "callsort/features/spectral.py")
+    if kernels is not None:
+        source = source.replace("from callsort.features.kernels import", "from kernels_old import")
+    module = _load(folder / "spectral_old.py", "spectral_old", source)
+    module.kernels = kernels
+    return module
+
+
+def _show(revision: str, path: str) -> str | None:
+    done = subprocess.run(
+        ["git", "show", f"{revision}:{path}"], cwd=REPO, capture_output=True, text=True
+    )
+    return done.stdout if done.returncode == 0 else None
+
+
+def _load(path: Path, name: str, source: str):
     path.write_text(source)
-    spec = importlib.util.spec_from_file_location("spectral_old", path)
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
 
@@ -190,19 +207,26 @@ def main(argv: list[str] | None = None) -> None:
     found = segments(args.calls)
     speech_s = sum(len(y) for y in found) / 16000
     settings = FeatureSettings()
-    old_owners = [(old, a, n) for a, n in OLD_STAGES.items() if hasattr(old, a)]
-    for (sub, attribute), name in OLD_LIBROSA.items():
-        old_owners.append((librosa.feature if sub else librosa, attribute, name))
+    batched_before = hasattr(old, "segments_features")
+    if batched_before:
+        old_owners = [
+            (old if hasattr(old, a) else old.kernels, a, n)
+            for a, n in NEW_STAGES.items()
+            if hasattr(old, a) or hasattr(old.kernels, a)
+        ]
+        old_run = lambda: old.segments_features(found, settings=settings)  # noqa: E731
+    else:
+        old_owners = [(old, a, n) for a, n in OLD_STAGES.items() if hasattr(old, a)]
+        for (sub, attribute), name in OLD_LIBROSA.items():
+            old_owners.append((librosa.feature if sub else librosa, attribute, name))
+        old_run = lambda: np.stack([old.segment_features(y, settings=settings) for y in found])  # noqa: E731
     new_owners = [
         (new if hasattr(new, a) else kernels, a, n)
         for a, n in NEW_STAGES.items()
         if hasattr(new, a) or hasattr(kernels, a)
     ]
     jobs = {
-        f"{args.against} (per segment)": (
-            old_owners,
-            lambda: np.stack([old.segment_features(y, settings=settings) for y in found]),
-        ),
+        f"{args.against} ({'batched' if batched_before else 'per segment'})": (old_owners, old_run),
         "this checkout (batched)": (
             new_owners,
             lambda: new.segments_features(found, settings=settings),
@@ -216,7 +240,11 @@ def main(argv: list[str] | None = None) -> None:
             for key, (owners, run) in jobs.items():
                 runs[key].append(profiled(owners, run))
     values = [r[0][2] for r in runs.values()]
-    difference = float(np.abs(values[0].astype(np.float64) - values[1]).max())
+    before, after = values[0].astype(np.float64), values[1].astype(np.float64)
+    difference = float(np.abs(before - after).max())
+    # relative to the value where it is not near zero (skew, kurtosis, slopes can be)
+    sizable = np.abs(before) >= 1e-3
+    relative = float((np.abs(before - after)[sizable] / np.abs(before[sizable])).max(initial=0.0))
     stages = sorted(
         {name for r in runs.values() for cpu, _, _ in r for name in cpu},
         key=lambda n: -np.median([cpu.get(n, 0.0) for cpu, _, _ in runs[next(iter(runs))]]),
@@ -233,7 +261,8 @@ def main(argv: list[str] | None = None) -> None:
     lines = [
         f"{len(found)} segments, {speech_s:.0f} s of speech; exclusive CPU s per stage, median "
         f"of {args.rounds} alternating rounds; load average {os.getloadavg()[0]:.1f}; "
-        f"largest difference between the two: {difference:g}",
+        f"largest difference between the two: {difference:g} "
+        f"(relative, where a value is 1e-3 or more: {relative:g})",
         "",
         "| stage | " + " | ".join(keys) + " |",
         "|---|" + "---|" * len(keys),
@@ -254,6 +283,7 @@ def main(argv: list[str] | None = None) -> None:
         "speech_s": speech_s,
         "load_average": list(os.getloadavg()),
         "max_abs_difference": difference,
+        "max_relative_difference": relative,
         "runs": table,
         "markdown": report,
     }
