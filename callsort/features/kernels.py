@@ -372,15 +372,18 @@ def _savgol(x: np.ndarray, *, width: int, order: int) -> np.ndarray:
 
 def grouped_statistics(m: np.ndarray, counts: np.ndarray) -> np.ndarray:
     """The seven statistics (mean, median, std, min, max, skew, kurtosis) of every row of
-    ``m`` ``(rows, columns)`` float64 over each group of ``counts`` columns (each at
-    least one): ``(groups, rows, 7)``, NaN where a row of a group holds NaN.
+    ``m`` ``(rows, columns)`` over each group of ``counts`` columns (each at least one):
+    ``(groups, rows, 7)`` float64, NaN where a row of a group holds NaN.
 
     Moments of a (nearly) constant row are undefined: they are 0, as for a normal.
+    The moments are computed in float64; the order statistics come from sorting
+    ``m`` as it is (float32 sorts in two thirds of the time, to the same values).
     """
     starts = _starts(counts)
     n = counts.astype(np.float64)
-    mean = np.add.reduceat(m, starts, axis=1) / n
-    centred = m - np.repeat(mean, counts, axis=1)
+    wide = m.astype(np.float64, copy=False)
+    mean = np.add.reduceat(wide, starts, axis=1) / n
+    centred = wide - np.repeat(mean, counts, axis=1)
     # Products, not ``**3``/``**4``: numpy raises to those powers with the general pow(),
     # ten times slower.
     c2 = centred * centred
@@ -396,7 +399,7 @@ def grouped_statistics(m: np.ndarray, counts: np.ndarray) -> np.ndarray:
     # costs more than the sort)
     median, minimum, maximum = (np.empty_like(mean) for _ in range(3))
     for g, (a, size) in enumerate(zip(starts.tolist(), counts.tolist(), strict=True)):
-        ordered = np.sort(m[:, a : a + size], axis=1)
+        ordered = np.sort(m[:, a : a + size], axis=1).astype(np.float64, copy=False)
         median[:, g] = 0.5 * (ordered[:, (size - 1) // 2] + ordered[:, size // 2])
         minimum[:, g], maximum[:, g] = ordered[:, 0], ordered[:, -1]
     if np.isnan(mean).any():  # a row with NaN: its median, min and max are NaN too

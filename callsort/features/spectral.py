@@ -355,9 +355,19 @@ def summarise(descriptors: list[np.ndarray]) -> np.ndarray:
 def _statistics(descriptors: list[np.ndarray], counts: np.ndarray) -> np.ndarray:
     """:func:`~callsort.features.kernels.grouped_statistics` of the descriptors' rows
     over each segment's frames, ``(segments, coefficients * 7)``: names run
-    coefficient-major."""
-    m = np.concatenate(descriptors, axis=0).astype(np.float64)
-    return grouped_statistics(m, counts).reshape(len(counts), -1)
+    coefficient-major. The float32 descriptors are summarised apart from the others,
+    so that their rows are sorted as float32."""
+    narrow = [d.dtype == np.float32 for d in descriptors]
+    rows = np.concatenate(
+        [np.full(d.shape[0], f) for d, f in zip(descriptors, narrow, strict=True)]
+    )
+    stats = np.empty((len(counts), rows.size, len(STATISTICS)))
+    for kind in (True, False):
+        if any(f == kind for f in narrow):
+            dtype = np.float32 if kind else np.float64
+            m = np.concatenate([d for d, f in zip(descriptors, narrow, strict=True) if f == kind])
+            stats[:, rows == kind] = grouped_statistics(m.astype(dtype, copy=False), counts)
+    return stats.reshape(len(counts), -1)
 
 
 def _finite(x: np.ndarray) -> np.ndarray:
