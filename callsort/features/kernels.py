@@ -271,13 +271,17 @@ def harmonicity(
     its highest peak in the pitch range is the harmonic share of the energy.
     """
     n_fft = 2 * (power_by_frame.shape[1] - 1)
-    r = scipy.fft.irfft(power_by_frame, axis=1)  # float32 in, float32 out
+    # The inverse FFT of a real spectrum is its type-I DCT over n_fft (lags 0 to
+    # n_fft // 2, all that is used): a real-to-real transform, a third cheaper
+    # than irfft, equal to float32 rounding. Float32 in, float32 out.
+    r = scipy.fft.dct(power_by_frame, type=1, axis=1)
     lo = int(sample_rate / f0_range_hz[1])
     hi = min(int(sample_rate / f0_range_hz[0]), n_fft // 2 - 1)
     # only the lags of the pitch range are normalised and searched
-    r = r[:, lo : hi + 1] / np.maximum(r[:, :1], 1e-12)
-    r = r / np.maximum(_window_autocorrelation(n_fft)[lo : hi + 1], 0.1)
-    peak = np.clip(r.max(axis=1), 1e-4, 1 - 1e-4)
+    band = r[:, lo : hi + 1]
+    np.divide(band, np.maximum(r[:, :1], 1e-12 * n_fft), out=band)
+    band = band / np.maximum(_window_autocorrelation(n_fft)[lo : hi + 1], 0.1)  # float64
+    peak = np.clip(band.max(axis=1), 1e-4, 1 - 1e-4)
     return 10.0 * np.log10(peak / (1.0 - peak)), peak > voicing_threshold
 
 
