@@ -60,8 +60,7 @@ def zero_crossing_rates(
     and a frame adds up its whole blocks and the head of the next.
     """
     buffer, rows, _ = _framed_buffer(signals, frame_length, hop_length, "edge")
-    negative = np.signbit(buffer)
-    negative &= ~(np.abs(buffer) <= 1e-10)  # as signbit(np.where(|x| <= 1e-10, 0, x))
+    negative = buffer < -1e-10  # as signbit(np.where(|x| <= 1e-10, 0, x)), NaN-free x
     change = np.zeros((buffer.size - 1) // hop_length * hop_length, dtype=np.uint8)
     np.not_equal(negative[1 : change.size + 1], negative[: change.size], out=change)
     blocks = change.reshape(-1, hop_length)
@@ -289,11 +288,21 @@ def spectral_rolloff(spectrum: np.ndarray, freqs: np.ndarray, *, fraction: float
     """The frequency (Hz) below which ``fraction`` of each frame's magnitude lies, ``(1, frames)``,
     of a magnitude spectrum ``(bins, frames)``, C-contiguous, with bin frequencies ``freqs``."""
     cumulative = cumulative_rows(spectrum)
-    threshold = fraction * cumulative[-1:, :]
-    # the first bin that reaches the threshold: the count of those below it, as the
-    # cumulative sum never falls
-    index = np.count_nonzero(cumulative < threshold, axis=0)
-    index[index == spectrum.shape[0]] = 0  # never reached (a fraction above 1): argmax's 0
+    n_bins, n_frames = cumulative.shape
+    threshold = fraction * cumulative[-1]
+    # The first bin that reaches the threshold: the count of those below it, as the
+    # cumulative sum never falls; found by bisection, a few values per frame read.
+    columns = np.arange(n_frames)
+    flat = cumulative.ravel()
+    index = np.zeros(n_frames, dtype=np.intp)
+    step = 1 << (n_bins.bit_length() - 1)
+    while step:
+        ahead = index + step
+        below = ahead <= n_bins
+        below[below] = flat[(ahead[below] - 1) * n_frames + columns[below]] < threshold[below]
+        index[below] = ahead[below]
+        step >>= 1
+    index[index == n_bins] = 0  # never reached (a fraction above 1): argmax's 0
     return freqs[index][np.newaxis, :]
 
 
@@ -301,9 +310,10 @@ def cumulative_rows(x: np.ndarray) -> np.ndarray:
     """``np.cumsum(x, axis=0)`` of a C-contiguous ``(rows, columns)`` array, row by row:
     the same sums in the same order, but each step runs over all columns at once
     (numpy's cumulative sum walks each column on its own, five times slower)."""
-    out = x.copy()
+    out = np.empty_like(x)
+    out[0] = x[0]
     for i in range(1, out.shape[0]):
-        np.add(out[i - 1], out[i], out=out[i])
+        np.add(out[i - 1], x[i], out=out[i])
     return out
 
 
