@@ -197,7 +197,7 @@ def _descriptors(
     mel_basis, chroma_basis, freqs = _bases(s)
     # librosa.power_to_db(ref=1.0, amin=1e-10, top_db=None) and librosa.feature.mfcc
     spans = _spans(counts)
-    log_mel = 10.0 * np.log10(np.maximum(1e-10, _by_segment(mel_basis, power, spans)))
+    log_mel = _decibels(np.maximum(1e-10, _by_segment(mel_basis, power, spans)))
     mfcc = scipy.fft.dct(log_mel, axis=0, type=2, norm="ortho")[: s.n_mfcc]
     delta, delta2 = deltas(mfcc, max_width=s.delta_width, counts=counts)
     mean_power = np.mean(power_by_frame, axis=1)[np.newaxis, :]
@@ -301,7 +301,7 @@ def _prosody(
     )
     freqs = _bases(s)[2]
     below_1500 = _bins(s, "slopes")[0][1]
-    log_power = 10.0 * np.log10(power[:below_1500] + 1e-10)
+    log_power = _decibels(power[:below_1500] + 1e-10)
     spans = _spans(counts)
     slopes = [
         _band_slope(log_power, freqs[:below_1500], lo, hi, spans)
@@ -368,6 +368,13 @@ def _statistics(descriptors: list[np.ndarray], counts: np.ndarray) -> np.ndarray
             m = np.concatenate([d for d, f in zip(descriptors, narrow, strict=True) if f == kind])
             stats[:, rows == kind] = grouped_statistics(m.astype(dtype, copy=False), counts)
     return stats.reshape(len(counts), -1)
+
+
+def _decibels(power: np.ndarray) -> np.ndarray:
+    """``10 * log10(power)``, as ``log(power) * (10 / ln 10)``, in place: numpy has a SIMD
+    float32 ``log`` on AVX2 machines but not ``log10`` (four times faster; equal to
+    within a float32 rounding or two)."""
+    return np.multiply(np.log(power, out=power), np.float32(10.0 / np.log(10.0)), out=power)
 
 
 def _finite(x: np.ndarray) -> np.ndarray:
