@@ -22,6 +22,10 @@ import numpy as np
 import scipy.fft
 
 YIN_TROUGH_THRESHOLD = 0.1  # librosa.yin's default
+FFT_CHUNK = 256
+"""Frames transformed together: the FFTs and what is done with their output run on
+blocks of frames that stay in the CPU's cache (a pass over a whole batch's array
+streams it from memory, and costs several times as much)."""
 
 
 def centred_frames(
@@ -118,9 +122,15 @@ def yin_frames(frames: np.ndarray, *, fmin: float, fmax: float, sr: int) -> np.n
     max_period = min(int(np.ceil(sr / fmin)), frame_length - 1)
     # autocorrelation of each frame (librosa.autocorrelate), lags 0..max_period
     n_pad = scipy.fft.next_fast_len(2 * frame_length - 1, real=True)
-    spectrum = scipy.fft.rfft(frames, n=n_pad, axis=1)
-    acf = scipy.fft.irfft(spectrum.real**2 + spectrum.imag**2, n=n_pad, axis=1)
-    acf = np.ascontiguousarray(acf[:, : max_period + 1].T)  # (lags, frames)
+    acf = np.empty((max_period + 1, frames.shape[0]), dtype=frames.dtype)  # (lags, frames)
+    padded = np.zeros((min(FFT_CHUNK, frames.shape[0]), n_pad), dtype=frames.dtype)
+    for a in range(0, frames.shape[0], FFT_CHUNK):
+        n = min(FFT_CHUNK, frames.shape[0] - a)
+        padded[:n, :frame_length] = frames[a : a + n]
+        spectrum = scipy.fft.rfft(padded[:n], axis=1)
+        power = np.zeros_like(spectrum)  # complex: irfft of a real array is slower
+        np.add(np.square(spectrum.real), np.square(spectrum.imag), out=power.real)
+        acf[:, a : a + n] = scipy.fft.irfft(power, n=n_pad, axis=1)[:, : max_period + 1].T
     energy = cumulative_rows(np.square(frames[:, :max_period].T))
     energy[0] = 0.0  # as librosa's, whose energy of lag 1 is the zeroed lag 0
     # difference function d(k) = 2 (ACF(0) - ACF(k)) - sum_{m<k} y(m)^2, k = 1..max_period
@@ -270,17 +280,18 @@ def harmonicity(
     its highest peak in the pitch range is the harmonic share of the energy.
     """
     n_fft = 2 * (power_by_frame.shape[1] - 1)
-    # The inverse FFT of a real spectrum is its type-I DCT over n_fft (lags 0 to
-    # n_fft // 2, all that is used): a real-to-real transform, a third cheaper
-    # than irfft, equal to float32 rounding. Float32 in, float32 out.
-    r = scipy.fft.dct(power_by_frame, type=1, axis=1)
     lo = int(sample_rate / f0_range_hz[1])
     hi = min(int(sample_rate / f0_range_hz[0]), n_fft // 2 - 1)
-    # only the lags of the pitch range are normalised and searched
-    band = r[:, lo : hi + 1]
-    np.divide(band, np.maximum(r[:, :1], 1e-12 * n_fft), out=band)
-    band = band / np.maximum(_window_autocorrelation(n_fft)[lo : hi + 1], 0.1)  # float64
-    peak = np.clip(band.max(axis=1), 1e-4, 1 - 1e-4)
+    window = np.maximum(_window_autocorrelation(n_fft)[lo : hi + 1], 0.1)
+    complex_dtype = np.result_type(power_by_frame.dtype, np.complex64)
+    peak = np.empty(power_by_frame.shape[0])
+    for a in range(0, power_by_frame.shape[0], FFT_CHUNK):
+        # irfft of a complex copy: faster than of the real array itself
+        r = scipy.fft.irfft(power_by_frame[a : a + FFT_CHUNK].astype(complex_dtype), axis=1)
+        # only the lags of the pitch range are normalised and searched
+        band = r[:, lo : hi + 1] / np.maximum(r[:, :1], 1e-12)
+        peak[a : a + FFT_CHUNK] = (band / window).max(axis=1)  # float64
+    peak = np.clip(peak, 1e-4, 1 - 1e-4)
     return 10.0 * np.log10(peak / (1.0 - peak)), peak > voicing_threshold
 
 
