@@ -422,7 +422,7 @@ def test_full_disk_fails_cleanly_and_keeps_the_previous_tables(tmp_path, small_t
     result = invoke("label", SAMPLES, "--out", out, "--quiet", "-j", 2)  # room again: works
     assert result.exit_code == 0, shown(result)
     tables = read_tables(out)
-    assert len(tables.calls) == 10  # each channel of each recording exactly once
+    assert len(tables.calls) == 11  # each channel of each recording exactly once
     assert not tables.calls.duplicated(["recording", "channel"]).any()
     assert len(set(tables.calls["recording"])) == len(RECORDINGS)
     assert len(tables.segments) > 0

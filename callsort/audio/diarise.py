@@ -46,6 +46,7 @@ class Speakers:
     segments: list[list[tuple[float, float]]]
     confidence: list[np.ndarray | None]
     separation: float  # of the two clusters (NaN: too few windows to tell)
+    similarity: float = float("nan")  # cosine of the two clusters' mean embeddings
 
     @property
     def n_speakers(self) -> int:
@@ -126,6 +127,16 @@ def separation(Z: np.ndarray, labels: np.ndarray, owner: np.ndarray) -> float:
     return float(silhouette_score(M, majority))
 
 
+def similarity(X: np.ndarray, labels: np.ndarray) -> float:
+    """How alike the two clusters (``labels``, 0/1) of the speaker embeddings ``X``
+    (windows, 256) sound: the cosine of their mean embeddings. The separation is
+    relative (two tight clusters stand apart however close they are); this is absolute:
+    one recording played twice, or a prompt repeated, gives clusters that stand apart
+    but sound the same."""
+    a, b = (X[labels == k].mean(axis=0) for k in (0, 1))
+    return float(a @ b / max(float(np.linalg.norm(a) * np.linalg.norm(b)), 1e-12))
+
+
 def diarise(
     segments: list[tuple[float, float]],
     windows: list[SegmentWindows],
@@ -135,8 +146,9 @@ def diarise(
     """The speakers of one channel whose speech ``segments`` have the speaker features
     ``windows`` (one :class:`SegmentWindows` each, from :func:`speaker_windows`).
 
-    Two speakers when ``settings.speakers`` is 2, or None and the clusters' separation
-    reaches ``min_separation``; speakers in the order of ``settings.agent``.
+    Two speakers when ``settings.speakers`` is 2, or None, the clusters' separation
+    reaches ``min_separation`` and their :func:`similarity` stays under
+    ``max_similarity``; speakers in the order of ``settings.agent``.
     """
     s = settings
     if s.speakers == 1 or not segments:
@@ -148,8 +160,9 @@ def diarise(
     Z = centred(X)
     labels, centroids = _two_clusters(Z, owner, settings=s)
     sep = separation(Z, labels, owner)
-    if s.speakers is None and sep < s.min_separation:
-        return Speakers([list(segments)], [None], sep)
+    alike = similarity(X, labels)
+    if s.speakers is None and (sep < s.min_separation or alike >= s.max_similarity):
+        return Speakers([list(segments)], [None], sep, alike)
 
     d = np.linalg.norm(Z[:, None, :] - centroids[None, :, :], axis=2)  # (windows, 2)
     sure = d[:, ::-1] / np.maximum(d.sum(axis=1, keepdims=True), 1e-12)  # (windows, 2)
@@ -164,7 +177,7 @@ def diarise(
         )
     pieces = _fill_unknown(pieces)
     if len({k for _, _, k, _ in pieces}) < 2:  # the smoothing left one speaker
-        return Speakers([list(segments)], [None], sep)
+        return Speakers([list(segments)], [None], sep, alike)
     order = _speaker_order(pieces, agent=s.agent)
     out_segments: list[list[tuple[float, float]]] = [[], []]
     out_conf: list[list[float]] = [[], []]
@@ -172,7 +185,7 @@ def diarise(
         j = order.index(k)
         out_segments[j].append((start, end))
         out_conf[j].append(c)
-    return Speakers(out_segments, [np.array(c) for c in out_conf], sep)
+    return Speakers(out_segments, [np.array(c) for c in out_conf], sep, alike)
 
 
 def _two_clusters(

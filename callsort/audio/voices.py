@@ -32,16 +32,18 @@ WEIGHTS = Path(__file__).resolve().parents[1] / "models" / "speakers" / "ge2e.np
 def voice_mel(y: np.ndarray, *, level_dbfs: float = -30.0) -> np.ndarray:
     """The encoder's input for the 16 kHz samples ``y``: a power mel spectrogram
     ``(frames, 40)`` float32, one frame per 10 ms, after raising a quieter ``y`` to
-    ``level_dbfs`` (RMS, dB re full scale; louder audio is left as it is), as
-    Resemblyzer prepares its training audio."""
+    ``level_dbfs`` (RMS, dB re full scale; louder audio is left as it is, as Resemblyzer
+    prepares its training audio, unless beyond full scale: brought down to 0 dBFS)."""
     import librosa
 
     y = np.asarray(y, dtype=np.float32)
     rms = float(np.sqrt(np.mean(np.square(y, dtype=np.float64))))
-    if rms > 0:
+    if 0 < rms < np.inf:
         gain_db = level_dbfs - 20 * np.log10(rms)
         if gain_db > 0:
             y = y * np.float32(10 ** (gain_db / 20))
+        elif rms > 1:  # a float file far beyond +-1, whose power would overflow float32
+            y = (y.astype(np.float64) / rms).astype(np.float32)
     mel = librosa.feature.melspectrogram(
         y=y, sr=SAMPLE_RATE, n_fft=_N_FFT, hop_length=_HOP, n_mels=_N_MELS
     )
