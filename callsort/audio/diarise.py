@@ -2,7 +2,7 @@
 
 Works on the channel's speech segments only (``(start_s, end_s)`` from
 :mod:`callsort.audio.segment`): :func:`speaker_windows` turns one segment's 16 kHz
-samples into speaker embeddings of short overlapping windows (:mod:`callsort.audio.voices`,
+samples into speaker embeddings of short windows (:mod:`callsort.audio.voices`,
 a voice encoder shipped in the package); :func:`diarise` centres them on the channel's
 mean, clusters the segments' mean windows in two (Ward's agglomerative clustering refined
 by k-means, scikit-learn), tests whether the two clusters are two speakers or one
