@@ -234,9 +234,10 @@ def threshold(rows: dict) -> float:
 
 def two_found(r: dict, min_separation: float) -> bool:
     """Whether ``--speakers auto`` splits the file of row ``r`` at ``min_separation``."""
-    return (
-        r["separation"] >= min_separation and r["similarity"] < DiarisationSettings().max_similarity
-    )
+    from callsort.audio.diarise import heard_as_two
+
+    settings = replace(DiarisationSettings(), min_separation=min_separation)
+    return heard_as_two(r["separation"], r["similarity"], settings=settings)
 
 
 def summarise(rows: dict, min_separation: float) -> dict:

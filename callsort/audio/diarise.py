@@ -18,12 +18,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from callsort.audio.voices import FRAMES_PER_S, voice_embeddings, voice_mel
+from callsort.audio.voices import (
+    EMBEDDING_DIMS,
+    FRAMES_PER_S,
+    MIN_SAMPLES,
+    voice_embeddings,
+    voice_mel,
+)
 from callsort.settings import ANALYSIS_SAMPLE_RATE, DiarisationSettings
 
 SR = ANALYSIS_SAMPLE_RATE
-N_FFT = 400  # the shortest segment with a whole frame of the speaker encoder
-EMBEDDING_DIMS = 256
 
 
 @dataclass(frozen=True)
@@ -87,7 +91,7 @@ def _windows(y: np.ndarray, *, settings: DiarisationSettings) -> tuple[np.ndarra
     """The windows of one segment: their ``(start, end)`` offsets (s) and mel spectra."""
     s = settings
     duration = y.size / SR
-    if duration < s.min_window_s or y.size < N_FFT:
+    if duration < s.min_window_s or y.size < MIN_SAMPLES:
         return np.zeros((0, 2)), []
     mel = voice_mel(y, level_dbfs=s.level_dbfs)
     n_frames = mel.shape[0]
@@ -137,6 +141,13 @@ def similarity(X: np.ndarray, labels: np.ndarray) -> float:
     return float(a @ b / max(float(np.linalg.norm(a) * np.linalg.norm(b)), 1e-12))
 
 
+def heard_as_two(separation: float, similarity: float, *, settings: DiarisationSettings) -> bool:
+    """Whether ``--speakers auto`` takes two clusters of this :func:`separation` and
+    :func:`similarity` for two speakers: they stand apart (``min_separation``) and do not
+    sound alike (``max_similarity``)."""
+    return separation >= settings.min_separation and similarity < settings.max_similarity
+
+
 def diarise(
     segments: list[tuple[float, float]],
     windows: list[SegmentWindows],
@@ -146,9 +157,8 @@ def diarise(
     """The speakers of one channel whose speech ``segments`` have the speaker features
     ``windows`` (one :class:`SegmentWindows` each, from :func:`speaker_windows`).
 
-    Two speakers when ``settings.speakers`` is 2, or None, the clusters' separation
-    reaches ``min_separation`` and their :func:`similarity` stays under
-    ``max_similarity``; speakers in the order of ``settings.agent``.
+    Two speakers when ``settings.speakers`` is 2, or None and the clusters are
+    :func:`heard_as_two`; speakers in the order of ``settings.agent``.
     """
     s = settings
     if s.speakers == 1 or not segments:
@@ -161,7 +171,7 @@ def diarise(
     labels, centroids = _two_clusters(Z, owner, settings=s)
     sep = separation(Z, labels, owner)
     alike = similarity(X, labels)
-    if s.speakers is None and (sep < s.min_separation or alike >= s.max_similarity):
+    if s.speakers is None and not heard_as_two(sep, alike, settings=s):
         return Speakers([list(segments)], [None], sep, alike)
 
     d = np.linalg.norm(Z[:, None, :] - centroids[None, :, :], axis=2)  # (windows, 2)

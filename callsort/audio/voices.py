@@ -22,7 +22,8 @@ import numpy as np
 SAMPLE_RATE = 16_000
 FRAMES_PER_S = 100  # the encoder's mel frames: 25 ms windows every 10 ms
 WINDOW_FRAMES = 160  # the stretch the encoder was trained on (1.6 s)
-_N_FFT = 400
+MIN_SAMPLES = 400  # one 25 ms frame: the shortest input the encoder takes
+EMBEDDING_DIMS = 256
 _HOP = 160
 _N_MELS = 40
 _INT16_MAX = 2**15 - 1
@@ -45,18 +46,18 @@ def voice_mel(y: np.ndarray, *, level_dbfs: float = -30.0) -> np.ndarray:
         elif rms > 1:  # a float file far beyond +-1, whose power would overflow float32
             y = (y.astype(np.float64) / rms).astype(np.float32)
     mel = librosa.feature.melspectrogram(
-        y=y, sr=SAMPLE_RATE, n_fft=_N_FFT, hop_length=_HOP, n_mels=_N_MELS
+        y=y, sr=SAMPLE_RATE, n_fft=MIN_SAMPLES, hop_length=_HOP, n_mels=_N_MELS
     )
     return mel.astype(np.float32).T
 
 
 def voice_embeddings(mels: Sequence[np.ndarray], *, batch: int = 256) -> np.ndarray:
-    """Embeddings ``(len(mels), 256)`` float32 of unit length of the mel spectrograms
+    """Embeddings ``(len(mels), EMBEDDING_DIMS)`` float32 of unit length of the mel spectrograms
     ``mels``, each ``(frames, 40)`` (:func:`voice_mel`; best :data:`WINDOW_FRAMES` long,
     lengths may differ): the encoder's LSTM state after each one's last frame, through its
     linear layer and a ReLU. Computed ``batch`` at a time; a shorter spectrogram is
     padded after its end, which its state, read at its own last frame, never sees."""
-    out = np.zeros((len(mels), 256), dtype=np.float32)
+    out = np.zeros((len(mels), EMBEDDING_DIMS), dtype=np.float32)
     for start in range(0, len(mels), batch):
         chunk = mels[start : start + batch]
         lengths = np.array([len(m) for m in chunk])
