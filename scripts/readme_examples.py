@@ -55,6 +55,11 @@ ADAPTATION_RESULTS = REPO / "benchmarks" / "results" / "adaptation.json"
 """The adaptation protocol's figures, written by benchmarks/adaptation.py."""
 DIARISATION_RESULTS = REPO / "benchmarks" / "results" / "diarisation.json"
 """The mono calls' figures, written by benchmarks/diarisation.py."""
+CODE_PATH_RESULTS = {
+    "as it is": REPO / "benchmarks" / "results" / "throughput-as-is-20calls.json",
+    "`--code-path avx`": REPO / "benchmarks" / "results" / "throughput-avx-20calls.json",
+}
+"""benchmarks/throughput.py --calls 20 on two code paths of one CPU (README: Performance)."""
 PROTOCOL_CONDITIONS = ("clean", "telephone", "alaw", "gsm", "g721")
 EXAMPLE_CALL = "call_01_escalation.wav"
 EXAMPLE_CHANNEL = "right"
@@ -278,6 +283,35 @@ def diarisation_table(results: Path) -> str:
     return json.loads(results.read_text(encoding="utf-8"))["markdown"]
 
 
+def code_paths_table(results: dict[str, Path]) -> str:
+    """The Performance section's table of the same benchmark on two code paths of one CPU."""
+    rows = [
+        "| run | CPU | BLAS | numpy SIMD | CTranslate2 | openSMILE / fast model, "
+        "`--jobs 2` | openSMILE / default model, `--jobs 2` | fast `--jobs 1` / floor | "
+        "fast model's features, in-process s (share) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, path in results.items():
+        r = json.loads(path.read_text(encoding="utf-8"))
+        path_ = r["code_path"]
+        blas = ", ".join(f"{b['internal_api']} {b['architecture']}" for b in path_["blas"])
+        simd = path_["numpy_simd"]
+        dispatch = " ".join(simd["dispatch"]) or "baseline only"
+        stages = r["in_process"]["fast"]["stages"]
+        features, total = stages["features"]["cpu_s"], sum(v["cpu_s"] for v in stages.values())
+        ratios = r["ratios"]
+        rows.append(
+            f"| {name}, {r['archive']['calls']} calls ({r['measured_at'][:10]}) | "
+            f"{path_['cpu_model']} | {blas} | {' '.join(simd['baseline'])} dispatching "
+            f"{dispatch} | {path_['ctranslate2']['selected_isa']} | "
+            f"{ratios['fast_jobs2_vs_opensmile_speedup']:.1f}x | "
+            f"{ratios['default_jobs2_vs_opensmile_speedup']:.2f}x | "
+            f"{ratios['fast_floor_vs_jobs1_end_to_end']:.1f}x | "
+            f"{features:.2f} ({features / total:.0%}) |"
+        )
+    return "\n".join(rows)
+
+
 def schema_tables() -> dict[str, str]:
     from callsort.schema import call_columns, manifest_columns, markdown_table, segment_columns
 
@@ -306,6 +340,7 @@ def generate(workdir: Path) -> tuple[dict[str, str], dict]:
         **schema_tables(),
         "adaptation": adaptation_table(ADAPTATION_RESULTS),
         "diarisation": diarisation_table(DIARISATION_RESULTS),
+        "code-paths": code_paths_table(CODE_PATH_RESULTS),
     }
     return sections, results
 

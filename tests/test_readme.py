@@ -171,6 +171,22 @@ def test_readme_diarisation_table_is_the_results_file():
     assert f"silhouette of the segments under {DiarisationSettings().min_separation}," in README
 
 
+def test_readme_code_paths_table_is_the_results_files():
+    """The Performance section's table of two code paths is made from the two throughput
+    results files it names, and each of them ran on the code path its row says."""
+    examples = _examples()
+    assert examples.sections_in(README)["code-paths"] == examples.code_paths_table(
+        examples.CODE_PATH_RESULTS
+    )
+    paths = {}
+    for name, path in examples.CODE_PATH_RESULTS.items():
+        results = json.loads(path.read_text(encoding="utf-8"))
+        paths[name] = results["code_path"]["name"]
+        assert path.name in README
+        assert ("--code-path avx" in results["command"]) == (paths[name] == "avx")
+    assert sorted(paths.values()) == ["as-is", "avx"]
+
+
 def test_readme_adaptation_table_is_the_results_file():
     """The README's adaptation table is benchmarks/results/adaptation.json's, and the
     adapter and lambda it shows are what callsort adapt uses."""
