@@ -60,6 +60,8 @@ CODE_PATH_RESULTS = {
     "`--code-path avx`": REPO / "benchmarks" / "results" / "throughput-avx-20calls.json",
 }
 """benchmarks/throughput.py --calls 20 on two code paths of one CPU (README: Performance)."""
+COLD_START_RESULTS = REPO / "benchmarks" / "results" / "cold-start.json"
+"""benchmarks/cold_start.py: one call labelled from a cold start, before and after."""
 PROTOCOL_CONDITIONS = ("clean", "telephone", "alaw", "gsm", "g721")
 EXAMPLE_CALL = "call_01_escalation.wav"
 EXAMPLE_CHANNEL = "right"
@@ -341,6 +343,7 @@ def generate(workdir: Path) -> tuple[dict[str, str], dict]:
         "adaptation": adaptation_table(ADAPTATION_RESULTS),
         "diarisation": diarisation_table(DIARISATION_RESULTS),
         "code-paths": code_paths_table(CODE_PATH_RESULTS),
+        "cold-start": json.loads(COLD_START_RESULTS.read_text(encoding="utf-8"))["markdown"],
     }
     return sections, results
 

@@ -923,28 +923,50 @@ def test_shipped_model_card_reproduces_on_the_corpus(tmp_path):
     assert "figures match the card" in result.output
 
 
-# --- the first run after install ----------------------------------------------------------
+# --- what labelling imports ---------------------------------------------------------------
 
 
-def test_the_first_run_after_install_says_why_it_is_slow(tmp_path, monkeypatch):
-    """librosa compiles its numba code on its first import (15 s): the user is told."""
-    from callsort.run import progress
+def _imported(stderr: str) -> set[str]:
+    """The modules a process tree imported, from Python's ``-X importtime`` lines."""
+    return {
+        line.rsplit("|", 1)[1].strip()
+        for line in stderr.splitlines()
+        if line.startswith("import time:") and "|" in line
+    }
 
-    fresh = tmp_path / "librosa"
-    (fresh / "util" / "__pycache__").mkdir(parents=True)
-    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path / "numba"))
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    assert progress.librosa_not_compiled(fresh)
-    tag = f"py{sys.version_info.major}{sys.version_info.minor}"
-    (fresh / "util" / "__pycache__" / f"utils._localmax-1035.{tag}.nbi").touch()
-    assert not progress.librosa_not_compiled(fresh)
-    import librosa.util  # noqa: F401  (compiles and caches, if nothing did before)
 
-    assert not progress.librosa_not_compiled()  # the installed librosa, found as it is
+def _label_importing(tmp_path: Path, *args) -> set[str]:
+    env = {**os.environ, "PYTHONPROFILEIMPORTTIME": "1"}  # workers inherit it
+    out = tmp_path / "out"
+    done = subprocess.run(
+        [sys.executable, "-m", "callsort", "label", *map(str, args), "--out", str(out), "-q"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert len(pd.read_csv(out / "calls.csv")) > 0
+    return _imported(done.stderr)
 
-    monkeypatch.setattr(progress, "librosa_not_compiled", lambda librosa_dir=None: True)
-    result = invoke("label", SAMPLES / VOICEMAIL, "--out", tmp_path / "out", "-j", 1)
-    assert result.exit_code == 0, shown(result)
-    assert "first run after install: librosa is compiling" in result.output
-    quiet = invoke("label", SAMPLES / VOICEMAIL, "--out", tmp_path / "out", "-j", 1, "-q")
-    assert "first run" not in quiet.output
+
+def test_labelling_imports_neither_librosa_nor_scipy_signal(tmp_path):
+    """librosa (numba, which compiles librosa's code on a first run) and scipy.signal
+    (scipy.stats) took over a second of every start: labelling builds its filterbanks
+    itself (callsort.audio.filters). Checked in the command's own processes, the fork
+    server and workers included, on every kind of demo file (stereo, mono, FLAC)."""
+    imported = _label_importing(tmp_path, SAMPLES, "--jobs", "2")
+    assert "callsort.features.spectral" in imported  # the profile saw the analysis
+    assert "callsort.audio.diarise" in imported
+    for heavy in ("librosa", "numba", "scipy.signal"):
+        assert heavy not in imported, f"callsort label imported {heavy}"
+
+
+def test_labelling_stereo_calls_fast_imports_no_statistics_or_learning_library(tmp_path):
+    """Stereo calls with the fast model need neither scipy.stats nor scikit-learn (the
+    mono path's clustering does)."""
+    calls = [SAMPLES / "call_01_escalation.wav", SAMPLES / "call_02_sad.wav"]
+    imported = _label_importing(tmp_path, *calls, "--model", "fast", "--jobs", "1")
+    assert "callsort.features.spectral" in imported
+    for heavy in ("librosa", "numba", "scipy.signal", "scipy.stats", "sklearn.base"):
+        assert heavy not in imported, f"callsort label imported {heavy}"

@@ -187,6 +187,13 @@ def test_readme_code_paths_table_is_the_results_files():
     assert sorted(paths.values()) == ["as-is", "avx"]
 
 
+def test_readme_cold_start_table_is_the_results_file():
+    examples = _examples()
+    results = json.loads(examples.COLD_START_RESULTS.read_text(encoding="utf-8"))
+    assert examples.sections_in(README)["cold-start"] == results["markdown"]
+    assert results["command"].startswith("python benchmarks/cold_start.py --against ")
+
+
 def test_readme_adaptation_table_is_the_results_file():
     """The README's adaptation table is benchmarks/results/adaptation.json's, and the
     adapter and lambda it shows are what callsort adapt uses."""

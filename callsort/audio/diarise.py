@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from callsort.audio.filters import median_filter
 from callsort.audio.voices import (
     EMBEDDING_DIMS,
     FRAMES_PER_S,
@@ -246,11 +247,9 @@ def _segment_pieces(
 ) -> list[tuple[float, float, int, float]]:
     """One segment cut where its smoothed window labels change: ``(start, end, speaker,
     confidence)`` pieces; a piece shorter than ``min_piece_s`` joins its neighbour."""
-    from scipy.signal import medfilt
-
     k = settings.smooth_windows
     if len(labels) >= k >= 3:
-        labels = medfilt(labels.astype(float), kernel_size=k | 1).astype(int)
+        labels = median_filter(labels.astype(float), size=k | 1).astype(int)
     centres = start + offsets.mean(axis=1)
     cuts = [start]
     owners = [int(labels[0])]

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from callsort.audio.filters import hann, mel_filters
+
 SAMPLE_RATE = 16_000
 FRAMES_PER_S = 100  # the encoder's mel frames: 25 ms windows every 10 ms
 WINDOW_FRAMES = 160  # the stretch the encoder was trained on (1.6 s)
@@ -34,9 +36,9 @@ def voice_mel(y: np.ndarray, *, level_dbfs: float = -30.0) -> np.ndarray:
     """The encoder's input for the 16 kHz samples ``y``: a power mel spectrogram
     ``(frames, 40)`` float32, one frame per 10 ms, after raising a quieter ``y`` to
     ``level_dbfs`` (RMS, dB re full scale; louder audio is left as it is, as Resemblyzer
-    prepares its training audio, unless beyond full scale: brought down to 0 dBFS)."""
-    import librosa
-
+    prepares its training audio, unless beyond full scale: brought down to 0 dBFS).
+    Resemblyzer's ``librosa.feature.melspectrogram`` (Hann windows of 400 samples,
+    centred, zero-padded), computed here without importing librosa."""
     y = np.asarray(y, dtype=np.float32)
     rms = float(np.sqrt(np.mean(np.square(y, dtype=np.float64))))
     if 0 < rms < np.inf:
@@ -45,10 +47,23 @@ def voice_mel(y: np.ndarray, *, level_dbfs: float = -30.0) -> np.ndarray:
             y = y * np.float32(10 ** (gain_db / 20))
         elif rms > 1:  # a float file far beyond +-1, whose power would overflow float32
             y = (y.astype(np.float64) / rms).astype(np.float32)
-    mel = librosa.feature.melspectrogram(
-        y=y, sr=SAMPLE_RATE, n_fft=MIN_SAMPLES, hop_length=_HOP, n_mels=_N_MELS
-    )
-    return mel.astype(np.float32).T
+    half = MIN_SAMPLES // 2
+    padded = np.concatenate([np.zeros(half, np.float32), y, np.zeros(half, np.float32)])
+    frames = np.lib.stride_tricks.sliding_window_view(padded, MIN_SAMPLES)[::_HOP]
+    # as librosa: the float32 frames windowed in float64, the spectrum kept as complex64
+    spectrum = np.fft.rfft(frames * _window(), axis=1).astype(np.complex64)
+    power = np.abs(spectrum) ** 2
+    return power @ _mel_basis().T
+
+
+@cache
+def _window() -> np.ndarray:
+    return hann(MIN_SAMPLES)
+
+
+@cache
+def _mel_basis() -> np.ndarray:
+    return mel_filters(sr=SAMPLE_RATE, n_fft=MIN_SAMPLES, n_mels=_N_MELS)
 
 
 def voice_embeddings(mels: Sequence[np.ndarray], *, batch: int = 256) -> np.ndarray:

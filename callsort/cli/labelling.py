@@ -264,10 +264,6 @@ def label(
     from callsort.run.options import analysis_settings, default_jobs
 
     jobs = jobs or default_jobs()
-    if not quiet and not dry_run:
-        from callsort.run.progress import print_first_run_note
-
-        print_first_run_note()  # before the workers start importing librosa
     use_encoder_dir(encoder_dir)  # before the fork server starts: workers inherit its environment
     if state.own_process:  # the `callsort` command: its fork server is callsort's to tune
         from callsort.run.pool import preload_fork_server, start_workers

@@ -36,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
+from callsort.audio.filters import mel_filters
 from callsort.errors import ModelError
 from callsort.features.ct2_file import ModelFile, read_model_file, write_model_file
 from callsort.settings import ENCODER_COMPUTE_TYPE
@@ -160,11 +161,7 @@ def _hann() -> np.ndarray:
 
 @lru_cache(maxsize=1)
 def _mel_filters() -> np.ndarray:
-    import librosa
-
-    return librosa.filters.mel(
-        sr=WHISPER_SAMPLE_RATE, n_fft=WHISPER_N_FFT, n_mels=WHISPER_N_MELS
-    ).astype(np.float32)
+    return mel_filters(sr=WHISPER_SAMPLE_RATE, n_fft=WHISPER_N_FFT, n_mels=WHISPER_N_MELS)
 
 
 def reference_signal() -> np.ndarray:

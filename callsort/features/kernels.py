@@ -21,6 +21,8 @@ from functools import lru_cache
 import numpy as np
 import scipy.fft
 
+from callsort.audio.filters import savgol_derivative
+
 YIN_TROUGH_THRESHOLD = 0.1  # librosa.yin's default
 FFT_CHUNK = 256
 """Frames transformed together: the FFTs and what is done with their output run on
@@ -377,10 +379,7 @@ def _savgol_operator(width: int, order: int) -> np.ndarray:
     """The ``(width, width)`` linear map of ``scipy.signal.savgol_filter(mode="interp")``
     on a window of ``width`` frames: its middle row filters the interior, the rows
     above and below it give the edges (polynomial fits)."""
-    import scipy.signal
-
-    eye = np.eye(width)
-    return scipy.signal.savgol_filter(eye, width, polyorder=order, deriv=order, axis=0)
+    return savgol_derivative(width, order)
 
 
 def _savgol(x: np.ndarray, *, width: int, order: int) -> np.ndarray:

@@ -17,10 +17,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from functools import lru_cache
 
-import librosa
 import numpy as np
 import scipy.fft
 
+from callsort.audio.filters import chroma_filters, fft_frequencies, hann, mel_filters
 from callsort.features.kernels import (
     centred_frames,
     deltas,
@@ -435,9 +435,7 @@ def _bins(s: FeatureSettings, what: str) -> tuple[tuple[int, int], ...]:
 
 @lru_cache(maxsize=8)
 def _hann(n_fft: int) -> np.ndarray:
-    import scipy.signal
-
-    return scipy.signal.get_window("hann", n_fft, fftbins=True).astype(np.float32)
+    return hann(n_fft).astype(np.float32)
 
 
 def _band_slope(
@@ -491,9 +489,9 @@ def _at_level(y: np.ndarray, level_db: float) -> np.ndarray:
 
 @lru_cache(maxsize=8)
 def _bases(s: FeatureSettings) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    mel = librosa.filters.mel(
+    mel = mel_filters(
         sr=s.sample_rate, n_fft=s.n_fft, n_mels=s.n_mels, fmin=s.fmin_hz, fmax=s.fmax_hz
     )
-    chroma = librosa.filters.chroma(sr=s.sample_rate, n_fft=s.n_fft, tuning=0.0)
-    freqs = librosa.fft_frequencies(sr=s.sample_rate, n_fft=s.n_fft)
+    chroma = chroma_filters(sr=s.sample_rate, n_fft=s.n_fft)
+    freqs = fft_frequencies(sr=s.sample_rate, n_fft=s.n_fft)
     return mel.astype(np.float32), chroma.astype(np.float32), freqs.astype(np.float32)

@@ -392,15 +392,11 @@ def worker_main(conn: Connection, model_dir: Path, settings: AnalysisSettings) -
 PRELOAD = (
     "callsort.run.analysis",
     "callsort.dataset.tables",
-    "librosa.core.spectrum",
-    "librosa.feature.spectral",
-    "librosa.feature.utils",
-    "librosa.filters",
-    "scipy.signal",
     "threadpoolctl",
 )
 """What the fork server of the ``callsort`` command imports once, so that workers start with
-them loaded; names that do not exist (another librosa layout) are skipped by multiprocessing."""
+them loaded (the analysis imports numpy, scipy.fft, scipy.ndimage, soundfile and soxr; not
+librosa: see :mod:`callsort.audio.filters`)."""
 
 
 def preload_fork_server() -> None:

@@ -121,47 +121,6 @@ def print_plan(run) -> None:
     )
 
 
-FIRST_RUN_NOTE = (
-    "first run after install: librosa is compiling its numerical code with numba, once "
-    "(about 15 s on 2 cores); later runs start in about 2 s"
-)
-
-
-def librosa_not_compiled(librosa_dir: Path | None = None) -> bool:
-    """True when librosa's numba cache is missing, so importing it compiles (15 s, once).
-
-    librosa compiles some functions when they are imported and caches them beside its
-    code (in ``util/__pycache__``), under ``NUMBA_CACHE_DIR`` when that is set, or in the
-    user's cache folder when its own is read-only. Looked up without importing librosa,
-    which would start the compilation.
-    """
-    import importlib.util
-    import os
-    import sys
-
-    if librosa_dir is None:
-        spec = importlib.util.find_spec("librosa")
-        if spec is None or not spec.submodule_search_locations:
-            return False
-        librosa_dir = Path(next(iter(spec.submodule_search_locations)))
-    tag = f"py{sys.version_info.major}{sys.version_info.minor}"
-    index = f"*utils._localmax-*.{tag}.nbi"
-    if any((librosa_dir / "util" / "__pycache__").glob(index)):
-        return False
-    elsewhere = [os.environ.get("NUMBA_CACHE_DIR")]  # numba's own, when set
-    # where numba caches when librosa's folder is read-only (an install by another user)
-    elsewhere.append(
-        str(Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "numba")
-    )
-    return not any(folder and any(Path(folder).rglob(index)) for folder in elsewhere)
-
-
-def print_first_run_note() -> None:
-    """Say why this run starts slowly, when it is librosa's first (see above)."""
-    if librosa_not_compiled():
-        console.print(f"[yellow]callsort: {FIRST_RUN_NOTE}[/yellow]")
-
-
 def print_waiting(holder: dict) -> None:
     console.print(
         f"waiting for run {holder.get('run_id', '?')} (pid {holder.get('pid', '?')} on "
