@@ -199,3 +199,31 @@ def test_a_long_mono_recording_gets_the_same_speaker_channels_and_features(tmp_p
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
     for c in range(2):
         np.testing.assert_array_equal(short.confidence(c), long.confidence(c))
+
+
+def test_clustering_is_scikit_learns_without_importing_it():
+    """Ward's two clusters (labels numbered alike: the window labels' median filter pads
+    with zeros, so the numbering matters) and the silhouette, as scikit-learn computes them,
+    on the mono demo call's speaker embeddings and on random points."""
+    from sklearn.cluster import AgglomerativeClustering
+    from sklearn.metrics import silhouette_score
+
+    from callsort.audio.diarise import centred, silhouette, speaker_windows, ward_halves
+
+    settings = analysis_settings()
+    y = decode_mono(SAMPLES / "call_06_mono.wav")
+    energy, zcr = frame_measures(y, frame_length=round(settings.segmentation.frame_s * 16_000))
+    segments = speech_segments(energy, zcr, settings=settings.segmentation)
+    windows = speaker_windows(
+        (y[round(a * 16_000) : round(b * 16_000)] for a, b in segments),
+        settings=settings.diarisation,
+    )
+    real = centred(np.concatenate([w.features for w in windows]))
+    rng = np.random.default_rng(3)
+    points = [real, real[:7]] + [
+        rng.standard_normal((n, 8)) + rng.integers(0, 2, (n, 1)) * 2.0 for n in (4, 30, 120)
+    ]
+    for X in points:
+        expected = AgglomerativeClustering(n_clusters=2, linkage="ward").fit_predict(X)
+        np.testing.assert_array_equal(ward_halves(X), expected)
+        assert silhouette(X, expected) == pytest.approx(silhouette_score(X, expected), abs=1e-12)

@@ -5,7 +5,7 @@ Works on the channel's speech segments only (``(start_s, end_s)`` from
 samples into speaker embeddings of short windows (:mod:`callsort.audio.voices`,
 a voice encoder shipped in the package); :func:`diarise` centres them on the channel's
 mean, clusters the segments' mean windows in two (Ward's agglomerative clustering refined
-by k-means, scikit-learn), tests whether the two clusters are two speakers or one
+by k-means; scipy's Ward tree), tests whether the two clusters are two speakers or one
 (:func:`separation`), smooths each segment's window labels and cuts the segment where
 the speaker changes. Nothing is fetched at run time. :func:`diarisation_error` scores
 the result.
@@ -118,18 +118,34 @@ def centred(X: np.ndarray) -> np.ndarray:
 
 def separation(Z: np.ndarray, labels: np.ndarray, owner: np.ndarray) -> float:
     """How well the two clusters of the windows ``Z`` (``labels``; ``owner``: the segment
-    of each window) stand apart: the silhouette (scikit-learn) of the segments' mean
-    windows, each segment in the cluster most of its windows are in; 0 when either
-    cluster has fewer than two segments. Two voices give clusters that stand apart, one
-    voice cut in two does not."""
-    from sklearn.metrics import silhouette_score
-
+    of each window) stand apart: the :func:`silhouette` of the segments' mean windows,
+    each segment in the cluster most of its windows are in; 0 when either cluster has
+    fewer than two segments. Two voices give clusters that stand apart, one voice cut in
+    two does not."""
     ids = np.unique(owner)
     M = np.stack([Z[owner == i].mean(axis=0) for i in ids])
     majority = np.array([np.bincount(labels[owner == i], minlength=2).argmax() for i in ids])
     if np.bincount(majority, minlength=2).min() < 2:
         return 0.0
-    return float(silhouette_score(M, majority))
+    return silhouette(M, majority)
+
+
+def silhouette(X: np.ndarray, labels: np.ndarray) -> float:
+    """The mean silhouette of the points ``X`` (points, features) in two clusters
+    (``labels`` 0/1), Euclidean, as scikit-learn's
+    ``silhouette_score`` computes it: for each point ``(b - a) / max(a, b)``, with ``a``
+    its mean distance to the other points of its cluster and ``b`` to the other cluster's."""
+    sq = np.sum(X * X, axis=1)
+    D = np.sqrt(np.maximum(sq[:, None] + sq[None, :] - 2 * (X @ X.T), 0))
+    np.fill_diagonal(D, 0)
+    size = np.bincount(labels, minlength=2).astype(float)
+    sums = np.stack([D[:, labels == k].sum(axis=1) for k in (0, 1)], axis=1)  # (points, 2)
+    rows = np.arange(len(X))
+    with np.errstate(invalid="ignore", divide="ignore"):  # a point alone in its cluster: 0
+        a = sums[rows, labels] / (size[labels] - 1)
+        b = sums[rows, 1 - labels] / size[1 - labels]
+        s = np.nan_to_num((b - a) / np.maximum(a, b))
+    return float(s.mean())
 
 
 def similarity(X: np.ndarray, labels: np.ndarray) -> float:
@@ -207,7 +223,6 @@ def _two_clusters(
     evenly spread) in two by Ward's agglomerative clustering, refined by k-means
     iterations over the segment means weighted by their windows; each window then takes
     the nearer centroid."""
-    from sklearn.cluster import AgglomerativeClustering
 
     ids, counts = np.unique(owner, return_counts=True)
     if settings.segment_level:
@@ -219,7 +234,7 @@ def _two_clusters(
         M, weight = Z, np.ones(len(Z))
     n = len(M)
     pick = np.linspace(0, n - 1, min(n, settings.max_cluster_windows)).round().astype(int)
-    first = AgglomerativeClustering(n_clusters=2, linkage="ward").fit_predict(M[pick])
+    first = ward_halves(M[pick])
     centroids = np.stack([M[pick][first == k].mean(axis=0) for k in (0, 1)])
     for _ in range(settings.kmeans_iterations):
         d = np.linalg.norm(M[:, None, :] - centroids[None, :, :], axis=2)
@@ -234,6 +249,25 @@ def _two_clusters(
         centroids = new
     d = np.linalg.norm(Z[:, None, :] - centroids[None, :, :], axis=2)
     return d.argmin(axis=1), centroids
+
+
+def ward_halves(X: np.ndarray) -> np.ndarray:
+    """Labels (0/1) of the points ``X`` cut in two by Ward's agglomerative clustering:
+    scipy's Ward tree, numbered as scikit-learn's ``AgglomerativeClustering(n_clusters=2,
+    linkage="ward")`` numbers it (0: the root's child made last), which matters: a
+    segment's window labels are median-filtered with zeros beyond its ends."""
+    from scipy.cluster.hierarchy import ward
+
+    tree, n = ward(X), len(X)
+    labels = np.ones(n, dtype=int)
+    stack = [int(tree[-1, :2].max())]
+    while stack:
+        node = stack.pop()
+        if node < n:
+            labels[node] = 0
+        else:
+            stack.extend(int(child) for child in tree[node - n, :2])
+    return labels
 
 
 def _segment_pieces(
