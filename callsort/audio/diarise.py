@@ -223,7 +223,6 @@ def _two_clusters(
     evenly spread) in two by Ward's agglomerative clustering, refined by k-means
     iterations over the segment means weighted by their windows; each window then takes
     the nearer centroid."""
-
     ids, counts = np.unique(owner, return_counts=True)
     if settings.segment_level:
         M = np.stack([Z[owner == i].mean(axis=0) for i in ids])
