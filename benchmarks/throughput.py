@@ -902,7 +902,7 @@ def in_process(
         model = load_model(model_under_test.folder)
     if model.feature_settings.encoder is not None:
         with watch("encoder load"):
-            load_encoder()
+            load_encoder(layers=model.feature_settings.encoder_layers)
     settings = AnalysisSettings()
     fp = fingerprint(model_under_test.folder, settings)
     warm = np.random.default_rng(0).standard_normal(8000).astype(np.float32) * 0.1

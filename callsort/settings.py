@@ -175,6 +175,9 @@ class FeatureSettings:
     delta_width: int = 9  # frames of the MFCC delta filters (fewer in shorter segments)
     # learned features after the hand-made ones: None, or "whisper-base" (callsort.features.encoder)
     encoder: str | None = None
+    # how many of the encoder's 6 layers run: fewer are faster, and the last layer kept is
+    # the one pooled (benchmarks/encoder_depth_probe.py)
+    encoder_layers: int = 6
 
     LEGACY: ClassVar[dict[str, object]] = {
         "voicing_threshold": 0.45,
@@ -182,6 +185,7 @@ class FeatureSettings:
         "level_peak_db": 3.0,
         "rolloff_fraction": 0.85,
         "delta_width": 9,
+        "encoder_layers": 6,
     }
 
     def to_dict(self) -> dict:

@@ -1,4 +1,5 @@
-"""Write ``callsort/models/encoder/reference.npy``: the pip wheels' embedding of the reference signal.
+"""Write ``callsort/models/encoder/reference.npy``: the pip wheels' embeddings of the reference
+signal, one row per encoder depth (row i: the encoder cut after i + 1 layers).
 
     python scripts/make_encoder_reference.py
 
@@ -21,15 +22,21 @@ REFERENCE = REPO / "callsort" / "models" / "encoder" / "reference.npy"
 
 
 def main() -> int:
-    from callsort.features.encoder import Encoder, reference_signal
+    from callsort.features.encoder import ENCODER_LAYERS, Encoder, reference_signal
 
-    embedding = Encoder().embed([reference_signal()])[0]
+    signal = reference_signal()
+    by_depth = np.stack(
+        [Encoder(layers=n).embed([signal])[0] for n in range(1, ENCODER_LAYERS + 1)]
+    )
     previous = np.load(REFERENCE) if REFERENCE.is_file() else None
-    np.save(REFERENCE, embedding)
-    print(f"wrote {REFERENCE.relative_to(REPO)}: {embedding.shape[0]} values")
-    if previous is not None and previous.shape == embedding.shape:
-        moved = np.linalg.norm(embedding - previous) / np.linalg.norm(previous)
-        print(f"the previous reference was {moved:.4f} of its norm away")
+    np.save(REFERENCE, by_depth)
+    print(f"wrote {REFERENCE.relative_to(REPO)}: {by_depth.shape[0]} depths x {by_depth.shape[1]}")
+    if previous is not None:
+        old = previous if previous.ndim == 2 else previous[None]  # once one row: six layers
+        for depth in range(ENCODER_LAYERS, ENCODER_LAYERS - len(old), -1):
+            row, embedding = old[depth - ENCODER_LAYERS - 1], by_depth[depth - 1]
+            moved = np.linalg.norm(embedding - row) / np.linalg.norm(row)
+            print(f"{depth} layers: the previous reference was {moved:.2e} of its norm away")
     return 0
 
 

