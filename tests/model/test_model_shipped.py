@@ -125,3 +125,14 @@ def test_a_loaded_model_is_a_fitted_estimator():
     assert unfitted.get_params() == classifier.get_params()
     with pytest.raises(NotFittedError):
         unfitted.predict(X)
+
+
+@pytest.mark.parametrize("name", ["default", "fast"])
+def test_shipped_models_hear_the_features_callsort_train_gives_them_today(name):
+    """A shipped model is the build product of today's ``callsort train``: its card's
+    feature settings (the encoder's depth included) are those the command trains with."""
+    from callsort.cli.training import feature_settings
+    from callsort.model.folder import load_model
+
+    expected = feature_settings(fast=name == "fast")
+    assert load_model(name).feature_settings == expected
