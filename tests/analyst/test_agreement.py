@@ -6,9 +6,11 @@ truth with pandas and scikit-learn, not with callsort's own matching or metrics.
 
 from __future__ import annotations
 
+import itertools
 import json
-import random
+import math
 import re
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -130,22 +132,45 @@ def test_agreement_is_what_the_segments_and_the_truth_say(demo, segments, truth)
 
 
 def test_the_interval_resamples_recordings(demo, segments, truth):
-    """An independent bootstrap over recordings (Python's random, scikit-learn's F1) gives
-    the same interval; one over segments would not (its upper end is far lower here)."""
+    """The interval is a bootstrap over recordings: against the exact bootstrap
+    distribution (every multiset of 5 of the 5 recordings, with its multinomial
+    probability; scikit-learn's F1), each end lies within the quantiles that 1,000 draws
+    can land on (2.5 % and 97.5 %, +-1 point: two standard errors of a 1,000-draw
+    estimate). One over segments would not (its upper end is far lower here)."""
     got = run_json(demo, GROUND_TRUTH)
     cases = cases_by_overlap(segments, truth)
     recordings = sorted(set(cases["recording"]))
     by_recording = {r: cases[cases["recording"] == r] for r in recordings}
-    draw = random.Random(1)
-    values = [
-        macro(pd.concat([by_recording[draw.choice(recordings)] for _ in recordings]))
-        for _ in range(2000)
-    ]
-    low, high = np.percentile(values, [2.5, 97.5])
-    assert got["bootstrap_unit"] == "recording" and got["n_units"] == len(recordings) == 5
+    n = len(recordings)
+    values, weights = [], []
+    for drawn in itertools.combinations_with_replacement(recordings, n):
+        counts = Counter(drawn).values()
+        ways = math.factorial(n) // math.prod(math.factorial(c) for c in counts)
+        values.append(macro(pd.concat([by_recording[r] for r in drawn])))
+        weights.append(ways / n**n)
+    order = np.argsort(values)
+    sorted_values, cdf = np.asarray(values)[order], np.cumsum(np.asarray(weights)[order])
+
+    def quantile(p: float) -> float:  # the smallest value whose cumulative probability >= p
+        return float(sorted_values[np.searchsorted(cdf, p - 1e-12)])
+
+    assert got["bootstrap_unit"] == "recording" and got["n_units"] == n == 5
     assert got["n_bootstrap"] == 1000 and got["seed"] == 0
-    assert abs(got["macro_f1_low"] - low) <= 0.03, (got["macro_f1_low"], low)
-    assert abs(got["macro_f1_high"] - high) <= 0.03, (got["macro_f1_high"], high)
+    assert quantile(0.015) <= got["macro_f1_low"] <= quantile(0.035), (
+        got["macro_f1_low"],
+        quantile(0.015),
+        quantile(0.035),
+    )
+    assert quantile(0.965) <= got["macro_f1_high"] <= quantile(0.985), (
+        got["macro_f1_high"],
+        quantile(0.965),
+        quantile(0.985),
+    )
+    by_segment = np.random.default_rng(1)
+    segment_highs = [
+        macro(cases.iloc[by_segment.integers(0, len(cases), len(cases))]) for _ in range(500)
+    ]
+    assert np.percentile(segment_highs, 97.5) < got["macro_f1_high"] - 0.02
     again = run_json(demo, GROUND_TRUTH)
     assert (again["macro_f1_low"], again["macro_f1_high"]) == (
         got["macro_f1_low"],
