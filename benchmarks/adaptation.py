@@ -91,10 +91,12 @@ def protocol_clips(corpus: str, *, datasets: Path = DATASETS) -> list[Clip]:
 
 
 def features_of(clips, conditions, *, recipe: str, jobs: int):
-    from callsort.settings import AnalysisSettings, FeatureSettings
+    from callsort.cli.training import feature_settings
+    from callsort.settings import AnalysisSettings
     from callsort.training.cache import clip_features, default_cache_dir
 
-    fs = FeatureSettings(encoder=RECIPES[recipe])
+    # the features callsort train gives the recipe's model (the encoder's depth included)
+    fs = feature_settings(fast=RECIPES[recipe] is None)
     return fs, {
         cond: clip_features(
             clips,
