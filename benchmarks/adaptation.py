@@ -96,7 +96,7 @@ def features_of(clips, conditions, *, recipe: str, jobs: int):
     from callsort.training.cache import clip_features, default_cache_dir
 
     # the features callsort train gives the recipe's model (the encoder's depth included)
-    fs = feature_settings(fast=RECIPES[recipe] is None)
+    fs = feature_settings(fast=recipe == "fast")
     return fs, {
         cond: clip_features(
             clips,

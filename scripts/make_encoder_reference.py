@@ -31,10 +31,8 @@ def main() -> int:
     previous = np.load(REFERENCE) if REFERENCE.is_file() else None
     np.save(REFERENCE, by_depth)
     print(f"wrote {REFERENCE.relative_to(REPO)}: {by_depth.shape[0]} depths x {by_depth.shape[1]}")
-    if previous is not None:
-        old = previous if previous.ndim == 2 else previous[None]  # once one row: six layers
-        for depth in range(ENCODER_LAYERS, ENCODER_LAYERS - len(old), -1):
-            row, embedding = old[depth - ENCODER_LAYERS - 1], by_depth[depth - 1]
+    if previous is not None and previous.shape == by_depth.shape:
+        for depth, (row, embedding) in enumerate(zip(previous, by_depth, strict=True), start=1):
             moved = np.linalg.norm(embedding - row) / np.linalg.norm(row)
             print(f"{depth} layers: the previous reference was {moved:.2e} of its norm away")
     return 0

@@ -193,7 +193,10 @@ def wheel_weights():
     files = encoder._wheel_files()
     with files["model.bin"] as f:
         weights = read_model_file(
-            f, select=lambda name, shape: encoder._encoder_and_stub(name, shape, 6)
+            f,
+            select=lambda name, shape: encoder._encoder_and_stub(
+                name, shape, encoder.ENCODER_LAYERS
+            ),
         )
     return weights, files["config.json"]
 
