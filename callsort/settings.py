@@ -139,7 +139,11 @@ class SegmentationSettings:
 
 @dataclass(frozen=True)
 class FeatureSettings:
-    """Spectral analysis settings for :mod:`callsort.features.spectral` (16 kHz input).
+    """Spectral analysis settings for :mod:`callsort.features.spectral`.
+
+    ``sample_rate`` is the rate a model hears: labelling decodes every file to it,
+    finds speech and computes features at it (16 kHz for the default model, whose
+    encoder needs it; the fast model works at the telephone rate, 8 kHz).
 
     A model card stores them; fields added since a card was written take their
     defaults when it is read, which are the values callsort used before they became
@@ -187,6 +191,18 @@ class FeatureSettings:
         "delta_width": 9,
         "encoder_layers": 6,
     }
+
+    def __post_init__(self) -> None:
+        nyquist = self.sample_rate / 2
+        if not 0 < self.fmax_hz <= nyquist:
+            raise ValueError(f"fmax_hz {self.fmax_hz} lies above Nyquist ({nyquist:g} Hz)")
+        if self.contrast_fmin_hz * 2**self.n_contrast_bands >= nyquist:
+            raise ValueError(
+                f"{self.n_contrast_bands} contrast bands from {self.contrast_fmin_hz:g} Hz: "
+                f"the top one starts above Nyquist ({nyquist:g} Hz); use fewer"
+            )
+        if self.encoder is not None and self.sample_rate != ANALYSIS_SAMPLE_RATE:
+            raise ValueError(f"the encoder hears {ANALYSIS_SAMPLE_RATE} Hz audio only")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -93,35 +93,38 @@ def recording_features(
     """
     info = probe(path)
     names = channel_names(info.n_channels, settings.channels)
-    frame_length = round(settings.segmentation.frame_s * SR)
+    rate = feature_settings.sample_rate  # the model's: segments are found and cut at it
+    frame_length = round(settings.segmentation.frame_s * rate)
 
     keep = info.duration_s <= settings.in_memory_s
     energy, zcr, kept, n_samples = _measure(
-        _analysis_stream(path, info, settings), frame_length=frame_length, keep=keep
+        _analysis_stream(path, info, settings, rate=rate), frame_length=frame_length, keep=keep
     )
     if n_samples == 0:
         raise DecodeError("no audio data (the file holds a header only)")
-    duration_s = n_samples / SR
+    duration_s = n_samples / rate
 
     segments = [
-        speech_segments(energy[c], zcr[c], settings=settings.segmentation)
+        speech_segments(energy[c], _per_16k_sample(zcr[c], rate), settings=settings.segmentation)
         for c in range(len(names))
     ]
     confidence: list[np.ndarray | None] = [None] * len(names)
     sources = list(range(len(names)))  # the decoded channel each analysis channel cuts
     if is_diarised(info, settings):
-        speakers = mono_speakers(path, info, settings, segments[0], kept=kept)
+        speakers = mono_speakers(path, info, settings, segments[0], kept=kept, rate=rate)
         if speakers.n_speakers == 2:
             names = speaker_names(settings)
             segments, confidence, sources = speakers.segments, speakers.confidence, [0, 0]
     if kept is not None:
         audio = (
-            (c, i, _cut(kept[sources[c]], seg))
+            (c, i, _cut(kept[sources[c]], seg, rate=rate))
             for c, segs in enumerate(segments)
             for i, seg in enumerate(segs)
         )
     else:
-        audio = _cut_stream(_analysis_stream(path, info, settings), segments, sources=sources)
+        audio = _cut_stream(
+            _analysis_stream(path, info, settings, rate=rate), segments, sources=sources, rate=rate
+        )
 
     # Each channel's features are kept (float32, 3.7 kB a segment: about 20 MB for three
     # hours of stereo speech) because the model normalises a segment against all the
@@ -169,24 +172,27 @@ def mono_speakers(
     segments: list[tuple[float, float]],
     *,
     kept: np.ndarray | None = None,
+    rate: int = SR,
 ) -> Speakers:
     """The speakers of the mono recording at ``path`` whose speech ``segments`` are known
     (:func:`~callsort.audio.diarise.diarise`): the segments' samples are cut from
-    ``kept`` (the decoded recording), else from a new pass over the file that holds one
-    segment at a time."""
+    ``kept`` (the recording decoded at ``rate`` Hz), else from a new pass over the file
+    that holds one segment at a time. The speaker encoder hears 16 kHz: segments cut at
+    another rate are resampled to it."""
     d = settings.diarisation
     if d is None:
         raise ValueError("no diarisation settings")
     if kept is not None:
-        audio = ((0, i, _cut(kept[0], seg)) for i, seg in enumerate(segments))
+        audio = ((0, i, _cut(kept[0], seg, rate=rate)) for i, seg in enumerate(segments))
     else:
-        audio = _cut_stream(_analysis_stream(path, info, settings), [segments])
+        stream = _analysis_stream(path, info, settings, rate=rate)
+        audio = _cut_stream(stream, [segments], rate=rate)
     order: list[int] = []
 
     def samples():
         for _, i, y in audio:
             order.append(i)
-            yield y
+            yield y if rate == SR else _resampled(y, from_hz=rate, to_hz=SR)
 
     windows = speaker_windows(samples(), settings=d)  # fills order: the segments it got
     found = dict(zip(order, windows, strict=True))
@@ -247,11 +253,12 @@ def channel_analysis(
     return ChannelAnalysis(name, segments, smoothed, raw_probabilities=proba)
 
 
-def decode_mono(path: Path | str) -> np.ndarray:
-    """The whole recording as one 16 kHz float32 channel (channels averaged)."""
+def decode_mono(path: Path | str, *, sample_rate: int = SR) -> np.ndarray:
+    """The whole recording as one float32 channel at ``sample_rate`` Hz (channels
+    averaged), decoded as labelling decodes it."""
     info = probe(path)
     settings = AnalysisSettings(channels=ChannelSettings(mode="mix"))
-    blocks = list(_analysis_stream(path, info, settings))
+    blocks = list(_analysis_stream(path, info, settings, rate=sample_rate))
     if not blocks:
         raise DecodeError("no audio data (the file holds a header only)")
     return np.concatenate(blocks, axis=1)[0]
@@ -260,15 +267,18 @@ def decode_mono(path: Path | str) -> np.ndarray:
 def waveform_segments(
     y: np.ndarray, *, settings: AnalysisSettings, feature_settings: FeatureSettings
 ) -> tuple[list[tuple[float, float]], np.ndarray]:
-    """Segments and feature matrix of one channel given as a 16 kHz waveform.
+    """Segments and feature matrix of one channel given as a waveform at
+    ``feature_settings.sample_rate`` Hz.
 
     The same segmentation and features as :func:`analyse_recording`, for audio
     already in memory (training clips, tests).
     """
-    frame_length = round(settings.segmentation.frame_s * SR)
+    rate = feature_settings.sample_rate
+    frame_length = round(settings.segmentation.frame_s * rate)
     energy, zcr = frame_measures(y, frame_length=frame_length)
-    segments = speech_segments(energy, zcr, settings=settings.segmentation)
-    X = segments_features([_cut(y, seg) for seg in segments], settings=feature_settings)
+    segments = speech_segments(energy, _per_16k_sample(zcr, rate), settings=settings.segmentation)
+    cut = [_cut(y, seg, rate=rate) for seg in segments]
+    X = segments_features(cut, settings=feature_settings)
     return segments, X
 
 
@@ -280,15 +290,15 @@ def _batched(items: Iterable, n: int) -> Iterator[list]:
 
 
 def _analysis_stream(
-    path: Path | str, info: AudioInfo, settings: AnalysisSettings
+    path: Path | str, info: AudioInfo, settings: AnalysisSettings, *, rate: int
 ) -> Iterator[np.ndarray]:
-    """16 kHz float32 blocks of shape ``(analysis_channels, samples)``."""
+    """Float32 blocks at ``rate`` Hz of shape ``(analysis_channels, samples)``."""
     block_frames = max(int(settings.block_s * info.sample_rate), 1)
     raw = (
         analysis_channels(b, settings.channels)
         for b in read_blocks(path, block_frames=block_frames, stamp=info.stamp)
     )
-    return resampled_blocks(raw, from_hz=info.sample_rate, to_hz=SR)
+    return resampled_blocks(raw, from_hz=info.sample_rate, to_hz=rate)
 
 
 def _measure(
@@ -297,7 +307,7 @@ def _measure(
     """Frame energy and zero-crossing rate per channel over a block stream.
 
     Returns ``(energy_db, zcr, audio, n_samples)``: ``audio`` is the whole
-    16 kHz signal when ``keep`` is true, else ``None``.
+    decoded signal when ``keep`` is true, else ``None``.
     """
     energies, zcrs, kept = [], [], []
     carry = None
@@ -323,15 +333,29 @@ def _measure(
     )
 
 
-def _cut(y: np.ndarray, segment: tuple[float, float]) -> np.ndarray:
+def _cut(y: np.ndarray, segment: tuple[float, float], *, rate: int) -> np.ndarray:
     start, end = segment
-    return y[round(start * SR) : round(end * SR)]
+    return y[round(start * rate) : round(end * rate)]
+
+
+def _per_16k_sample(zcr: np.ndarray, rate: int) -> np.ndarray:
+    """Zero crossings per frame sample at ``rate`` Hz as crossings per sample at 16 kHz:
+    the unit the segmentation thresholds were set in, whatever rate a model analyses at
+    (a voice crosses zero as often per second at 8 kHz as at 16 kHz)."""
+    return zcr if rate == SR else zcr * np.float32(rate / SR)
+
+
+def _resampled(y: np.ndarray, *, from_hz: int, to_hz: int) -> np.ndarray:
+    import soxr
+
+    return soxr.resample(y, from_hz, to_hz).astype(np.float32, copy=False)
 
 
 def _cut_stream(
     blocks: Iterator[np.ndarray],
     segments: list[list[tuple[float, float]]],
     *,
+    rate: int,
     sources: list[int] | None = None,
 ) -> Iterator[tuple[int, int, np.ndarray]]:
     """Cut ``(channel, index, audio)`` for every segment out of a block stream, channel
@@ -341,7 +365,7 @@ def _cut_stream(
     bounded by the block size and the longest segment.
     """
     wanted = sorted(
-        (round(start * SR), round(end * SR), c, i)
+        (round(start * rate), round(end * rate), c, i)
         for c, segs in enumerate(segments)
         for i, (start, end) in enumerate(segs)
     )

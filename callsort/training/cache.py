@@ -22,10 +22,12 @@ from pathlib import Path
 
 import numpy as np
 
+from callsort.audio.decode import resampled_blocks
 from callsort.features.encoder import WHISPER_BASE
 from callsort.features.spectral import feature_names
 from callsort.model.card import file_sha256
 from callsort.settings import (
+    ANALYSIS_SAMPLE_RATE,
     ENCODER_COMPUTE_TYPE,
     AnalysisSettings,
     FeatureSettings,
@@ -144,7 +146,7 @@ def _cached_exactly(
     key = _cache_key(path, condition, settings, fs)
     if (cache_dir / f"{key}.npz").is_file():
         return cache_dir / f"{key}.npz"
-    if fs.encoder is None:
+    if fs.encoder is None and fs.sample_rate == ANALYSIS_SAMPLE_RATE:
         with_encoder = replace(fs, encoder=WHISPER_BASE)
         richer = cache_dir / f"{_cache_key(path, condition, settings, with_encoder)}.npz"
         if richer.is_file():
@@ -155,14 +157,18 @@ def _cached_exactly(
 def _compute_clip_features(
     path: Path, condition: str, settings: AnalysisSettings, feature_settings: FeatureSettings
 ) -> ClipFeatures:
-    from callsort.run.analysis import decode_mono, waveform_segments
+    from callsort.run.analysis import decode_mono
     from callsort.training.augment import add_noise
 
-    y = decode_mono(path)
+    rate = feature_settings.sample_rate  # the model's: what its label path decodes to
+    if condition == "clean":
+        y = decode_mono(path, sample_rate=rate)
+        return _segment_features(y, settings, feature_settings)
+    y = decode_mono(path)  # at 16 kHz, the rate the augmentations work at
     if condition == "telephone":
-        y = through_telephone_file(y, codec="mulaw")
+        y = through_telephone_file(y, codec="mulaw", sample_rate=rate)
     elif condition in CODEC_CONDITIONS:
-        y = through_telephone_file(y, codec=condition)
+        y = through_telephone_file(y, codec=condition, sample_rate=rate)
     elif condition == AUGMENTED:
         from callsort.training.augment import TELEPHONE_CODECS, augmented
 
@@ -171,7 +177,8 @@ def _compute_clip_features(
         rng = np.random.default_rng([seed, 1])
         if rng.random() < 0.5:
             codecs = sorted(TELEPHONE_CODECS)
-            y = through_telephone_file(y, codec=codecs[int(rng.integers(len(codecs)))])
+            codec = codecs[int(rng.integers(len(codecs)))]
+            y = through_telephone_file(y, codec=codec, sample_rate=rate)
     elif condition == PERTURBED:
         from callsort.training.augment import perturbed
 
@@ -179,8 +186,23 @@ def _compute_clip_features(
     elif condition.startswith("noise") and condition in TEST_CONDITIONS:
         # the same noise for a clip every time: a stable seed from its file name
         y = add_noise(y, snr_db=float(condition[len("noise") :]), seed=_name_seed(path))
-    elif condition != "clean":
+    else:
         raise ValueError(f"unknown condition {condition!r}")
+    if condition not in ("telephone", *CODEC_CONDITIONS) and rate != ANALYSIS_SAMPLE_RATE:
+        # an augmented copy in memory, resampled as the label path resamples a file
+        (y,) = np.concatenate(
+            list(resampled_blocks([y[np.newaxis, :]], from_hz=ANALYSIS_SAMPLE_RATE, to_hz=rate)),
+            axis=1,
+        )
+    return _segment_features(y, settings, feature_settings)
+
+
+def _segment_features(
+    y: np.ndarray, settings: AnalysisSettings, feature_settings: FeatureSettings
+) -> ClipFeatures:
+    """The segments' features of one clip's waveform at the model's rate."""
+    from callsort.run.analysis import waveform_segments
+
     # A clip in which no speech is found gives no rows, as `callsort label` would:
     # it trains nothing and counts as wrong when tested (see NO_SPEECH).
     segments, X = waveform_segments(y, settings=settings, feature_settings=feature_settings)
@@ -188,9 +210,12 @@ def _compute_clip_features(
     return ClipFeatures(X=X.astype(np.float32), durations_s=durations)
 
 
-def through_telephone_file(y: np.ndarray, *, codec: str) -> np.ndarray:
+def through_telephone_file(
+    y: np.ndarray, *, codec: str, sample_rate: int = ANALYSIS_SAMPLE_RATE
+) -> np.ndarray:
     """16 kHz ``y`` written as an 8 kHz telephone WAV in ``codec`` and decoded again by
-    ``callsort label``'s own path (what an archive's file gives the model)."""
+    ``callsort label``'s own path at ``sample_rate`` Hz (what an archive's file gives
+    the model)."""
     import tempfile
 
     from callsort.run.analysis import decode_mono
@@ -198,7 +223,7 @@ def through_telephone_file(y: np.ndarray, *, codec: str) -> np.ndarray:
 
     with tempfile.TemporaryDirectory(prefix="callsort-telephone-") as folder:
         path = write_telephone_file(y, Path(folder) / f"{codec}.wav", codec=codec)
-        return decode_mono(path)
+        return decode_mono(path, sample_rate=sample_rate)
 
 
 def _name_seed(path: Path) -> int:
