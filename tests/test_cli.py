@@ -770,6 +770,48 @@ def test_train_info_label_evaluate_on_synthetic_data(synth_data, tmp_path):
     assert "figures match the card" in result.output
 
 
+def test_a_fast_model_at_8khz_trains_labels_and_checks_its_card(synth_data, tmp_path):
+    """``--fast --sample-rate 8000``: the card records the rate, labelling decodes to it
+    (a mono 8 kHz copy of a clip gives the same segments as its features say), and
+    ``evaluate --check-card`` reproduces the figures at the card's rate."""
+    model_dir, cache = tmp_path / "model", tmp_path / "cache"
+    common = ("--classes", ",".join(SYNTH_CLASSES), "--jobs", 1, "--cache", cache)
+    result = invoke(
+        "train",
+        synth_data,
+        "--out",
+        model_dir,
+        "--fast",
+        "--sample-rate",
+        8000,
+        "--no-telephone",
+        *common,
+    )
+    assert result.exit_code == 0, shown(result)
+    card = json.loads((model_dir / "card.json").read_text())
+    assert card["feature_settings"]["sample_rate"] == 8000
+    assert card["feature_settings"]["fmax_hz"] == 4000.0
+    assert card["metrics"]["clean"]["macro_f1"] >= 0.8  # pitch and tempo survive 8 kHz
+
+    out = tmp_path / "labelled"
+    result = invoke("label", synth_data, "--model", model_dir, "--out", out, "-j", 1, "-q")
+    assert result.exit_code == 0, shown(result)
+    got = read_tables(out)
+    truth = got.calls["recording"].str.extract(r"/(low|high)_")[0]
+    assert (got.calls["dominant_label"] == truth).mean() >= 0.9
+
+    result = invoke(
+        "evaluate", synth_data, "--fast", "--no-telephone", *common, "--check-card", model_dir
+    )
+    assert result.exit_code == 0, shown(result)
+    assert "figures match the card" in result.output
+
+    # the encoder hears 16 kHz only
+    result = invoke("train", synth_data, "--out", tmp_path / "m2", "--sample-rate", 8000, *common)
+    assert result.exit_code == 2, shown(result)
+    assert "encoder hears 16000 Hz only" in result.output
+
+
 def test_train_tune_searches_inside_the_training_speakers(synth_data, tmp_path, monkeypatch):
     from callsort.training import tuning
 

@@ -3,6 +3,7 @@ that build the training configuration and extract the features."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
@@ -11,6 +12,7 @@ from rich.markup import escape
 
 from callsort.cli.labelling import use_encoder_dir
 from callsort.errors import UsageError
+from callsort.settings import ANALYSIS_SAMPLE_RATE
 
 # options train and evaluate share
 ArchiveStandardisation = Annotated[
@@ -38,6 +40,14 @@ def train(
         bool,
         typer.Option("--fast", help="The fast model: hand-made features only, no encoder."),
     ] = False,
+    sample_rate: Annotated[
+        int,
+        typer.Option(
+            "--sample-rate",
+            help="Hz the model hears (labelling decodes to it); 8000 with --fast: an 8 kHz "
+            "call is not resampled, and the features cost half as much.",
+        ),
+    ] = ANALYSIS_SAMPLE_RATE,
     classes: Annotated[str, typer.Option(help="Comma-separated classes.")] = "angry,calm,happy,sad",
     holdout_speakers: Annotated[
         str, typer.Option(help="Speakers left out of the final model, e.g. 23,24.")
@@ -112,10 +122,13 @@ def train(
     )
     use_encoder_dir(encoder_dir)
     n_jobs = resolve_jobs(jobs)
-    plan = make_plan(data_dirs, config, n_jobs, cache, fast=fast, evaluate=not no_evaluate)
+    features = feature_settings(fast=fast, sample_rate=sample_rate)
+    plan = make_plan(
+        data_dirs, config, n_jobs, cache, fast=fast, evaluate=not no_evaluate, features=features
+    )
     if dry_run:
         return
-    run = extract_features(data_dirs, plan, config, n_jobs, cache, fast=fast)
+    run = extract_features(data_dirs, plan, config, n_jobs, cache, fast=fast, features=features)
     if no_evaluate:
         metrics = training.not_evaluated()
     else:
@@ -208,9 +221,9 @@ def evaluate(
         tune=tune,
         archive_standardisation=archive_standardisation,
     )
-    expected, settings = None, None
+    expected, settings, features = None, None, None
     if check_card is not None:  # before hours of work: a card without figures is refused
-        expected, settings = card_to_check(check_card, fast=fast)
+        expected, settings, features = card_to_check(check_card, fast=fast)
     use_encoder_dir(encoder_dir)
     n_jobs = resolve_jobs(jobs)
     plan = make_plan(
@@ -222,8 +235,11 @@ def evaluate(
         final=False,
         headline_only=headline_only,
         settings=settings,
+        features=features,
     )
-    run = extract_features(data_dirs, plan, config, n_jobs, cache, fast=fast, settings=settings)
+    run = extract_features(
+        data_dirs, plan, config, n_jobs, cache, fast=fast, settings=settings, features=features
+    )
     metrics = training.corpus_protocols(
         run,
         config,
@@ -246,12 +262,11 @@ def evaluate(
 
 
 def card_to_check(folder: Path, *, fast: bool):
-    """The figures of the model card in ``folder``, and the analysis settings its model was
+    """The figures of the model card in ``folder``, the analysis settings its model was
     trained with: its segmentation as the card records it (a setting added to callsort
     since takes the value callsort used before it, not today's default), so the protocol
-    runs on the same segments as when the card was written."""
-    from dataclasses import replace
-
+    runs on the same segments as when the card was written; and its feature settings
+    (the recipe ``fast`` names, at the card's sample rate)."""
     from callsort.model.folder import load_model
     from callsort.settings import AnalysisSettings
 
@@ -265,12 +280,14 @@ def card_to_check(folder: Path, *, fast: bool):
     if card_fast != fast:
         kind, flag = ("fast", "with") if card_fast else ("default", "without")
         raise UsageError(f"{folder} holds a {kind} model: check its card {flag} --fast")
-    if model.feature_settings != feature_settings(fast=fast):
+    rate = model.feature_settings.sample_rate if fast else ANALYSIS_SAMPLE_RATE
+    if model.feature_settings != feature_settings(fast=fast, sample_rate=rate):
         raise UsageError(
             f"{folder} was trained with features this callsort does not compute "
             f"({model.feature_settings}): its card cannot be checked"
         )
-    return expected, replace(AnalysisSettings(), segmentation=model.segmentation_settings)
+    segments = replace(AnalysisSettings(), segmentation=model.segmentation_settings)
+    return expected, segments, model.feature_settings
 
 
 def training_config(
@@ -321,9 +338,11 @@ def make_plan(
     final: bool = True,
     headline_only: bool = False,
     settings=None,
+    features=None,
 ):
     """Read and check the corpora, and show the plan (warnings in yellow) before the run;
-    ``settings``: the analysis settings (default ``AnalysisSettings()``)."""
+    ``settings``: the analysis settings (default ``AnalysisSettings()``); ``features``:
+    the feature settings (default: the recipe ``fast`` names)."""
     from callsort.run.progress import console
     from callsort.training import train as training
 
@@ -334,7 +353,7 @@ def make_plan(
         final=final,
         jobs=jobs,
         cache_dir=cache or training.default_cache_dir(),
-        feature_settings=feature_settings(fast=fast),
+        feature_settings=features or feature_settings(fast=fast),
         settings=settings,
         headline_only=headline_only,
         codecs=not headline_only,
@@ -353,18 +372,41 @@ DEFAULT_ENCODER_LAYERS = 4
 RAVDESS's folds in a linear probe (benchmarks/results/encoder-depth-probe.json)."""
 
 
-def feature_settings(*, fast: bool):
-    """The features of the default model, or of the fast one (no encoder)."""
+def feature_settings(*, fast: bool, sample_rate: int = ANALYSIS_SAMPLE_RATE):
+    """The features of the default model, or of the fast one (no encoder); at another
+    ``sample_rate`` than 16 kHz (fast only), the same windows and hops in seconds, up to
+    Nyquist, with as many contrast octaves as fit below it."""
     from callsort.features.encoder import WHISPER_BASE
     from callsort.settings import FeatureSettings
 
-    if fast:
+    if not fast:
+        if sample_rate != ANALYSIS_SAMPLE_RATE:
+            raise UsageError(f"the default model's encoder hears {ANALYSIS_SAMPLE_RATE} Hz only")
+        return FeatureSettings(encoder=WHISPER_BASE, encoder_layers=DEFAULT_ENCODER_LAYERS)
+    if sample_rate == ANALYSIS_SAMPLE_RATE:
         return FeatureSettings(encoder=None)
-    return FeatureSettings(encoder=WHISPER_BASE, encoder_layers=DEFAULT_ENCODER_LAYERS)
+    if not 4000 <= sample_rate < ANALYSIS_SAMPLE_RATE:
+        raise UsageError(f"--sample-rate {sample_rate}: 4000 to 16000 Hz")
+    wide = FeatureSettings(encoder=None)
+    scale = sample_rate / ANALYSIS_SAMPLE_RATE
+    bands = wide.n_contrast_bands
+    while wide.contrast_fmin_hz * 2**bands >= sample_rate / 2:
+        bands -= 1
+    return replace(
+        wide,
+        sample_rate=sample_rate,
+        n_fft=round(wide.n_fft * scale),
+        hop_length=round(wide.hop_length * scale),
+        fmax_hz=min(wide.fmax_hz, sample_rate / 2),
+        n_contrast_bands=bands,
+    )
 
 
-def extract_features(data_dirs, plan, config, jobs, cache, *, fast: bool, settings=None):
-    """The features of every clip of the plan under its conditions, with a progress bar."""
+def extract_features(
+    data_dirs, plan, config, jobs, cache, *, fast: bool, settings=None, features=None
+):
+    """The features of every clip of the plan under its conditions, with a progress bar;
+    ``features``: the feature settings (default: the recipe ``fast`` names)."""
     from callsort.run.progress import clip_progress
     from callsort.training import train as training
 
@@ -376,7 +418,7 @@ def extract_features(data_dirs, plan, config, jobs, cache, *, fast: bool, settin
             cache_dir=cache or training.default_cache_dir(),
             on_done=advance,
             conditions=plan.conditions,
-            feature_settings=feature_settings(fast=fast),
+            feature_settings=features or feature_settings(fast=fast),
             clips=plan.clips,
             settings=settings,
         )
