@@ -408,18 +408,11 @@ def _pitch(
     frame_length = 1 << int(np.ceil(np.log2(2.2 * rate / s.f0_min_hz)))  # two periods and more
     # one resampler for the batch, cleared between segments: the same output as
     # soxr.resample, without designing its filter again for every segment
-    stream = (
-        None
-        if rate == s.sample_rate
-        else soxr.ResampleStream(s.sample_rate, rate, 1, dtype="float32")
-    )
+    stream = soxr.ResampleStream(s.sample_rate, rate, 1, dtype="float32")
     narrow = []
     for y in segments:
-        if stream is None:
-            x = y
-        else:
-            x = stream.resample_chunk(y, last=True)
-            stream.clear()
+        x = y if rate == s.sample_rate else stream.resample_chunk(y, last=True)
+        stream.clear()
         narrow.append(x if x.size >= frame_length else np.pad(x, (0, frame_length - x.size)))
     frames, counts = centred_frames(narrow, frame_length=frame_length, hop_length=hop)
     return yin_frames(frames, fmin=s.f0_min_hz, fmax=s.f0_max_hz, sr=rate), counts
