@@ -200,6 +200,15 @@ def resampled_blocks(
             yield np.ascontiguousarray(tail.T)
 
 
+def resampled(y: np.ndarray, *, from_hz: int, to_hz: int) -> np.ndarray:
+    """One channel ``(samples,)`` float32 resampled as :func:`resampled_blocks` resamples
+    a file (``y`` itself when the rates are equal)."""
+    if from_hz == to_hz:
+        return y
+    blocks = list(resampled_blocks([y[np.newaxis, :]], from_hz=from_hz, to_hz=to_hz))
+    return np.concatenate(blocks, axis=1)[0] if blocks else np.zeros(0, np.float32)
+
+
 class SoundFileHeader(Protocol):
     """What :func:`_check_complete` reads of ``soundfile.info(path)``."""
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from callsort.audio.decode import resampled_blocks
+from callsort.audio.decode import resampled
 from callsort.features.encoder import WHISPER_BASE
 from callsort.features.spectral import feature_names
 from callsort.model.card import file_sha256
@@ -162,8 +162,7 @@ def _compute_clip_features(
 
     rate = feature_settings.sample_rate  # the model's: what its label path decodes to
     if condition == "clean":
-        y = decode_mono(path, sample_rate=rate)
-        return _segment_features(y, settings, feature_settings)
+        return _segment_features(decode_mono(path, sample_rate=rate), settings, feature_settings)
     y = decode_mono(path)  # at 16 kHz, the rate the augmentations work at
     if condition == "telephone":
         y = through_telephone_file(y, codec="mulaw", sample_rate=rate)
@@ -179,21 +178,19 @@ def _compute_clip_features(
             codecs = sorted(TELEPHONE_CODECS)
             codec = codecs[int(rng.integers(len(codecs)))]
             y = through_telephone_file(y, codec=codec, sample_rate=rate)
+        else:
+            y = resampled(y, from_hz=ANALYSIS_SAMPLE_RATE, to_hz=rate)
     elif condition == PERTURBED:
         from callsort.training.augment import perturbed
 
         y = perturbed(y, seed=_name_seed(path) ^ 0x5BEED)
+        y = resampled(y, from_hz=ANALYSIS_SAMPLE_RATE, to_hz=rate)
     elif condition.startswith("noise") and condition in TEST_CONDITIONS:
         # the same noise for a clip every time: a stable seed from its file name
-        y = add_noise(y, snr_db=float(condition[len("noise") :]), seed=_name_seed(path))
+        noisy = add_noise(y, snr_db=float(condition[len("noise") :]), seed=_name_seed(path))
+        y = resampled(noisy, from_hz=ANALYSIS_SAMPLE_RATE, to_hz=rate)
     else:
         raise ValueError(f"unknown condition {condition!r}")
-    if condition not in ("telephone", *CODEC_CONDITIONS) and rate != ANALYSIS_SAMPLE_RATE:
-        # an augmented copy in memory, resampled as the label path resamples a file
-        (y,) = np.concatenate(
-            list(resampled_blocks([y[np.newaxis, :]], from_hz=ANALYSIS_SAMPLE_RATE, to_hz=rate)),
-            axis=1,
-        )
     return _segment_features(y, settings, feature_settings)
 
 
