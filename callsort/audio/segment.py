@@ -16,19 +16,27 @@ from scipy.ndimage import uniform_filter1d
 
 from callsort.settings import SegmentationSettings
 
+ZCR_RATE = 16_000  # Hz: zero-crossing rates are crossings per sample at this rate
 
-def frame_measures(y: np.ndarray, *, frame_length: int) -> tuple[np.ndarray, np.ndarray]:
+
+def frame_measures(
+    y: np.ndarray, *, frame_length: int, sample_rate: int = ZCR_RATE
+) -> tuple[np.ndarray, np.ndarray]:
     """Energy (dB re full scale) and zero-crossing rate of whole frames of ``y``.
 
-    ``y`` has shape ``(samples,)`` or ``(channels, samples)``; a trailing partial
-    frame is ignored. Returns two arrays of shape ``(..., frames)``.
+    ``y`` has shape ``(samples,)`` or ``(channels, samples)`` at ``sample_rate`` Hz; a
+    trailing partial frame is ignored. Returns two arrays of shape ``(..., frames)``;
+    the rate is in crossings per sample at :data:`ZCR_RATE`, the unit the segmentation
+    thresholds were set in, whatever the rate of ``y`` (a voice crosses zero as often
+    per second at 8 kHz as at 16 kHz).
     """
     n_frames = y.shape[-1] // frame_length
     frames = y[..., : n_frames * frame_length].reshape(*y.shape[:-1], n_frames, frame_length)
     power = np.einsum("...i,...i->...", frames, frames, dtype=np.float64) / frame_length
     energy_db = 10.0 * np.log10(power + 1e-12)
     signs = np.signbit(frames)
-    zcr = np.count_nonzero(signs[..., 1:] != signs[..., :-1], axis=-1) / frame_length
+    crossings = np.count_nonzero(signs[..., 1:] != signs[..., :-1], axis=-1)
+    zcr = crossings / frame_length * (sample_rate / ZCR_RATE)
     return energy_db.astype(np.float32), zcr.astype(np.float32)
 
 

@@ -123,12 +123,10 @@ def train(
     use_encoder_dir(encoder_dir)
     n_jobs = resolve_jobs(jobs)
     features = feature_settings(fast=fast, sample_rate=sample_rate)
-    plan = make_plan(
-        data_dirs, config, n_jobs, cache, fast=fast, evaluate=not no_evaluate, features=features
-    )
+    plan = make_plan(data_dirs, config, n_jobs, cache, features=features, evaluate=not no_evaluate)
     if dry_run:
         return
-    run = extract_features(data_dirs, plan, config, n_jobs, cache, fast=fast, features=features)
+    run = extract_features(data_dirs, plan, config, n_jobs, cache, features=features)
     if no_evaluate:
         metrics = training.not_evaluated()
     else:
@@ -221,7 +219,7 @@ def evaluate(
         tune=tune,
         archive_standardisation=archive_standardisation,
     )
-    expected, settings, features = None, None, None
+    expected, settings, features = None, None, feature_settings(fast=fast)
     if check_card is not None:  # before hours of work: a card without figures is refused
         expected, settings, features = card_to_check(check_card, fast=fast)
     use_encoder_dir(encoder_dir)
@@ -231,14 +229,13 @@ def evaluate(
         config,
         n_jobs,
         cache,
-        fast=fast,
+        features=features,
         final=False,
         headline_only=headline_only,
         settings=settings,
-        features=features,
     )
     run = extract_features(
-        data_dirs, plan, config, n_jobs, cache, fast=fast, settings=settings, features=features
+        data_dirs, plan, config, n_jobs, cache, features=features, settings=settings
     )
     metrics = training.corpus_protocols(
         run,
@@ -280,7 +277,7 @@ def card_to_check(folder: Path, *, fast: bool):
     if card_fast != fast:
         kind, flag = ("fast", "with") if card_fast else ("default", "without")
         raise UsageError(f"{folder} holds a {kind} model: check its card {flag} --fast")
-    rate = model.feature_settings.sample_rate if fast else ANALYSIS_SAMPLE_RATE
+    rate = model.feature_settings.sample_rate
     if model.feature_settings != feature_settings(fast=fast, sample_rate=rate):
         raise UsageError(
             f"{folder} was trained with features this callsort does not compute "
@@ -333,16 +330,15 @@ def make_plan(
     jobs: int,
     cache,
     *,
-    fast: bool,
+    features,
     evaluate: bool = True,
     final: bool = True,
     headline_only: bool = False,
     settings=None,
-    features=None,
 ):
     """Read and check the corpora, and show the plan (warnings in yellow) before the run;
-    ``settings``: the analysis settings (default ``AnalysisSettings()``); ``features``:
-    the feature settings (default: the recipe ``fast`` names)."""
+    ``features``: the feature settings (:func:`feature_settings`); ``settings``: the
+    analysis settings (default ``AnalysisSettings()``)."""
     from callsort.run.progress import console
     from callsort.training import train as training
 
@@ -353,7 +349,7 @@ def make_plan(
         final=final,
         jobs=jobs,
         cache_dir=cache or training.default_cache_dir(),
-        feature_settings=features or feature_settings(fast=fast),
+        feature_settings=features,
         settings=settings,
         headline_only=headline_only,
         codecs=not headline_only,
@@ -383,9 +379,7 @@ def feature_settings(*, fast: bool, sample_rate: int = ANALYSIS_SAMPLE_RATE):
         if sample_rate != ANALYSIS_SAMPLE_RATE:
             raise UsageError(f"the default model's encoder hears {ANALYSIS_SAMPLE_RATE} Hz only")
         return FeatureSettings(encoder=WHISPER_BASE, encoder_layers=DEFAULT_ENCODER_LAYERS)
-    if sample_rate == ANALYSIS_SAMPLE_RATE:
-        return FeatureSettings(encoder=None)
-    if not 4000 <= sample_rate < ANALYSIS_SAMPLE_RATE:
+    if not 4000 <= sample_rate <= ANALYSIS_SAMPLE_RATE:
         raise UsageError(f"--sample-rate {sample_rate}: 4000 to 16000 Hz")
     wide = FeatureSettings(encoder=None)
     scale = sample_rate / ANALYSIS_SAMPLE_RATE
@@ -402,11 +396,9 @@ def feature_settings(*, fast: bool, sample_rate: int = ANALYSIS_SAMPLE_RATE):
     )
 
 
-def extract_features(
-    data_dirs, plan, config, jobs, cache, *, fast: bool, settings=None, features=None
-):
-    """The features of every clip of the plan under its conditions, with a progress bar;
-    ``features``: the feature settings (default: the recipe ``fast`` names)."""
+def extract_features(data_dirs, plan, config, jobs, cache, *, features, settings=None):
+    """The features (settings ``features``) of every clip of the plan under its
+    conditions, with a progress bar."""
     from callsort.run.progress import clip_progress
     from callsort.training import train as training
 
@@ -418,7 +410,7 @@ def extract_features(
             cache_dir=cache or training.default_cache_dir(),
             on_done=advance,
             conditions=plan.conditions,
-            feature_settings=features or feature_settings(fast=fast),
+            feature_settings=features,
             clips=plan.clips,
             settings=settings,
         )

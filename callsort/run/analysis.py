@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from callsort.audio.channels import analysis_channels, channel_names
-from callsort.audio.decode import AudioInfo, probe, read_blocks, resampled_blocks
+from callsort.audio.decode import AudioInfo, probe, read_blocks, resampled, resampled_blocks
 from callsort.audio.diarise import Speakers, diarise, speaker_windows
 from callsort.audio.segment import frame_measures, speech_segments
 from callsort.errors import DecodeError
@@ -98,14 +98,17 @@ def recording_features(
 
     keep = info.duration_s <= settings.in_memory_s
     energy, zcr, kept, n_samples = _measure(
-        _analysis_stream(path, info, settings, rate=rate), frame_length=frame_length, keep=keep
+        _analysis_stream(path, info, settings, rate=rate),
+        frame_length=frame_length,
+        sample_rate=rate,
+        keep=keep,
     )
     if n_samples == 0:
         raise DecodeError("no audio data (the file holds a header only)")
     duration_s = n_samples / rate
 
     segments = [
-        speech_segments(energy[c], _per_16k_sample(zcr[c], rate), settings=settings.segmentation)
+        speech_segments(energy[c], zcr[c], settings=settings.segmentation)
         for c in range(len(names))
     ]
     confidence: list[np.ndarray | None] = [None] * len(names)
@@ -192,7 +195,7 @@ def mono_speakers(
     def samples():
         for _, i, y in audio:
             order.append(i)
-            yield y if rate == SR else _resampled(y, from_hz=rate, to_hz=SR)
+            yield resampled(y, from_hz=rate, to_hz=SR)
 
     windows = speaker_windows(samples(), settings=d)  # fills order: the segments it got
     found = dict(zip(order, windows, strict=True))
@@ -275,8 +278,8 @@ def waveform_segments(
     """
     rate = feature_settings.sample_rate
     frame_length = round(settings.segmentation.frame_s * rate)
-    energy, zcr = frame_measures(y, frame_length=frame_length)
-    segments = speech_segments(energy, _per_16k_sample(zcr, rate), settings=settings.segmentation)
+    energy, zcr = frame_measures(y, frame_length=frame_length, sample_rate=rate)
+    segments = speech_segments(energy, zcr, settings=settings.segmentation)
     cut = [_cut(y, seg, rate=rate) for seg in segments]
     X = segments_features(cut, settings=feature_settings)
     return segments, X
@@ -302,9 +305,10 @@ def _analysis_stream(
 
 
 def _measure(
-    blocks: Iterator[np.ndarray], *, frame_length: int, keep: bool
+    blocks: Iterator[np.ndarray], *, frame_length: int, sample_rate: int, keep: bool
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, int]:
-    """Frame energy and zero-crossing rate per channel over a block stream.
+    """Frame energy and zero-crossing rate per channel over a block stream at
+    ``sample_rate`` Hz (:func:`~callsort.audio.segment.frame_measures`).
 
     Returns ``(energy_db, zcr, audio, n_samples)``: ``audio`` is the whole
     decoded signal when ``keep`` is true, else ``None``.
@@ -318,7 +322,7 @@ def _measure(
             kept.append(block)
         data = block if carry is None else np.concatenate([carry, block], axis=1)
         usable = data.shape[1] // frame_length * frame_length
-        e, z = frame_measures(data[:, :usable], frame_length=frame_length)
+        e, z = frame_measures(data[:, :usable], frame_length=frame_length, sample_rate=sample_rate)
         energies.append(e)
         zcrs.append(z)
         carry = data[:, usable:]
@@ -336,19 +340,6 @@ def _measure(
 def _cut(y: np.ndarray, segment: tuple[float, float], *, rate: int) -> np.ndarray:
     start, end = segment
     return y[round(start * rate) : round(end * rate)]
-
-
-def _per_16k_sample(zcr: np.ndarray, rate: int) -> np.ndarray:
-    """Zero crossings per frame sample at ``rate`` Hz as crossings per sample at 16 kHz:
-    the unit the segmentation thresholds were set in, whatever rate a model analyses at
-    (a voice crosses zero as often per second at 8 kHz as at 16 kHz)."""
-    return zcr if rate == SR else zcr * np.float32(rate / SR)
-
-
-def _resampled(y: np.ndarray, *, from_hz: int, to_hz: int) -> np.ndarray:
-    import soxr
-
-    return soxr.resample(y, from_hz, to_hz).astype(np.float32, copy=False)
 
 
 def _cut_stream(
