@@ -314,3 +314,21 @@ def test_quieter_speaker_next_to_a_loud_one_is_still_found(make_speech, make_noi
     y[SR : SR + len(loud)] += loud
     y[4 * SR : 4 * SR + len(quiet)] += quiet
     assert_segments_match(segments_of(y), [(1.0, 2.5), (4.0, 5.5)])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_steadiness_percentiles_are_numpys_to_the_bit(dtype):
+    from callsort.audio.segment import _percentiles
+
+    rng = np.random.default_rng(7)
+    for size in [1, 2, 3, 4, 5, 10, 37, 100, 399]:
+        for rounding in (None, 1):  # ties, as in dB levels of a clipped or quiet run
+            x = (rng.normal(size=size) * 30 - 40).astype(dtype)
+            x = x if rounding is None else np.round(x, rounding)
+            for q in ((25.0, 75.0), (10.0, 90.0), (0.0, 100.0)):
+                expected = np.percentile(x, list(q))
+                found = _percentiles(x, q)
+                assert found.dtype == expected.dtype
+                np.testing.assert_array_equal(found, expected)
+    with_nan = np.array([1.0, np.nan, 3.0], dtype=dtype)
+    np.testing.assert_array_equal(_percentiles(with_nan, (25.0, 75.0)), [np.nan, np.nan])
