@@ -28,6 +28,7 @@ FFT_CHUNK = 256
 """Frames transformed together: the FFTs and what is done with their output run on
 blocks of frames that stay in the CPU's cache (a pass over a whole batch's array
 streams it from memory, and costs several times as much)."""
+YIN_BLOCK = 4096  # frames whose pitch is found together, for the same reason
 
 
 def centred_frames(
@@ -116,9 +117,17 @@ def yin_frames(frames: np.ndarray, *, fmin: float, fmax: float, sr: int) -> np.n
 
     The cumulative mean normalised difference is computed up to the longest period
     only, with the same operations as librosa's, lags by frames (so that its
-    cumulative sums run over all frames at once); the parabolic refinement only
-    where a period was picked.
+    cumulative sums run over many frames at once); the parabolic refinement only
+    where a period was picked. Every step is per frame: blocks of
+    :data:`YIN_BLOCK` frames keep the working arrays in the CPU's cache.
     """
+    f0 = np.empty(frames.shape[0])
+    for a in range(0, frames.shape[0], YIN_BLOCK):
+        f0[a : a + YIN_BLOCK] = _yin_block(frames[a : a + YIN_BLOCK], fmin=fmin, fmax=fmax, sr=sr)
+    return f0
+
+
+def _yin_block(frames: np.ndarray, *, fmin: float, fmax: float, sr: int) -> np.ndarray:
     frame_length = frames.shape[1]
     min_period = int(np.floor(sr / fmax))
     max_period = min(int(np.ceil(sr / fmin)), frame_length - 1)
@@ -133,11 +142,11 @@ def yin_frames(frames: np.ndarray, *, fmin: float, fmax: float, sr: int) -> np.n
         power = np.zeros_like(spectrum)  # complex: irfft of a real array is slower
         np.add(np.square(spectrum.real), np.square(spectrum.imag), out=power.real)
         acf[:, a : a + n] = scipy.fft.irfft(power, n=n_pad, axis=1)[:, : max_period + 1].T
-    energy = cumulative_rows(np.square(frames[:, :max_period].T))
+    energy = cumulative_rows(np.square(np.ascontiguousarray(frames[:, :max_period].T)))
     energy[0] = 0.0  # as librosa's, whose energy of lag 1 is the zeroed lag 0
     # difference function d(k) = 2 (ACF(0) - ACF(k)) - sum_{m<k} y(m)^2, k = 1..max_period
     difference = 2 * (acf[:1] - acf[1:]) - energy
-    cumulative_mean = cumulative_rows(difference) / np.arange(1, max_period + 1)[:, None]
+    cumulative_mean = cumulative_rows(difference) / np.arange(1.0, max_period + 1)[:, None]
     denominator = cumulative_mean[min_period - 1 : max_period]
     cmnd = difference[min_period - 1 :] / (denominator + np.finfo(denominator.dtype).tiny)
     cmnd = np.ascontiguousarray(cmnd.T)  # (frames, lags)
