@@ -120,6 +120,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--calls", type=int, default=10, help="calls to label (10)")
     parser.add_argument("--archive", type=Path, help="archive folder (default: the largest cached)")
+    parser.add_argument("--model", default="default", help="model name or folder (default)")
     args = parser.parse_args(argv)
     folder = args.archive or max(
         CACHE.glob("archive-*/calls"), key=lambda p: len(list(p.iterdir()))
@@ -129,7 +130,18 @@ def main(argv: list[str] | None = None) -> None:
     from callsort import cli
 
     with tempfile.TemporaryDirectory(prefix="callsort-profile-") as out:
-        sys.argv = ["callsort", "label", *map(str, calls), "--out", out, "--jobs", "1", "--quiet"]
+        sys.argv = [
+            "callsort",
+            "label",
+            *map(str, calls),
+            "--out",
+            out,
+            "--jobs",
+            "1",
+            "--quiet",
+            "--model",
+            args.model,
+        ]
         profiler = Profiler(interval=0.001)
         profiler.start()
         try:
