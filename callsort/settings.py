@@ -11,7 +11,13 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar, Literal
 
 ANALYSIS_SAMPLE_RATE = 16_000
-"""Every recording is resampled to this rate (Hz) before analysis."""
+"""The rate (Hz) recordings are analysed at unless a model's card names another
+(:attr:`FeatureSettings.sample_rate`); the default model's encoder hears only this one."""
+
+FAST_SAMPLE_RATE = 8_000
+"""The rate (Hz) ``callsort train --fast`` builds a model for unless told otherwise: the
+telephone rate, at which an 8 kHz call is not resampled and a window holds half the
+samples."""
 
 DEFAULT_CLASSES: tuple[str, ...] = ("angry", "calm", "happy", "sad")
 

@@ -781,26 +781,30 @@ def test_train_info_label_evaluate_on_synthetic_data(synth_data, tmp_path):
     assert "figures match the card" in result.output
 
 
+def test_the_fast_recipe_keeps_its_seconds_at_any_rate():
+    from callsort.cli.training import feature_settings
+
+    assert feature_settings(fast=True).sample_rate == 8000  # the telephone rate
+    for rate in (4000, 8000, 11025, 16000):
+        fs = feature_settings(fast=True, sample_rate=rate)
+        assert fs.n_fft / rate == pytest.approx(0.032, abs=1e-4)  # 32 ms windows
+        assert fs.hop_length / rate == pytest.approx(0.020, abs=1e-4)  # 20 ms hops
+        assert fs.fmax_hz == min(8000.0, rate / 2)
+        assert fs.contrast_fmin_hz * 2**fs.n_contrast_bands < rate / 2  # every octave fits
+    assert feature_settings(fast=False).sample_rate == 16000
+
+
 def test_a_fast_model_at_8khz_trains_labels_and_checks_its_card(synth_data, tmp_path):
-    """``--fast --sample-rate 8000``: the card records the rate, labelling decodes to it
-    (a mono 8 kHz copy of a clip gives the same segments as its features say), and
-    ``evaluate --check-card`` reproduces the figures at the card's rate."""
+    """``--fast`` hears 8 kHz over 20 ms hops: the card records the rate, labelling
+    decodes to it (a mono 8 kHz copy of a clip gives the same segments as its features
+    say), and ``evaluate --check-card`` reproduces the figures at the card's rate."""
     model_dir, cache = tmp_path / "model", tmp_path / "cache"
     common = ("--classes", ",".join(SYNTH_CLASSES), "--jobs", 1, "--cache", cache)
-    result = invoke(
-        "train",
-        synth_data,
-        "--out",
-        model_dir,
-        "--fast",
-        "--sample-rate",
-        8000,
-        "--no-telephone",
-        *common,
-    )
+    result = invoke("train", synth_data, "--out", model_dir, "--fast", "--no-telephone", *common)
     assert result.exit_code == 0, shown(result)
     card = json.loads((model_dir / "card.json").read_text())
     assert card["feature_settings"]["sample_rate"] == 8000
+    assert card["feature_settings"]["hop_length"] == 160  # 20 ms
     assert card["feature_settings"]["fmax_hz"] == 4000.0
     assert card["metrics"]["clean"]["macro_f1"] >= 0.8  # pitch and tempo survive 8 kHz
 
@@ -816,6 +820,24 @@ def test_a_fast_model_at_8khz_trains_labels_and_checks_its_card(synth_data, tmp_
     result = invoke("train", synth_data, "--out", tmp_path / "m2", "--sample-rate", 8000, *common)
     assert result.exit_code == 2, shown(result)
     assert "encoder hears 16000 Hz only" in result.output
+
+
+def test_a_fast_model_at_another_rate_says_so_in_its_card(synth_data, tmp_path):
+    """``--fast --sample-rate 16000``: the recipe's windows and hops at 16 kHz, and the
+    card's command gives the rate (without it, the command would build an 8 kHz model)
+    and the seed."""
+    from callsort.cli.training import feature_settings
+    from callsort.model.folder import load_model
+
+    model_dir = tmp_path / "model"
+    flags = ("--fast", "--sample-rate", 16000, "--no-telephone", "--no-evaluate", "--seed", 3)
+    common = ("--classes", ",".join(SYNTH_CLASSES), "--jobs", 1, "--cache", tmp_path / "cache")
+    result = invoke("train", synth_data, "--out", model_dir, *flags, *common)
+    assert result.exit_code == 0, shown(result)
+    assert load_model(model_dir).feature_settings == feature_settings(fast=True, sample_rate=16000)
+    card = json.loads((model_dir / "card.json").read_text())
+    assert card["training"]["command"].endswith("--fast --sample-rate 16000 --no-evaluate --seed 3")
+    assert card["training"]["config"]["seed"] == 3
 
 
 def test_train_tune_searches_inside_the_training_speakers(synth_data, tmp_path, monkeypatch):

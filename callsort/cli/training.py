@@ -12,7 +12,7 @@ from rich.markup import escape
 
 from callsort.cli.labelling import use_encoder_dir
 from callsort.errors import UsageError
-from callsort.settings import ANALYSIS_SAMPLE_RATE
+from callsort.settings import ANALYSIS_SAMPLE_RATE, FAST_SAMPLE_RATE
 
 # options train and evaluate share
 ArchiveStandardisation = Annotated[
@@ -25,6 +25,13 @@ ArchiveStandardisation = Annotated[
     ),
 ]
 Jobs = Annotated[int, typer.Option("--jobs", "-j", help="Processes; 0: all cores.")]
+Seed = Annotated[
+    int,
+    typer.Option(
+        help="Seed of LightGBM and of the pseudo-calls; another seed shows how far a "
+        "figure moves by chance."
+    ),
+]
 Cache = Annotated[Path | None, typer.Option(help="Feature cache folder.")]
 
 
@@ -41,13 +48,14 @@ def train(
         typer.Option("--fast", help="The fast model: hand-made features only, no encoder."),
     ] = False,
     sample_rate: Annotated[
-        int,
+        int | None,
         typer.Option(
             "--sample-rate",
-            help="Hz the model hears (labelling decodes to it); 8000 with --fast: an 8 kHz "
-            "call is not resampled, and the features cost half as much.",
+            help="Hz the model hears (labelling decodes to it): 16000 for the default model; "
+            "the fast one hears 8000 unless told otherwise (4000 to 16000).",
+            show_default=False,
         ),
-    ] = ANALYSIS_SAMPLE_RATE,
+    ] = None,
     classes: Annotated[str, typer.Option(help="Comma-separated classes.")] = "angry,calm,happy,sad",
     holdout_speakers: Annotated[
         str, typer.Option(help="Speakers left out of the final model, e.g. 23,24.")
@@ -97,6 +105,7 @@ def train(
         bool,
         typer.Option("--dry-run", help="Check the corpora, show the plan, and stop."),
     ] = False,
+    seed: Seed = 0,
 ) -> None:
     """Train a model, cross-validate it by speaker, and write it with its card.
 
@@ -119,6 +128,7 @@ def train(
         no_channel_normalisation,
         tune=tune,
         archive_standardisation=archive_standardisation,
+        seed=seed,
     )
     use_encoder_dir(encoder_dir)
     n_jobs = resolve_jobs(jobs)
@@ -200,6 +210,7 @@ def evaluate(
         Path | None,
         typer.Option(envvar="CALLSORT_ENCODER_DIR", help="Your own copy of Whisper base."),
     ] = None,
+    seed: Seed = 0,
 ) -> None:
     """Run the speaker-independent protocol (6 folds by speaker) and print the figures.
 
@@ -218,6 +229,7 @@ def evaluate(
         no_channel_normalisation,
         tune=tune,
         archive_standardisation=archive_standardisation,
+        seed=seed,
     )
     expected, settings, features = None, None, feature_settings(fast=fast)
     if check_card is not None:  # before hours of work: a card without figures is refused
@@ -296,6 +308,7 @@ def training_config(
     *,
     tune: bool = False,
     archive_standardisation: bool = False,
+    seed: int = 0,
 ):
     """The :class:`~callsort.training.train.TrainingConfig` of the command's options."""
     from callsort.training.train import TrainingConfig
@@ -314,6 +327,7 @@ def training_config(
         tune=tune,
         archive_standardisation=archive_standardisation,
         holdout_speakers=tuple(s.strip() for s in holdout.split(",") if s.strip()),
+        seed=seed,
     )
 
 
@@ -368,31 +382,44 @@ DEFAULT_ENCODER_LAYERS = 4
 RAVDESS's folds in a linear probe (benchmarks/results/encoder-depth-probe.json)."""
 
 
-def feature_settings(*, fast: bool, sample_rate: int = ANALYSIS_SAMPLE_RATE):
-    """The features of the default model, or of the fast one (no encoder); at another
-    ``sample_rate`` than 16 kHz (fast only), the same windows and hops in seconds, up to
-    Nyquist, with as many contrast octaves as fit below it."""
+FAST_HOP_S = 0.02
+"""The fast model's hop: twice the default's 10 ms, half the frames to transform and
+summarise, for about a point of mean macro-F1 (benchmarks/ACCURACY.md, "The fast model at
+8 kHz")."""
+
+
+def feature_settings(*, fast: bool, sample_rate: int | None = None):
+    """The features of the default model (16 kHz, with the encoder), or of the fast one:
+    the hand-made features alone at ``sample_rate`` (:data:`FAST_SAMPLE_RATE` unless
+    given), over the default's 32 ms windows every :data:`FAST_HOP_S`, mel bands and
+    spectral measures up to Nyquist, as many contrast octaves as fit below it. What is
+    counted in frames keeps its length in seconds: deltas over +-40 ms, the level
+    smoothed over 60 ms (the default's 50 ms, rounded up to whole frames), a pitch
+    value every 20 ms."""
     from callsort.features.encoder import WHISPER_BASE
     from callsort.settings import FeatureSettings
 
     if not fast:
-        if sample_rate != ANALYSIS_SAMPLE_RATE:
+        if sample_rate not in (None, ANALYSIS_SAMPLE_RATE):
             raise UsageError(f"the default model's encoder hears {ANALYSIS_SAMPLE_RATE} Hz only")
         return FeatureSettings(encoder=WHISPER_BASE, encoder_layers=DEFAULT_ENCODER_LAYERS)
-    if not 4000 <= sample_rate <= ANALYSIS_SAMPLE_RATE:
-        raise UsageError(f"--sample-rate {sample_rate}: 4000 to 16000 Hz")
+    rate = FAST_SAMPLE_RATE if sample_rate is None else sample_rate
+    if not 4000 <= rate <= ANALYSIS_SAMPLE_RATE:
+        raise UsageError(f"--sample-rate {rate}: 4000 to 16000 Hz")
     wide = FeatureSettings(encoder=None)
-    scale = sample_rate / ANALYSIS_SAMPLE_RATE
     bands = wide.n_contrast_bands
-    while wide.contrast_fmin_hz * 2**bands >= sample_rate / 2:
+    while wide.contrast_fmin_hz * 2**bands >= rate / 2:
         bands -= 1
     return replace(
         wide,
-        sample_rate=sample_rate,
-        n_fft=round(wide.n_fft * scale),
-        hop_length=round(wide.hop_length * scale),
-        fmax_hz=min(wide.fmax_hz, sample_rate / 2),
+        sample_rate=rate,
+        n_fft=round(wide.n_fft * rate / ANALYSIS_SAMPLE_RATE),
+        hop_length=round(FAST_HOP_S * rate),
+        fmax_hz=min(wide.fmax_hz, rate / 2),
         n_contrast_bands=bands,
+        delta_width=5,
+        level_smooth_frames=3,
+        pitch_every_frames=1,
     )
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from callsort.settings import ANALYSIS_SAMPLE_RATE, FAST_SAMPLE_RATE
 from callsort.training.cache import default_cache_dir
 from callsort.training.config import CODEC_CONDITIONS, CONDITIONS, TrainingConfig
 from callsort.training.corpora import corpus_folders, default_licence
@@ -129,8 +130,10 @@ def train_model(
             + " ".join(Path(d).name for d in corpus_folders(data_dir))
             + " --out MODEL_DIR"
             + ("" if run.feature_settings.encoder else " --fast")
+            + _rate_flag(run.feature_settings)
             + (f" --holdout-speakers {','.join(sorted(held_out))}" if held_out else "")
-            + (" --no-evaluate" if metrics.get("evaluated") is False else ""),
+            + (" --no-evaluate" if metrics.get("evaluated") is False else "")
+            + (f" --seed {config.seed}" if config.seed else ""),
         },
         metrics=metrics,
         library_versions=library_versions(),
@@ -138,6 +141,12 @@ def train_model(
         created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
     )
     return classifier, card
+
+
+def _rate_flag(features) -> str:
+    """``--sample-rate`` in a card's command where the rate is not the recipe's own."""
+    own = ANALYSIS_SAMPLE_RATE if features.encoder else FAST_SAMPLE_RATE
+    return "" if features.sample_rate == own else f" --sample-rate {features.sample_rate}"
 
 
 def archive_card(population, config: TrainingConfig) -> dict:
