@@ -80,16 +80,22 @@ class DaskSession:
         shipped = Path(os.path.abspath(model_dir)) == Path(os.path.abspath(default_model_dir()))
         self.model_arg = None if shipped else str(Path(os.path.abspath(model_dir)))
         self.client = self.cluster = None
+        self.host_environ: dict[str, str] | None = None  # before a local cluster started
 
     def __enter__(self) -> DaskSession:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self.client is not None:
-            self.client.close()
-        if self.cluster is not None:
-            self.cluster.close()
+        try:
+            if self.client is not None:
+                self.client.close()
+            if self.cluster is not None:
+                self.cluster.close()
+        finally:
+            if self.host_environ is not None:  # a nanny that restarted a worker set them again
+                restore_environ(self.host_environ)
         self.client = self.cluster = None
+        self.host_environ = None
 
     def _connect(self):
         import logging
@@ -106,14 +112,21 @@ class DaskSession:
                     f"cannot reach the Dask scheduler at {self.scheduler}: {exc}"
                 ) from None
         else:
-            self.cluster = LocalCluster(
-                n_workers=self.jobs,
-                threads_per_worker=1,
-                processes=True,
-                dashboard_address=None,
-                silence_logs=logging.ERROR,
-            )
-            self.client = Client(self.cluster)
+            self.host_environ = dict(os.environ)
+            try:
+                self.cluster = LocalCluster(
+                    n_workers=self.jobs,
+                    threads_per_worker=1,
+                    processes=True,
+                    dashboard_address=None,
+                    silence_logs=logging.ERROR,
+                )
+                self.client = Client(self.cluster)
+            finally:
+                # distributed's nannies set their workers' variables (OPENBLAS_NUM_THREADS=1,
+                # PYTHONHASHSEED, ...) in this process's environment before spawning them and
+                # leave them there, where every later subprocess of the host would inherit them
+                restore_environ(self.host_environ)
         return self.client
 
     def each(
@@ -199,3 +212,12 @@ def analyse_on_worker(
                 )
     with one_thread_while_analysing:
         return run_task(recording, task)
+
+
+def restore_environ(saved: dict[str, str]) -> None:
+    """Make ``os.environ`` equal to ``saved`` again (variables added since are removed)."""
+    for name in set(os.environ) - set(saved):
+        del os.environ[name]
+    for name, value in saved.items():
+        if os.environ.get(name) != value:
+            os.environ[name] = value

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -17,6 +18,17 @@ distributed = pytest.importorskip("distributed", reason="the Dask engine needs c
 REPO = Path(__file__).resolve().parents[2]
 SAMPLES = REPO / "sample_recordings"
 RUN_SPECIFIC = ["processing_s", "processed_at"]  # wall time and clock: differ between runs
+
+
+@pytest.fixture(autouse=True)
+def _environment_given_back():
+    """The clusters these tests start leave their nannies' variables (OPENBLAS_NUM_THREADS=1,
+    PYTHONHASHSEED...) in this process's environment: give it back, so that later tests'
+    subprocesses do not inherit them (training's feature workers once did)."""
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
 
 
 def _table(out: Path, name: str) -> pd.DataFrame:

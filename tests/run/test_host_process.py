@@ -1,11 +1,12 @@
 """A program that imports callsort keeps its process as it was.
 
 Importing callsort and calling ``callsort.label(...)`` (in this process with
-``jobs=1``, with worker processes with ``jobs=2``) must not change the fork
-server's preload list, the BLAS/OpenMP thread limits, the garbage collector's
-settings, or patch ``sys.modules``: such tuning is for processes callsort owns
-(the ``callsort`` command and the workers it starts). Each check runs in a fresh
-interpreter, the host program, which records those four things before and after.
+``jobs=1``, with worker processes with ``jobs=2``, on a local Dask cluster) must not
+change the fork server's preload list, the BLAS/OpenMP thread limits, the garbage
+collector's settings or the environment, or patch ``sys.modules``: such tuning is for
+processes callsort owns (the ``callsort`` command and the workers it starts). Each check
+runs in a fresh interpreter, the host program, which records those five things before
+and after.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import soundfile as sf
 REPO = Path(__file__).resolve().parents[2]
 
 HOST = r"""
-import gc, json, sys
+import gc, json, os, sys
 import multiprocessing.forkserver as forkserver
 
 import numpy  # a host that uses BLAS already, so thread limits apply to something
@@ -37,6 +38,8 @@ def snapshot():
         ),
         "gc": [gc.isenabled(), list(gc.get_threshold()), gc.get_freeze_count()],
         "none_modules": sorted(k for k, v in sys.modules.items() if v is None),
+        # scikit-learn and joblib set KMP_INIT_AT_FORK when imported, in any host
+        "environ": {k: v for k, v in os.environ.items() if k != "KMP_INIT_AT_FORK"},
     }
 
 
@@ -94,4 +97,23 @@ def test_labelling_changes_nothing_in_the_host_process(recording, jobs):
     )
     seen = _host(call)
     assert seen["after_import"] == seen["before"]
+    assert seen["after_label"] == seen["before"]
+
+
+def test_labelling_on_a_local_dask_cluster_leaves_the_environment_as_it_was(recording, tmp_path):
+    """distributed's nannies set their workers' variables (``OPENBLAS_NUM_THREADS=1``,
+    ``PYTHONHASHSEED``...) in the host's environment and leave them there, where every later
+    subprocess inherits them (training's feature workers computed other features under
+    them): the Dask engine gives the host its environment back."""
+    pytest.importorskip("distributed", reason="the Dask engine needs callsort[dask]")
+    folder = recording.parent
+    (folder / "call_copy.wav").write_bytes(recording.read_bytes())
+    call = (
+        "from callsort.run.batch import label\n"
+        f"result = label([{str(folder)!r}], out={str(tmp_path / 'out')!r}, engine='dask', "
+        "jobs=2)\n"
+        "assert result.n_ok == 2, result\n"
+    )
+    seen = _host(call)
+    assert seen["after_label"]["environ"] == seen["before"]["environ"]
     assert seen["after_label"] == seen["before"]
