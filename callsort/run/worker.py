@@ -132,9 +132,7 @@ def init_worker(
         state.warm = True
     state.key, state.model, state.settings = key, model, settings
     if pool_worker:
-        from threadpoolctl import threadpool_limits
-
-        threadpool_limits(limits=1)
+        one_thread_for_good()
 
 
 def warm_up(model: Model) -> None:
@@ -280,6 +278,23 @@ def analyse_in_this_process(
         signal.signal(signal.SIGALRM, previous)
 
 
+def one_thread_for_good() -> None:
+    """Limit this process's BLAS and OpenMP pools to one thread, as every process that
+    computes features runs: OpenBLAS's results depend on its thread count (by float32
+    rounding), so a worker's features equal the label path's to the bit whatever the
+    host's ``OPENBLAS_NUM_THREADS``. For processes callsort owns (its workers)."""
+    from threadpoolctl import threadpool_limits
+
+    _load_feature_libraries()
+    threadpool_limits(limits=1)
+
+
+def _load_feature_libraries() -> None:
+    """Import the feature code, which loads NumPy's and SciPy's BLAS: a thread limit
+    reaches only the libraries loaded when it is set."""
+    import callsort.run.analysis  # noqa: F401
+
+
 class SharedThreadLimit:
     """BLAS and OpenMP pools limited to one thread while any task of callsort runs.
 
@@ -298,6 +313,7 @@ class SharedThreadLimit:
             if self._users == 0:
                 from threadpoolctl import threadpool_limits
 
+                _load_feature_libraries()
                 self._limiter = threadpool_limits(limits=1)
             self._users += 1
 

@@ -7,6 +7,9 @@ condition, keyed by the file's content (sha256) and name (augmentation seeds com
 it), the settings and :data:`FEATURE_CACHE_VERSION` (and, for features with the
 encoder's embedding, :data:`~callsort.settings.ENCODER_COMPUTE_TYPE`). Not by its
 folder or mtime: a corpus copied or unpacked again keeps its cached features.
+Features are computed with BLAS on one thread, as labelling computes them: OpenBLAS's
+results depend on its thread count, so features would otherwise depend on the host's
+``OPENBLAS_NUM_THREADS`` and differ from the label path's by float32 rounding.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from callsort.audio.decode import resampled
 from callsort.features.encoder import WHISPER_BASE
 from callsort.features.spectral import feature_names
 from callsort.model.card import file_sha256
+from callsort.run.worker import one_thread_for_good, one_thread_while_analysing
 from callsort.settings import (
     ANALYSIS_SAMPLE_RATE,
     ENCODER_COMPUTE_TYPE,
@@ -44,7 +48,9 @@ from callsort.training.config import (
 )
 from callsort.training.corpora import Clip
 
-FEATURE_CACHE_VERSION = 4  # bump when feature code changes without a settings change
+# bump when feature code changes without a settings change (5: BLAS on one thread, as
+# labelling computes; 4's entries were computed on as many threads as BLAS took)
+FEATURE_CACHE_VERSION = 5
 
 
 def clip_features(
@@ -61,14 +67,16 @@ def clip_features(
     tasks = [(c.path, condition, settings, feature_settings, cache_dir) for c in clips]
     if jobs <= 1:
         out = []
-        for t in tasks:
-            out.append(_clip_features_task(t))
-            if on_done:
-                on_done()
+        with one_thread_while_analysing:  # as labelling computes them; restored after
+            for t in tasks:
+                out.append(_clip_features_task(t))
+                if on_done:
+                    on_done()
         return out
     import multiprocessing
 
-    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(jobs, mp_context=context, initializer=one_thread_for_good) as pool:
         out = []
         for result in pool.map(_clip_features_task, tasks, chunksize=8):
             out.append(result)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -348,3 +349,50 @@ def test_a_subset_of_folds_skips_a_corpus_with_fewer_folds_and_shows_each_fold_m
     assert protocol == metrics["headline"] and k == 0
     tested = {clips[i].speaker for i in test}
     assert tested == set(corpus_folds(clips, "big", n_folds=6)[3])
+
+
+@pytest.mark.parametrize("fast", [False, True], ids=["default", "fast"])
+def test_training_computes_features_on_one_blas_thread_as_labelling_does(
+    tmp_path, make_speech, fast
+):
+    """OpenBLAS's results depend on its thread count, by float32 rounding, and labelling
+    computes on one thread: training's features, in this process (``jobs=1``) and in its
+    spawned workers (``jobs=2``), equal to the bit those of a process limited to one BLAS
+    thread, whatever this process's own thread count (given back after). Before, they
+    followed the host's ``OPENBLAS_NUM_THREADS``, which a Dask cluster sets to 1."""
+    import soundfile as sf
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from callsort.cli.training import feature_settings
+    from callsort.run.analysis import decode_mono, waveform_segments
+    from callsort.settings import AnalysisSettings
+
+    settings, fs = AnalysisSettings(), replace(feature_settings(fast=fast), encoder=None)
+    clips = []
+    for i in range(4):
+        path = tmp_path / f"03-01-05-01-01-0{i + 1}-01.wav"
+        sf.write(path, make_speech(3.0, rms=0.05, seed=20 + i), 16_000)
+        clips.append(Clip(path=path, label="angry", speaker="01"))
+    with threadpool_limits(limits=1):
+        expected = [
+            waveform_segments(
+                decode_mono(c.path, sample_rate=fs.sample_rate),
+                settings=settings,
+                feature_settings=fs,
+            )[1]
+            for c in clips
+        ]
+    threads_before = [p["num_threads"] for p in threadpool_info()]
+    for jobs in (1, 2):
+        computed = training_cache.clip_features(
+            clips,
+            condition="clean",
+            settings=settings,
+            feature_settings=fs,
+            cache_dir=None,
+            jobs=jobs,
+        )
+        for got, want in zip(computed, expected, strict=True):
+            assert len(want) >= 1
+            np.testing.assert_array_equal(got.X, want, err_msg=f"jobs={jobs}")
+    assert [p["num_threads"] for p in threadpool_info()] == threads_before
