@@ -144,8 +144,10 @@ class LocalSession:
         if self.size <= 1:
             from threadpoolctl import threadpool_limits
 
-            init_worker(self.model_dir, self.settings, pool_worker=False, loaded=self.model)
-            with threadpool_limits(limits=1):  # as in a worker; the caller's come back after
+            # as in a worker; the caller's limits come back after, OpenMP's too, which
+            # CTranslate2 sets to its thread count when the encoder loads (in init_worker)
+            with threadpool_limits(limits=1):
+                init_worker(self.model_dir, self.settings, pool_worker=False, loaded=self.model)
                 for index, recording in enumerate(recordings):
                     record(index, analyse_in_this_process(recording, timeout, task))
             return

@@ -27,6 +27,7 @@ import gc, json, os, sys
 import multiprocessing.forkserver as forkserver
 
 import numpy  # a host that uses BLAS already, so thread limits apply to something
+import sklearn  # and OpenMP, in the library CTranslate2's wheel loads too
 from threadpoolctl import threadpool_info
 
 
@@ -38,8 +39,7 @@ def snapshot():
         ),
         "gc": [gc.isenabled(), list(gc.get_threshold()), gc.get_freeze_count()],
         "none_modules": sorted(k for k, v in sys.modules.items() if v is None),
-        # scikit-learn and joblib set KMP_INIT_AT_FORK when imported, in any host
-        "environ": {k: v for k, v in os.environ.items() if k != "KMP_INIT_AT_FORK"},
+        "environ": dict(os.environ),
     }
 
 
