@@ -2,7 +2,7 @@
 
 ``tests/model/test_model_shipped.py`` compares today's probabilities with those stored in
 ``tests/data/shipped_predictions.json``. The fast model's were computed when it was
-rebuilt at 8 kHz over 20 ms hops (0.1.0+0218030f, issue 20), the default model's when its
+rebuilt at 8 kHz over 20 ms hops (0.1.0+1cbe5d3e, issue 20), the default model's when its
 encoder moved to float32 (issue 18); regenerate
 them (``python tests/shipped_predictions.py``) only for a deliberate change of a shipped
 model or of the features.
