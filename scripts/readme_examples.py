@@ -376,7 +376,10 @@ def across_machines() -> str:
         "differ by CPU: between the kernels of one machine they moved the demo calls'\n"
         "probabilities by up to 0.18 (`benchmarks/cpu_paths.py`). The tests check the\n"
         "promise on the demo calls, against the examples above and between CPU code\n"
-        "paths (`tests/test_cpu_paths.py`)."
+        "paths (`tests/test_cpu_paths.py`). OpenBLAS's results depend on its thread\n"
+        "count too, by float32 rounding: labelling and training both compute features\n"
+        "on one BLAS thread, so `callsort evaluate --check-card` reproduces a card\n"
+        "whatever thread count the host gives BLAS (`OPENBLAS_NUM_THREADS`)."
     )
 
 
