@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from callsort.audio.discover import Recording
 from callsort.errors import CallsortError
@@ -287,6 +288,40 @@ def one_thread_for_good() -> None:
 
     _load_feature_libraries()
     threadpool_limits(limits=1)
+
+
+def map_on_one_thread(
+    function: Callable[[Any], Any],
+    tasks: Sequence[Any],
+    *,
+    jobs: int,
+    on_done: Callable[[], None] | None = None,
+    chunksize: int = 1,
+) -> list:
+    """``[function(t) for t in tasks]``, in this process with its BLAS and OpenMP pools on
+    one thread (given back after) or in up to ``jobs`` spawned processes limited for good:
+    features computed so equal the label path's to the bit. ``on_done()`` after each task;
+    ``function`` must be importable by the spawned processes."""
+    if jobs <= 1 or len(tasks) <= 1:
+        out = []
+        with one_thread_while_analysing:
+            for task in tasks:
+                out.append(function(task))
+                if on_done:
+                    on_done()
+        return out
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    context = multiprocessing.get_context("spawn")
+    size = min(jobs, len(tasks))
+    with ProcessPoolExecutor(size, mp_context=context, initializer=one_thread_for_good) as pool:
+        out = []
+        for result in pool.map(function, tasks, chunksize=chunksize):
+            out.append(result)
+            if on_done:
+                on_done()
+        return out
 
 
 def _load_feature_libraries() -> None:

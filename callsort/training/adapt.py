@@ -27,7 +27,7 @@ from callsort.errors import CallsortError, ModelError, UsageError
 from callsort.model.adapter import Adapter, fit_adapter, input_standardisation
 from callsort.model.card import ADAPTER_FILE, CARD_FILE, SHIPPED_MODELS, model_folder
 from callsort.model.folder import Model
-from callsort.run.worker import one_thread_for_good, one_thread_while_analysing
+from callsort.run.worker import map_on_one_thread
 from callsort.settings import AnalysisSettings
 
 DEFAULT_LAMBDA = 0.003
@@ -220,25 +220,7 @@ def computed_features(paths: Sequence[Path], *, model: Model, settings, jobs, on
     """:func:`~callsort.run.analysis.recording_features` of every path, ``jobs`` spawned
     processes at a time; refuses recordings that cannot be read, naming them."""
     tasks = [(p, model.feature_settings, settings) for p in paths]
-    if jobs <= 1 or len(tasks) <= 1:
-        results = []
-        with one_thread_while_analysing:  # as labelling computes them; restored after
-            for t in tasks:
-                results.append(recording_task(t))
-                if on_done:
-                    on_done()
-    else:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
-
-        context = multiprocessing.get_context("spawn")
-        size = min(jobs, len(tasks))
-        with ProcessPoolExecutor(size, mp_context=context, initializer=one_thread_for_good) as pool:
-            results = []
-            for r in pool.map(recording_task, tasks):
-                results.append(r)
-                if on_done:
-                    on_done()
+    results = map_on_one_thread(recording_task, tasks, jobs=jobs, on_done=on_done)
     failed = [f"{p.name} ({r})" for p, r in zip(paths, results, strict=True) if isinstance(r, str)]
     if failed:
         raise UsageError(f"{len(failed)} labelled recording(s) cannot be read: " + listed(failed))

@@ -18,7 +18,6 @@ import hashlib
 import json
 import os
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
@@ -29,7 +28,7 @@ from callsort.audio.decode import resampled
 from callsort.features.encoder import WHISPER_BASE
 from callsort.features.spectral import feature_names
 from callsort.model.card import file_sha256
-from callsort.run.worker import one_thread_for_good, one_thread_while_analysing
+from callsort.run.worker import map_on_one_thread
 from callsort.settings import (
     ANALYSIS_SAMPLE_RATE,
     ENCODER_COMPUTE_TYPE,
@@ -65,24 +64,7 @@ def clip_features(
 ) -> list[ClipFeatures]:
     """Features of every clip under ``condition``, using all ``jobs`` cores and the cache."""
     tasks = [(c.path, condition, settings, feature_settings, cache_dir) for c in clips]
-    if jobs <= 1:
-        out = []
-        with one_thread_while_analysing:  # as labelling computes them; restored after
-            for t in tasks:
-                out.append(_clip_features_task(t))
-                if on_done:
-                    on_done()
-        return out
-    import multiprocessing
-
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(jobs, mp_context=context, initializer=one_thread_for_good) as pool:
-        out = []
-        for result in pool.map(_clip_features_task, tasks, chunksize=8):
-            out.append(result)
-            if on_done:
-                on_done()
-        return out
+    return map_on_one_thread(_clip_features_task, tasks, jobs=jobs, on_done=on_done, chunksize=8)
 
 
 def _clip_features_task(task: tuple) -> ClipFeatures:

@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from callsort.run.batch import label
+from callsort.run.dask import restore_environ
 
 distributed = pytest.importorskip("distributed", reason="the Dask engine needs callsort[dask]")
 
@@ -27,8 +28,7 @@ def _environment_given_back():
     subprocesses do not inherit them (training's feature workers once did)."""
     saved = dict(os.environ)
     yield
-    os.environ.clear()
-    os.environ.update(saved)
+    restore_environ(saved)
 
 
 def _table(out: Path, name: str) -> pd.DataFrame:
