@@ -263,14 +263,20 @@ class DiarisationSettings:
     hop_s: float = 1.6
     min_window_s: float = 0.25  # a segment shorter than this gets no window of its own
     level_dbfs: float = -30.0  # a quieter segment is raised to this RMS level first
+    # cluster where one speaker's segments spread alike in every direction: the centred
+    # embeddings times callsort/models/speakers/whitening.npz (the inverse square root of
+    # the within-speaker covariance of corpus speakers' telephone clips, shrunk halfway to
+    # the identity; scripts/make_speaker_whitening.py), so that how one voice moves with
+    # emotion weighs less than how two voices differ (benchmarks/speaker_space_trial.py)
+    whiten: bool = True
     batch_windows: int = 256  # windows embedded together (speed; the results do not change)
     smooth_windows: int = 3  # median filter over a segment's window labels
     min_piece_s: float = 0.5  # a speaker turn shorter than this joins its neighbour
     # with speakers=None, two speakers when the clusters' separation (the silhouette of
-    # the segments, diarise.separation) reaches this: chosen on the synthetic calls and
-    # one-speaker files of the FIT speakers (benchmarks/diarisation.py), best balanced
-    # accuracy
-    min_separation: float = 0.249
+    # the segments in the whitened space, diarise.separation) reaches this: chosen on the
+    # synthetic calls and one-speaker files of the FIT speakers (benchmarks/diarisation.py),
+    # best balanced accuracy
+    min_separation: float = 0.231
     # ... and when the two clusters' mean embeddings are less alike than this (cosine;
     # diarise.similarity): the FIT calls' two speakers were at most 0.85 alike, the same
     # recorded turn repeated through a file 0.96 (tests/hostile_cases.py, one_hour_8k)

@@ -8,6 +8,7 @@ one-speaker voicemail, labelled by the real command with the fast model.
 from __future__ import annotations
 
 import csv
+import os
 import shutil
 from pathlib import Path
 
@@ -227,3 +228,70 @@ def test_clustering_is_scikit_learns_without_importing_it():
         expected = AgglomerativeClustering(n_clusters=2, linkage="ward").fit_predict(X)
         np.testing.assert_array_equal(ward_halves(X), expected)
         assert silhouette(X, expected) == pytest.approx(silhouette_score(X, expected), abs=1e-12)
+
+
+def _separation(y: np.ndarray, *, whiten: bool) -> float:
+    """The separation of the two clusters (two speakers imposed) of the 16 kHz ``y``."""
+    from dataclasses import replace
+
+    from callsort.audio.diarise import diarise, speaker_windows
+
+    settings = analysis_settings()
+    d = replace(settings.diarisation, speakers=2, whiten=whiten)
+    energy, zcr = frame_measures(y, frame_length=160)
+    segments = speech_segments(energy, zcr, settings=settings.segmentation)
+    windows = speaker_windows(
+        (y[round(a * 16_000) : round(b * 16_000)] for a, b in segments), settings=d
+    )
+    return diarise(segments, windows, settings=d).separation
+
+
+@pytest.mark.parametrize(
+    "call", ["call_01_escalation", "call_02_sad", "call_03_happy", "call_04_calm"]
+)
+def test_whitening_sets_two_voices_further_apart_than_one_voice_moving(call):
+    """Each demo call's two channels hold one voice each, whose turns change emotion; their
+    mono sum holds both. In the whitened space (``DiarisationSettings.whiten``) the sum's
+    clusters stand further above the more separated of the one-voice channels' than
+    without it: the one-or-two test gets a wider margin on audio no part of it saw."""
+    import soxr
+
+    audio, rate = sf.read(SAMPLES / f"{call}.wav", dtype="float32")
+    y = soxr.resample(audio, rate, 16_000).astype(np.float32)
+    margin = {}
+    for whiten in (False, True):
+        one_voice = max(_separation(y[:, c], whiten=whiten) for c in (0, 1))
+        margin[whiten] = _separation(y.mean(axis=1), whiten=whiten) - one_voice
+    assert margin[True] > margin[False] + 0.005, margin
+
+
+DATASETS = REPO.parent / "shared" / "datasets"
+
+
+@pytest.mark.skipif(
+    not (
+        (DATASETS / "ravdess-speech-16k").is_dir()
+        and (DATASETS / "nemo-speech-16k").is_dir()
+        and os.environ.get("CALLSORT_CORPUS_TESTS") == "1"
+    ),
+    reason=f"needs both corpora under {DATASETS} and CALLSORT_CORPUS_TESTS=1 (set by .ci/run)",
+)
+def test_the_shipped_whitening_is_what_its_script_builds_from_the_corpora(tmp_path):
+    """callsort/models/speakers/whitening.npz is a build product: its script, run on the
+    corpora, gives it again (to float rounding across CPUs)."""
+    import subprocess
+    import sys
+
+    from callsort.audio.voices import WHITENING
+
+    built = tmp_path / "whitening.npz"
+    script = REPO / "scripts" / "make_speaker_whitening.py"
+    env = {**os.environ, "CALLSORT_DATASETS": str(DATASETS)}
+    subprocess.run([sys.executable, str(script), "--out", str(built)], check=True, env=env)
+    with np.load(built) as new, np.load(WHITENING) as shipped:
+        assert list(new["speakers"]) == list(shipped["speakers"])
+        assert int(new["n_embeddings"]) == int(shipped["n_embeddings"])
+        scale = float(np.abs(shipped["whitening"]).max())
+        np.testing.assert_allclose(
+            new["whitening"], shipped["whitening"], rtol=1e-4, atol=1e-4 * scale
+        )

@@ -4,7 +4,7 @@ Works on the channel's speech segments only (``(start_s, end_s)`` from
 :mod:`callsort.audio.segment`): :func:`speaker_windows` turns one segment's 16 kHz
 samples into speaker embeddings of short windows (:mod:`callsort.audio.voices`,
 a voice encoder shipped in the package); :func:`diarise` centres them on the channel's
-mean, clusters the segments' mean windows in two (Ward's agglomerative clustering refined
+mean and whitens them (:func:`speaker_space`), clusters the segments' mean windows in two (Ward's agglomerative clustering refined
 by k-means; scipy's Ward tree), tests whether the two clusters are two speakers or one
 (:func:`separation`), smooths each segment's window labels and cuts the segment where
 the speaker changes. Nothing is fetched at run time. :func:`diarisation_error` scores
@@ -25,6 +25,7 @@ from callsort.audio.voices import (
     MIN_SAMPLES,
     voice_embeddings,
     voice_mel,
+    voice_whitening,
 )
 from callsort.settings import ANALYSIS_SAMPLE_RATE, DiarisationSettings
 
@@ -110,10 +111,18 @@ def _windows(y: np.ndarray, *, settings: DiarisationSettings) -> tuple[np.ndarra
 
 
 def centred(X: np.ndarray) -> np.ndarray:
-    """The windows ``X`` (windows, features) of one channel in the space they are
-    clustered in: the embeddings centred on the channel's mean, so that what the
-    channel's windows share (the line, the codec) does not count."""
+    """The windows ``X`` (windows, features) of one channel centred on the channel's
+    mean, so that what the channel's windows share (the line, the codec) does not
+    count."""
     return X - X.mean(axis=0)
+
+
+def speaker_space(X: np.ndarray, *, settings: DiarisationSettings) -> np.ndarray:
+    """The windows ``X`` (windows, 256) of one channel where they are clustered:
+    :func:`centred`, then, with ``settings.whiten``, times the within-speaker whitening
+    (:func:`callsort.audio.voices.voice_whitening`)."""
+    Z = centred(X)
+    return Z @ voice_whitening() if settings.whiten else Z
 
 
 def separation(Z: np.ndarray, labels: np.ndarray, owner: np.ndarray) -> float:
@@ -184,7 +193,7 @@ def diarise(
     X = np.concatenate([w.features for w in windows]) if len(owner) else np.zeros((0, 1))
     if len(X) < 4:
         return Speakers([list(segments)], [None], float("nan"))
-    Z = centred(X)
+    Z = speaker_space(X, settings=s)
     labels, centroids = _two_clusters(Z, owner, settings=s)
     sep = separation(Z, labels, owner)
     alike = similarity(X, labels)

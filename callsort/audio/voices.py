@@ -30,6 +30,7 @@ _HOP = 160
 _N_MELS = 40
 _INT16_MAX = 2**15 - 1
 WEIGHTS = Path(__file__).resolve().parents[1] / "models" / "speakers" / "ge2e.npz"
+WHITENING = WEIGHTS.with_name("whitening.npz")
 
 
 def voice_mel(y: np.ndarray, *, level_dbfs: float = -30.0) -> np.ndarray:
@@ -121,3 +122,13 @@ def _lstm_layer(x: np.ndarray, w_ih: np.ndarray, w_hh: np.ndarray, b: np.ndarray
 def _weights() -> dict[str, np.ndarray]:
     with np.load(WEIGHTS) as f:
         return {k: f[k].astype(np.float32) for k in f.files}
+
+
+@cache
+def voice_whitening() -> np.ndarray:
+    """``(256, 256)`` float64: the embeddings' within-speaker whitening (``WHITENING``,
+    built by scripts/make_speaker_whitening.py): the inverse square root of how one
+    speaker's embeddings spread (shrunk toward the identity), so that one voice's
+    ``(e - mean) @ W`` spread alike in every direction and two voices stand apart."""
+    with np.load(WHITENING) as f:
+        return f["whitening"].astype(np.float64)
