@@ -168,6 +168,20 @@ def build(out: Path, speakers: tuple[str, ...], *, n_calls: int, n_single: int, 
     return truth
 
 
+def built_halves(work: Path, *, n_calls: int = 36, n_single: int = 20) -> dict:
+    """The truth of the FIT and TEST halves' files under ``work`` (``work/fit``,
+    ``work/test``), built there first when they are not."""
+    truths = {}
+    for half, speakers, seed in (("fit", FIT_SPEAKERS, SEED), ("test", TEST_SPEAKERS, SEED + 1)):
+        folder = work / half
+        truths[half] = (
+            json.loads((folder / "truth.json").read_text())
+            if (folder / "truth.json").exists()
+            else build(folder, speakers, n_calls=n_calls, n_single=n_single, seed=seed)
+        )
+    return truths
+
+
 def speakers_of(path: Path, settings) -> object:
     """callsort's speakers of the mono file ``path`` (the path of ``callsort label``)."""
     from callsort.audio.decode import probe

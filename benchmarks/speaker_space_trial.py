@@ -45,7 +45,6 @@ sys.path.insert(0, str(REPO))
 from benchmarks import diarisation as bench  # noqa: E402
 from benchmarks.speaker_corpus import (  # noqa: E402
     FIT_SPEAKERS,
-    TEST_SPEAKERS,
     corpus_clips,
     telephone,
     trimmed,
@@ -139,17 +138,7 @@ def main() -> None:
 
     settings = analysis_settings()
     settings = replace(settings, diarisation=replace(settings.diarisation, whiten=False))
-    truths = {}
-    for half, speakers, seed in (
-        ("fit", FIT_SPEAKERS, bench.SEED),
-        ("test", TEST_SPEAKERS, bench.SEED + 1),
-    ):
-        folder = args.work / half
-        truths[half] = (
-            json.loads((folder / "truth.json").read_text())
-            if (folder / "truth.json").exists()
-            else bench.build(folder, speakers, n_calls=36, n_single=20, seed=seed)
-        )
+    truths = bench.built_halves(args.work)
     demo_truth = bench.demo_mono(args.work / "demo")
     shipped = (diarise._windows, diarise.centred)
     results: dict = {
