@@ -4,11 +4,11 @@ Works on the channel's speech segments only (``(start_s, end_s)`` from
 :mod:`callsort.audio.segment`): :func:`speaker_windows` turns one segment's 16 kHz
 samples into speaker embeddings of short windows (:mod:`callsort.audio.voices`,
 a voice encoder shipped in the package); :func:`diarise` centres them on the channel's
-mean and whitens them (:func:`speaker_space`), clusters the segments' mean windows in two (Ward's agglomerative clustering refined
-by k-means; scipy's Ward tree), tests whether the two clusters are two speakers or one
-(:func:`separation`), smooths each segment's window labels and cuts the segment where
-the speaker changes. Nothing is fetched at run time. :func:`diarisation_error` scores
-the result.
+mean and whitens them (:func:`speaker_space`), clusters the segments' mean windows in
+two (Ward's agglomerative clustering refined by k-means; scipy's Ward tree), tests
+whether the two clusters are two speakers or one (:func:`separation`), smooths each
+segment's window labels and cuts the segment where the speaker changes. Nothing is
+fetched at run time. :func:`diarisation_error` scores the result.
 """
 
 from __future__ import annotations
