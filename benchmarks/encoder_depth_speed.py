@@ -32,6 +32,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from benchmarks.floor_ratio import label_s  # noqa: E402
+
 ARCHIVE = REPO / "benchmarks" / "cache" / "archive-v2-ravdess-20x3min" / "calls"
 RESULTS = REPO / "benchmarks" / "results" / "encoder-depth-speed.json"
 SHIPPED = REPO / "callsort" / "models" / "default"
@@ -53,13 +57,6 @@ def wall_s(command: list[str]) -> float:
     started = time.perf_counter()
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
     return time.perf_counter() - started
-
-
-def label_s(archive: Path, model: Path) -> float:
-    """Wall seconds of ``callsort label --jobs 2`` over the archive, into a fresh folder."""
-    with tempfile.TemporaryDirectory(prefix="callsort-depth-") as out:
-        command = ["label", str(archive), "--model", str(model), "--jobs", "2", "--out", out, "-q"]
-        return wall_s([sys.executable, "-m", "callsort", *command])
 
 
 def opensmile_s(archive: Path) -> float:
@@ -85,7 +82,7 @@ def main(argv: list[str] | None = None) -> None:
         for round_ in range(args.rounds):
             runs["opensmile"].append(opensmile_s(args.archive))
             for depth, model in models.items():
-                runs[f"layers{depth}"].append(label_s(args.archive, model))
+                runs[f"layers{depth}"].append(label_s(args.archive, str(model), jobs=2))
             print(
                 f"round {round_ + 1}: "
                 + ", ".join(f"{key} {times[-1]:.1f} s" for key, times in runs.items()),

@@ -41,11 +41,11 @@ def floor_s(calls: list[Path]) -> float:
     return time.perf_counter() - started
 
 
-def label_s(archive: Path, model: str) -> float:
-    """Wall seconds of ``callsort label --jobs 1`` over the archive, into a fresh folder."""
+def label_s(archive: Path, model: str, *, jobs: int = 1) -> float:
+    """Wall seconds of ``callsort label --jobs JOBS`` over the archive, into a fresh folder."""
     with tempfile.TemporaryDirectory(prefix="callsort-floor-") as out:
         started = time.perf_counter()
-        command = ["label", str(archive), "--model", model, "--jobs", "1", "--out", out, "-q"]
+        command = ["label", str(archive), "--model", model, "--jobs", str(jobs), "--out", out, "-q"]
         subprocess.run([sys.executable, "-m", "callsort", *command], check=True)
         return time.perf_counter() - started
 

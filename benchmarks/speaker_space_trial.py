@@ -91,16 +91,13 @@ def whitening(conditions: tuple[str, ...], settings) -> tuple[np.ndarray, int]:
             if len(features):
                 rows.append(features.mean(axis=0))
                 groups.append(f"{clip.speaker} {condition}")
-    X, g = np.array(rows), np.array(groups)
-    residuals = np.concatenate([X[g == k] - X[g == k].mean(axis=0) for k in np.unique(g)])
-    within = residuals.T @ residuals / len(residuals)
-    d = len(within)
-    shrunk = (1 - SHRINKAGE) * within + SHRINKAGE * np.trace(within) / d * np.eye(d)
-    values, vectors = np.linalg.eigh(shrunk)
-    return (vectors * values**-0.5) @ vectors.T, len(rows)
+    from callsort.audio.voices import within_speaker_whitening
+
+    matrix = within_speaker_whitening(np.array(rows), np.array(groups), shrinkage=SHRINKAGE)
+    return matrix, len(rows)
 
 
-def encoded_per_speech_s(rows: dict, work: Path, truths: dict, settings) -> float:
+def encoded_per_speech_s(work: Path, truths: dict, settings) -> float:
     """Seconds of audio the encoder hears per second of speech over the TEST calls."""
     from callsort.audio.diarise import _windows
     from callsort.audio.segment import frame_measures, speech_segments
@@ -172,7 +169,7 @@ def main() -> None:
             demo_der_two_mean=float(np.mean(list(demo.values()))),
             voicemail_kept_whole=voicemail.n_speakers == 1,
             voicemail_separation=voicemail.separation,
-            encoded_s_per_speech_s=encoded_per_speech_s(rows, args.work, truths, settings),
+            encoded_s_per_speech_s=encoded_per_speech_s(args.work, truths, settings),
             files=rows,
         )
         results["variants"][name] = entry

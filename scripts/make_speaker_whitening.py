@@ -37,11 +37,13 @@ from benchmarks.speaker_corpus import (  # noqa: E402
     telephone,
     trimmed,
 )
-from callsort.audio.voices import EMBEDDING_DIMS, WHITENING  # noqa: E402
+from callsort.audio.voices import (  # noqa: E402
+    EMBEDDING_DIMS,
+    WHITENING,
+    within_speaker_whitening,
+)
 
 SHRINKAGE = 0.5  # halfway to the identity (0.2 did worse on the FIT speakers' calls)
-
-
 CONDITIONS = ("telephone",)  # also "clean" (16 kHz): benchmarks/speaker_space_trial.py
 
 
@@ -62,19 +64,6 @@ def _one_thread() -> None:
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(1)
-
-
-def whitening(embeddings: np.ndarray, groups: np.ndarray, *, shrinkage: float) -> np.ndarray:
-    """The inverse square root of the shrunk within-group covariance of ``embeddings``
-    ``(clips, 256)`` whose groups (one speaker, one audio condition) are ``groups``."""
-    residuals = np.concatenate(
-        [embeddings[groups == g] - embeddings[groups == g].mean(axis=0) for g in np.unique(groups)]
-    )
-    within = residuals.T @ residuals / len(residuals)
-    d = within.shape[0]
-    shrunk = (1 - shrinkage) * within + shrinkage * np.trace(within) / d * np.eye(d)
-    values, vectors = np.linalg.eigh(shrunk)
-    return (vectors * values**-0.5) @ vectors.T
 
 
 def main() -> None:
@@ -98,7 +87,7 @@ def main() -> None:
     groups = np.array([g for g, _ in kept])
     embeddings = np.stack([e for _, e in kept]).astype(np.float64)
     assert embeddings.shape[1] == EMBEDDING_DIMS
-    matrix = whitening(embeddings, groups, shrinkage=SHRINKAGE)
+    matrix = within_speaker_whitening(embeddings, groups, shrinkage=SHRINKAGE)
     speakers = {g.split()[0] for g in groups}
     np.savez(
         args.out,

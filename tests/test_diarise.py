@@ -50,6 +50,19 @@ def speakers(path: Path, **options):
     return mono_speakers(path, probe(path), settings, segments, kept=y[np.newaxis, :])
 
 
+def segment_windows(y: np.ndarray, diarisation) -> tuple[list, list]:
+    """The speech segments of the 16 kHz ``y`` and their speaker windows."""
+    from callsort.audio.diarise import speaker_windows
+
+    settings = analysis_settings()
+    frame = round(settings.segmentation.frame_s * 16_000)
+    segments = speech_segments(
+        *frame_measures(y, frame_length=frame), settings=settings.segmentation
+    )
+    audio = (y[round(a * 16_000) : round(b * 16_000)] for a, b in segments)
+    return segments, speaker_windows(audio, settings=diarisation)
+
+
 def label(tmp_path: Path, files: list[str], *options: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     folder = tmp_path / "in"
     folder.mkdir(exist_ok=True)
@@ -209,16 +222,10 @@ def test_clustering_is_scikit_learns_without_importing_it():
     from sklearn.cluster import AgglomerativeClustering
     from sklearn.metrics import silhouette_score
 
-    from callsort.audio.diarise import centred, silhouette, speaker_windows, ward_halves
+    from callsort.audio.diarise import centred, silhouette, ward_halves
 
-    settings = analysis_settings()
     y = decode_mono(SAMPLES / "call_06_mono.wav")
-    energy, zcr = frame_measures(y, frame_length=round(settings.segmentation.frame_s * 16_000))
-    segments = speech_segments(energy, zcr, settings=settings.segmentation)
-    windows = speaker_windows(
-        (y[round(a * 16_000) : round(b * 16_000)] for a, b in segments),
-        settings=settings.diarisation,
-    )
+    _, windows = segment_windows(y, analysis_settings().diarisation)
     real = centred(np.concatenate([w.features for w in windows]))
     rng = np.random.default_rng(3)
     points = [real, real[:7]] + [
@@ -234,15 +241,10 @@ def _separation(y: np.ndarray, *, whiten: bool) -> float:
     """The separation of the two clusters (two speakers imposed) of the 16 kHz ``y``."""
     from dataclasses import replace
 
-    from callsort.audio.diarise import diarise, speaker_windows
+    from callsort.audio.diarise import diarise
 
-    settings = analysis_settings()
-    d = replace(settings.diarisation, speakers=2, whiten=whiten)
-    energy, zcr = frame_measures(y, frame_length=160)
-    segments = speech_segments(energy, zcr, settings=settings.segmentation)
-    windows = speaker_windows(
-        (y[round(a * 16_000) : round(b * 16_000)] for a, b in segments), settings=d
-    )
+    d = replace(analysis_settings().diarisation, speakers=2, whiten=whiten)
+    segments, windows = segment_windows(y, d)
     return diarise(segments, windows, settings=d).separation
 
 

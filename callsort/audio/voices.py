@@ -127,8 +127,25 @@ def _weights() -> dict[str, np.ndarray]:
 @cache
 def voice_whitening() -> np.ndarray:
     """``(256, 256)`` float64: the embeddings' within-speaker whitening (``WHITENING``,
-    built by scripts/make_speaker_whitening.py): the inverse square root of how one
-    speaker's embeddings spread (shrunk toward the identity), so that one voice's
-    ``(e - mean) @ W`` spread alike in every direction and two voices stand apart."""
+    :func:`within_speaker_whitening` of corpus clips, built by
+    scripts/make_speaker_whitening.py), so that one voice's ``(e - mean) @ W`` spread
+    alike in every direction and two voices stand apart."""
     with np.load(WHITENING) as f:
         return f["whitening"].astype(np.float64)
+
+
+def within_speaker_whitening(
+    embeddings: np.ndarray, groups: np.ndarray, *, shrinkage: float
+) -> np.ndarray:
+    """The inverse square root ``(dims, dims)`` of the within-group covariance of
+    ``embeddings`` ``(n, dims)`` (each row centred on the mean of its group in ``groups``
+    ``(n,)``: one speaker, one audio condition), shrunk toward the identity:
+    ``(1 - shrinkage) S + shrinkage tr(S) / dims I``."""
+    residuals = np.concatenate(
+        [embeddings[groups == g] - embeddings[groups == g].mean(axis=0) for g in np.unique(groups)]
+    )
+    within = residuals.T @ residuals / len(residuals)
+    d = within.shape[0]
+    shrunk = (1 - shrinkage) * within + shrinkage * np.trace(within) / d * np.eye(d)
+    values, vectors = np.linalg.eigh(shrunk)
+    return (vectors * values**-0.5) @ vectors.T
