@@ -2,8 +2,9 @@
 
 Builds synthetic two-speaker calls from corpus clips (benchmarks/speaker_corpus.py:
 RAVDESS and nEMO, speakers split in a FIT and a TEST half; half the pairs of the same
-sex; plain, overlap and crosstalk cases) and one-speaker files, all 8 kHz mu-law WAV:
-each call as stereo (agent left, customer right) and as the mono sum of the two. Then:
+sex; plain, overlap and crosstalk cases) and one-speaker files (one speaker's clips in the
+four emotions; and, as a voicemail or a monologue is, in one emotion), all 8 kHz mu-law
+WAV: each call as stereo (agent left, customer right) and as the mono sum of the two. Then:
 
 1. ``diarisation``: the mono files through callsort's own segmentation and diarisation
    (``callsort.run.analysis.mono_speakers``, the path ``callsort label`` takes): the
@@ -164,7 +165,30 @@ def build(out: Path, speakers: tuple[str, ...], *, n_calls: int, n_single: int, 
         name = f"single_{i:03d}.wav"
         write_telephone(out / "single" / name, y.sum(axis=0, keepdims=True))
         truth["single"][name] = {"speaker": s, "turns": [turns[0] + turns[1]]}
+    truth["one_emotion"] = build_one_emotion(out, by_speaker, n_files=n_single, seed=seed)
     (out / "truth.json").write_text(json.dumps(truth))
+    return truth
+
+
+def build_one_emotion(
+    out: Path, by_speaker: dict[str, list[Clip]], *, n_files: int, seed: int
+) -> dict:
+    """Write ``one_emotion/`` under ``out``: one-speaker files whose turns are all in one
+    emotion (calm, angry, sad, happy in turn), as a voicemail or a monologue is; their
+    truth. Their own random stream, so that the other files do not change."""
+    rng = np.random.default_rng([seed, 1])
+    names = sorted(by_speaker)
+    (out / "one_emotion").mkdir(parents=True, exist_ok=True)
+    truth = {}
+    for i in range(n_files):
+        s = names[rng.integers(len(names))]
+        emotion = ["calm", "angry", "sad", "happy"][i % 4]
+        pool = [c for c in by_speaker[s] if c.emotion == emotion] or by_speaker[s]
+        halves = [[pool[rng.integers(len(pool))] for _ in range(TURNS // 2)] for _ in range(2)]
+        y, turns, _ = build_call(*halves, kind="plain", rng=rng)
+        name = f"one_emotion_{i:03d}.wav"
+        write_telephone(out / "one_emotion" / name, y.sum(axis=0, keepdims=True))
+        truth[name] = {"speaker": s, "emotion": emotion, "turns": [turns[0] + turns[1]]}
     return truth
 
 
@@ -174,11 +198,20 @@ def built_halves(work: Path, *, n_calls: int = 36, n_single: int = 20) -> dict:
     truths = {}
     for half, speakers, seed in (("fit", FIT_SPEAKERS, SEED), ("test", TEST_SPEAKERS, SEED + 1)):
         folder = work / half
-        truths[half] = (
-            json.loads((folder / "truth.json").read_text())
-            if (folder / "truth.json").exists()
-            else build(folder, speakers, n_calls=n_calls, n_single=n_single, seed=seed)
-        )
+        if not (folder / "truth.json").exists():
+            truths[half] = build(folder, speakers, n_calls=n_calls, n_single=n_single, seed=seed)
+            continue
+        truth = json.loads((folder / "truth.json").read_text())
+        if "one_emotion" not in truth:  # built before the one-emotion files were
+            by_speaker: dict[str, list[Clip]] = {}
+            for c in corpus_clips():
+                if c.speaker in speakers:
+                    by_speaker.setdefault(c.speaker, []).append(c)
+            truth["one_emotion"] = build_one_emotion(
+                folder, by_speaker, n_files=len(truth["single"]), seed=seed
+            )
+            (folder / "truth.json").write_text(json.dumps(truth))
+        truths[half] = truth
     return truths
 
 
@@ -195,15 +228,21 @@ def speakers_of(path: Path, settings) -> object:
     return mono_speakers(path, probe(path), settings, segments, kept=y[np.newaxis, :])
 
 
-def diarisation_figures(folder: Path, truth: dict, settings) -> dict:
-    """Per file: the separation, the DER with two speakers imposed, and under ``auto``."""
+GROUPS = {"calls": "mono", "single": "single", "one_emotion": "one_emotion"}  # and folders
+
+
+def diarisation_figures(
+    folder: Path, truth: dict, settings, *, groups: tuple[str, ...] = tuple(GROUPS)
+) -> dict:
+    """Per file of ``groups``: the separation, the DER with two speakers imposed, and
+    under ``auto``."""
     from callsort.audio.diarise import diarisation_error
 
     two = replace(settings, diarisation=replace(settings.diarisation, speakers=2))
     rows = {}
-    for group in ("calls", "single"):
-        sub = "mono" if group == "calls" else "single"
-        for name, t in truth[group].items():
+    for group in groups:
+        sub = GROUPS[group]
+        for name, t in truth.get(group, {}).items():
             spk = speakers_of(folder / sub / name, two)
             one = [sorted(sum(spk.segments, []))]
             rows[name] = {
@@ -214,7 +253,7 @@ def diarisation_figures(folder: Path, truth: dict, settings) -> dict:
                 "der_one": diarisation_error(t["turns"], turns_of(one)),
                 "der_two_segments": diarisation_error(t["turns"], spk.segments),
                 "der_one_segments": diarisation_error(t["turns"], one),
-                **{k: t[k] for k in ("same_sex", "kind") if k in t},
+                **{k: t[k] for k in ("same_sex", "kind", "speaker", "emotion") if k in t},
             }
     return rows
 
@@ -230,11 +269,16 @@ def turns_of(segments: list) -> list:
 
 
 def threshold(rows: dict) -> float:
-    """The separation threshold that classifies FIT files best (balanced accuracy), the
-    files whose clusters sound alike (``DiarisationSettings.max_similarity``) left to
-    the similarity test."""
+    """The separation threshold that classifies FIT files best (balanced accuracy): the
+    two-speaker calls against the one-speaker files in four emotions (as it was chosen
+    before the one-emotion files were measured), the files whose clusters sound alike
+    (``DiarisationSettings.max_similarity``) left to the similarity test."""
     limit = DiarisationSettings().max_similarity
-    rows = {k: r for k, r in rows.items() if r["similarity"] < limit}
+    rows = {
+        k: r
+        for k, r in rows.items()
+        if r["similarity"] < limit and r["group"] in ("calls", "single")
+    }
     seps = np.array([r["separation"] for r in rows.values()])
     two = np.array([r["group"] == "calls" for r in rows.values()])
     best, best_t = -1.0, 0.0
@@ -257,6 +301,7 @@ def two_found(r: dict, min_separation: float) -> bool:
 def summarise(rows: dict, min_separation: float) -> dict:
     calls = [r for r in rows.values() if r["group"] == "calls"]
     single = [r for r in rows.values() if r["group"] == "single"]
+    steady = [r for r in rows.values() if r["group"] == "one_emotion"]
 
     def auto_der(r: dict) -> float:
         return r["der_two"] if two_found(r, min_separation) else r["der_one"]
@@ -275,7 +320,18 @@ def summarise(rows: dict, min_separation: float) -> dict:
         )
         if single
         else None,
+        "n_one_emotion_files": len(steady),
+        "one_emotion_files_kept_whole": float(
+            np.mean([not two_found(r, min_separation) for r in steady])
+        )
+        if steady
+        else None,
     }
+    # RAVDESS actors act each emotion (but neutral) at a normal and a strong intensity
+    for corpus in ("ravdess", "nemo"):
+        sel = [not two_found(r, min_separation) for r in steady if r["speaker"].startswith(corpus)]
+        out[f"one_emotion_files_kept_whole_{corpus}"] = float(np.mean(sel)) if sel else None
+        out[f"n_one_emotion_files_{corpus}"] = len(sel)
     for key, test in (
         ("same_sex", lambda r: r["same_sex"]),
         ("mixed_sex", lambda r: not r["same_sex"]),
@@ -453,6 +509,25 @@ def markdown(results: dict) -> str:
         "| >= 95 % |",
         f"| {t['n_one_speaker_files']} one-speaker files (TEST speakers) | kept whole (`auto`) "
         f"| {pct(t['one_speaker_files_kept_whole'])} | >= 95 % |",
+        *(
+            [
+                f"| {t['n_one_emotion_files']} one-speaker files in one emotion (TEST "
+                f"speakers) | kept whole (`auto`) | {pct(t['one_emotion_files_kept_whole'])} "
+                "| >= 95 % |"
+            ]
+            if t.get("n_one_emotion_files")
+            else []
+        ),
+        *(
+            [
+                f"| same, {t['n_one_emotion_files_ravdess']} RAVDESS (normal and strong "
+                f"intensity) / {t['n_one_emotion_files_nemo']} nEMO | kept whole (`auto`) | "
+                f"{pct(t['one_emotion_files_kept_whole_ravdess'])} / "
+                f"{pct(t['one_emotion_files_kept_whole_nemo'])} | |"
+            ]
+            if t.get("n_one_emotion_files_ravdess") and t.get("n_one_emotion_files_nemo")
+            else []
+        ),
         f"| {len(demo)} demo calls, mono sums | DER, `--speakers 2` | "
         f"{pct(results['demo_der_two_mean'])} | <= 10 % |",
         f"| same | DER, `auto` (split: "
@@ -509,14 +584,8 @@ def main() -> None:
     results: dict = {"command": "nice -n 10 python benchmarks/diarisation.py", "settings": {}}
     started = time.perf_counter()
     rows = {}
-    for half, speakers, seed in (("fit", FIT_SPEAKERS, SEED), ("test", TEST_SPEAKERS, SEED + 1)):
-        folder = work / half
-        truth = (
-            json.loads((folder / "truth.json").read_text())
-            if (folder / "truth.json").exists()
-            else build(folder, speakers, n_calls=args.calls, n_single=args.single, seed=seed)
-        )
-        rows[half] = diarisation_figures(folder, truth, settings)
+    for half, truth in built_halves(work, n_calls=args.calls, n_single=args.single).items():
+        rows[half] = diarisation_figures(work / half, truth, settings)
         print(f"{half}: {len(rows[half])} files diarised ({time.perf_counter() - started:.0f} s)")
     chosen = threshold(rows["fit"])
     shipped = settings.diarisation.min_separation

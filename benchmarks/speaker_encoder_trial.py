@@ -249,7 +249,12 @@ def main() -> None:
     }.items():
         diarise.voice_mel, diarise.voice_embeddings, diarise.EMBEDDING_DIMS = mel, embed, dims
         started = time.process_time()
-        rows = {h: bench.diarisation_figures(args.work / h, truths[h], settings) for h in truths}
+        rows = {
+            h: bench.diarisation_figures(
+                args.work / h, truths[h], settings, groups=("calls", "single")
+            )
+            for h in truths
+        }
         cpu_s = time.process_time() - started
         results["encoders"][name] = scored(rows, cpu_s)
     diarise.voice_mel, diarise.voice_embeddings, diarise.EMBEDDING_DIMS = shipped

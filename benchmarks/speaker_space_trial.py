@@ -151,7 +151,12 @@ def main() -> None:
             W, n = whitening(learnt_from, settings.diarisation)
             diarise.centred = lambda X, W=W: shipped[1](X) @ W
             entry["whitening_clip_embeddings"] = n
-        rows = {h: bench.diarisation_figures(args.work / h, truths[h], settings) for h in truths}
+        rows = {
+            h: bench.diarisation_figures(
+                args.work / h, truths[h], settings, groups=("calls", "single")
+            )
+            for h in truths
+        }
         chosen = bench.threshold(rows["fit"])
         at = replace(settings, diarisation=replace(settings.diarisation, min_separation=chosen))
         two = replace(settings, diarisation=replace(settings.diarisation, speakers=2))
