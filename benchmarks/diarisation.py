@@ -51,6 +51,7 @@ from benchmarks.speaker_corpus import (  # noqa: E402
     TELEPHONE_SR,
     TEST_SPEAKERS,
     Clip,
+    clips_by_speaker,
     corpus_clips,
     telephone,
     trimmed,
@@ -112,10 +113,7 @@ def write_telephone(path: Path, channels: np.ndarray) -> None:
 def build(out: Path, speakers: tuple[str, ...], *, n_calls: int, n_single: int, seed: int) -> dict:
     """Write ``stereo/``, ``mono/`` and ``single/`` under ``out``; the truth of each file."""
     rng = np.random.default_rng(seed)
-    clips = [c for c in corpus_clips() if c.speaker in speakers]
-    by_speaker: dict[str, list[Clip]] = {}
-    for c in clips:
-        by_speaker.setdefault(c.speaker, []).append(c)
+    by_speaker = clips_by_speaker(speakers)
     names = sorted(by_speaker)
     sex = {s: by_speaker[s][0].sex for s in names}
     for d in ("stereo", "mono", "single"):
@@ -203,12 +201,8 @@ def built_halves(work: Path, *, n_calls: int = 36, n_single: int = 20) -> dict:
             continue
         truth = json.loads((folder / "truth.json").read_text())
         if "one_emotion" not in truth:  # built before the one-emotion files were
-            by_speaker: dict[str, list[Clip]] = {}
-            for c in corpus_clips():
-                if c.speaker in speakers:
-                    by_speaker.setdefault(c.speaker, []).append(c)
             truth["one_emotion"] = build_one_emotion(
-                folder, by_speaker, n_files=len(truth["single"]), seed=seed
+                folder, clips_by_speaker(speakers), n_files=len(truth["single"]), seed=seed
             )
             (folder / "truth.json").write_text(json.dumps(truth))
         truths[half] = truth
@@ -306,6 +300,9 @@ def summarise(rows: dict, min_separation: float) -> dict:
     def auto_der(r: dict) -> float:
         return r["der_two"] if two_found(r, min_separation) else r["der_one"]
 
+    def kept_whole(files: list[dict]) -> float | None:
+        return float(np.mean([not two_found(r, min_separation) for r in files])) if files else None
+
     out = {
         "der_two_imposed_segments_mean": float(np.mean([r["der_two_segments"] for r in calls])),
         "n_two_speaker_files": len(calls),
@@ -315,23 +312,15 @@ def summarise(rows: dict, min_separation: float) -> dict:
         "two_speaker_files_found_two": float(
             np.mean([two_found(r, min_separation) for r in calls])
         ),
-        "one_speaker_files_kept_whole": float(
-            np.mean([not two_found(r, min_separation) for r in single])
-        )
-        if single
-        else None,
+        "one_speaker_files_kept_whole": kept_whole(single),
         "n_one_emotion_files": len(steady),
-        "one_emotion_files_kept_whole": float(
-            np.mean([not two_found(r, min_separation) for r in steady])
-        )
-        if steady
-        else None,
+        "one_emotion_files_kept_whole": kept_whole(steady),
     }
     # RAVDESS actors act each emotion (but neutral) at a normal and a strong intensity
     for corpus in ("ravdess", "nemo"):
-        sel = [not two_found(r, min_separation) for r in steady if r["speaker"].startswith(corpus)]
-        out[f"one_emotion_files_kept_whole_{corpus}"] = float(np.mean(sel)) if sel else None
-        out[f"n_one_emotion_files_{corpus}"] = len(sel)
+        files = [r for r in steady if r["speaker"].startswith(corpus)]
+        out[f"one_emotion_files_kept_whole_{corpus}"] = kept_whole(files)
+        out[f"n_one_emotion_files_{corpus}"] = len(files)
     for key, test in (
         ("same_sex", lambda r: r["same_sex"]),
         ("mixed_sex", lambda r: not r["same_sex"]),
@@ -513,19 +502,13 @@ def markdown(results: dict) -> str:
             [
                 f"| {t['n_one_emotion_files']} one-speaker files in one emotion (TEST "
                 f"speakers) | kept whole (`auto`) | {pct(t['one_emotion_files_kept_whole'])} "
-                "| >= 95 % |"
-            ]
-            if t.get("n_one_emotion_files")
-            else []
-        ),
-        *(
-            [
+                "| >= 95 % |",
                 f"| same, {t['n_one_emotion_files_ravdess']} RAVDESS (normal and strong "
                 f"intensity) / {t['n_one_emotion_files_nemo']} nEMO | kept whole (`auto`) | "
                 f"{pct(t['one_emotion_files_kept_whole_ravdess'])} / "
-                f"{pct(t['one_emotion_files_kept_whole_nemo'])} | |"
+                f"{pct(t['one_emotion_files_kept_whole_nemo'])} | |",
             ]
-            if t.get("n_one_emotion_files_ravdess") and t.get("n_one_emotion_files_nemo")
+            if t.get("n_one_emotion_files")
             else []
         ),
         f"| {len(demo)} demo calls, mono sums | DER, `--speakers 2` | "

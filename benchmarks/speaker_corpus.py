@@ -79,6 +79,15 @@ def corpus_clips(datasets: Path = DATASETS) -> list[Clip]:
     return clips
 
 
+def clips_by_speaker(speakers: tuple[str, ...]) -> dict[str, list[Clip]]:
+    """The clips of each of ``speakers``, in :func:`corpus_clips` order."""
+    out: dict[str, list[Clip]] = {}
+    for c in corpus_clips():
+        if c.speaker in speakers:
+            out.setdefault(c.speaker, []).append(c)
+    return out
+
+
 def trimmed(path: Path, *, top_db: float = 35.0) -> np.ndarray:
     """A clip's 16 kHz samples without its leading and trailing silence."""
     import librosa
@@ -104,3 +113,15 @@ def telephone(y: np.ndarray) -> np.ndarray:
     """16 kHz ``y`` as a telephone line hands it over: 8 kHz, mu-law, then back to 16 kHz."""
     narrow = soxr.resample(y, SR, TELEPHONE_SR)
     return soxr.resample(mu_law(narrow), TELEPHONE_SR, SR).astype(np.float32)
+
+
+def clip_embedding(y: np.ndarray, condition: str, *, settings) -> np.ndarray | None:
+    """The mean of callsort's speaker-window embeddings (``settings``: its
+    DiarisationSettings) of the 16 kHz clip ``y`` as recorded (``"clean"``) or through a
+    telephone line (``"telephone"``), as diarisation sees a segment; None when the clip
+    is too short for a window."""
+    from callsort.audio.diarise import speaker_windows
+
+    audio = telephone(y) if condition == "telephone" else y
+    features = speaker_windows([audio], settings=settings)[0].features
+    return features.mean(axis=0) if len(features) else None

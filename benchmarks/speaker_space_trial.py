@@ -51,14 +51,13 @@ sys.path.insert(0, str(REPO))
 from benchmarks import diarisation as bench  # noqa: E402
 from benchmarks.speaker_corpus import (  # noqa: E402
     FIT_SPEAKERS,
+    clip_embedding,
     corpus_clips,
-    telephone,
     trimmed,
 )
 
 RESULTS = REPO / "benchmarks" / "results" / "speaker-space-trial.json"
 PROJECTION_RESULTS = RESULTS.with_name("speaker-space-projection.json")
-SHRINKAGE = 0.5
 VARIANTS = {  # name: (windows, whitening learnt from, emotion directions projected out)
     "fixed, centred (before)": ("fixed", None, 0),
     "equal, centred": ("equal", None, 0),
@@ -93,28 +92,27 @@ def fit_clip_embeddings(conditions: tuple[str, ...], settings) -> tuple[np.ndarr
     """The FIT speakers' clips under ``conditions`` with the windows now in force: each
     clip's mean window embedding ``(clips, 256)``, and its ``(speaker, condition,
     emotion, intensity)`` (RAVDESS intensity "01" normal, "02" strong; nEMO "-")."""
-    from callsort.audio.diarise import speaker_windows
-
     rows, tags = [], []
     for clip in (c for c in corpus_clips() if c.speaker in FIT_SPEAKERS):
         y = trimmed(clip.path)
         intensity = clip.path.stem.split("-")[3] if clip.speaker.startswith("ravdess") else "-"
         for condition in conditions:
-            audio = telephone(y) if condition == "telephone" else y
-            features = speaker_windows([audio], settings=settings)[0].features
-            if len(features):
-                rows.append(features.mean(axis=0))
+            embedding = clip_embedding(y, condition, settings=settings)
+            if embedding is not None:
+                rows.append(embedding)
                 tags.append((clip.speaker, condition, clip.emotion, intensity))
     return np.array(rows), tags
 
 
 def whitening(rows: np.ndarray, tags: list) -> np.ndarray:
     """The within-speaker whitening of the clip embeddings ``rows`` (one group per
-    speaker and condition)."""
-    from callsort.audio.voices import within_speaker_whitening
+    speaker and condition), shrunk as much as the shipped whitening is."""
+    from callsort.audio.voices import WHITENING, within_speaker_whitening
 
+    with np.load(WHITENING) as shipped:
+        shrinkage = float(shipped["shrinkage"])
     groups = np.array([f"{speaker} {condition}" for speaker, condition, _, _ in tags])
-    return within_speaker_whitening(rows, groups, shrinkage=SHRINKAGE)
+    return within_speaker_whitening(rows, groups, shrinkage=shrinkage)
 
 
 def emotion_projection(rows: np.ndarray, tags: list, W: np.ndarray, k: int) -> np.ndarray:

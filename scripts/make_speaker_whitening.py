@@ -21,7 +21,6 @@ Needs the corpora (``CALLSORT_DATASETS``, default ../shared/datasets). From the 
 from __future__ import annotations
 
 import argparse
-import multiprocessing
 import sys
 import time
 from pathlib import Path
@@ -33,8 +32,8 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from benchmarks.speaker_corpus import (  # noqa: E402
     FIT_SPEAKERS,
+    clip_embedding,
     corpus_clips,
-    telephone,
     trimmed,
 )
 from callsort.audio.voices import (  # noqa: E402
@@ -42,6 +41,7 @@ from callsort.audio.voices import (  # noqa: E402
     WHITENING,
     within_speaker_whitening,
 )
+from callsort.run.worker import map_on_one_thread  # noqa: E402
 
 SHRINKAGE = 0.5  # halfway to the identity (0.2 did worse on the FIT speakers' calls)
 CONDITIONS = ("telephone",)  # also "clean" (16 kHz): benchmarks/speaker_space_trial.py
@@ -49,21 +49,10 @@ CONDITIONS = ("telephone",)  # also "clean" (16 kHz): benchmarks/speaker_space_t
 
 def clip_embeddings(path: str) -> list[np.ndarray | None]:
     """The mean speaker embedding of one clip's windows in each of ``CONDITIONS``."""
-    from callsort.audio.diarise import speaker_windows
     from callsort.settings import DiarisationSettings
 
     y = trimmed(Path(path))
-    out = []
-    for audio in (telephone(y) if c == "telephone" else y for c in CONDITIONS):
-        features = speaker_windows([audio], settings=DiarisationSettings())[0].features
-        out.append(features.mean(axis=0) if len(features) else None)
-    return out
-
-
-def _one_thread() -> None:
-    from threadpoolctl import threadpool_limits
-
-    threadpool_limits(1)
+    return [clip_embedding(y, c, settings=DiarisationSettings()) for c in CONDITIONS]
 
 
 def main() -> None:
@@ -75,9 +64,8 @@ def main() -> None:
     if not clips:
         sys.exit("no corpora: set CALLSORT_DATASETS")
     started = time.perf_counter()
-    context = multiprocessing.get_context("spawn")
-    with context.Pool(args.jobs, initializer=_one_thread) as pool:
-        found = pool.map(clip_embeddings, [str(c.path) for c in clips], chunksize=16)
+    paths = [str(c.path) for c in clips]
+    found = map_on_one_thread(clip_embeddings, paths, jobs=args.jobs, chunksize=16)
     kept = [
         (f"{c.speaker} {condition}", e)
         for c, per_condition in zip(clips, found, strict=True)
